@@ -67,7 +67,7 @@ func startContainer(ctx context.Context, image string) (s *Server, err error) {
 		_ = ctr.Terminate(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("pgtest: container connection string: %w", err)
 	}
-	return &Server{kind: KindContainer, adminURL: u, container: terminator{ctr}}, nil
+	return newServer(&Server{kind: KindContainer, adminURL: u, container: terminator{ctr}}), nil
 }
 
 type terminator struct{ c *tcpostgres.PostgresContainer }

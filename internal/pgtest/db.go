@@ -187,7 +187,7 @@ func templateFor(ctx context.Context, srv *Server, key string, setup func(contex
 	if templates.byKey == nil {
 		templates.byKey = map[string]*templateState{}
 	}
-	mapKey := fmt.Sprintf("%p/%s", srv, key)
+	mapKey := fmt.Sprintf("%d/%s", srv.id, key)
 	st := templates.byKey[mapKey]
 	if st == nil {
 		st = &templateState{}

@@ -30,6 +30,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,6 +75,7 @@ const HowToGetOne = `pgtest: no PostgreSQL server available. Do one of:
 
 // Server is a PostgreSQL server for tests and examples.
 type Server struct {
+	id        uint64 // distinguishes servers in the template cache
 	kind      Kind
 	adminURL  string // connects as a role that can create databases
 	local     *localCluster
@@ -230,7 +232,14 @@ func StartLocal(ctx context.Context, opts ClusterOptions) (*Server, error) {
 		}
 		return nil, err
 	}
-	return &Server{kind: KindLocal, adminURL: c.url("postgres"), local: c}, nil
+	return newServer(&Server{kind: KindLocal, adminURL: c.url("postgres"), local: c}), nil
+}
+
+var serverIDs atomic.Uint64
+
+func newServer(s *Server) *Server {
+	s.id = serverIDs.Add(1)
+	return s
 }
 
 func containerImage() string {
@@ -255,5 +264,5 @@ func fromURL(ctx context.Context, u string) (*Server, error) {
 	if !canCreate {
 		return nil, fmt.Errorf("pgtest: the role in %s cannot create databases; grant it CREATEDB", EnvURL)
 	}
-	return &Server{kind: KindURL, adminURL: u}, nil
+	return newServer(&Server{kind: KindURL, adminURL: u}), nil
 }
