@@ -230,3 +230,40 @@ func TestPanicChild(t *testing.T) {
 	fmt.Printf("CLUSTER %s %d\n", filepath.Dir(dir), port)
 	panic("simulated crash with a running cluster")
 }
+
+// A stale test database left on a shared server by a killed run is dropped
+// by the next run that finds the server through the environment; a fresh
+// one is left alone.
+func TestStaleDatabasesAreDroppedOnSharedServer(t *testing.T) {
+	srv := pgtest.Shared(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, srv.AdminURL())
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	for name, age := range map[string]time.Duration{"justpg_test_stale0001": 7 * time.Hour, "justpg_test_fresh0001": time.Minute} {
+		_, err := conn.Exec(ctx, "CREATE DATABASE "+name)
+		require.NoError(t, err)
+		_, err = conn.Exec(ctx, "COMMENT ON DATABASE "+name+" IS 'justpg pgtest "+time.Now().Add(-age).UTC().Format(time.RFC3339)+"'")
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() { _, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS justpg_test_fresh0001") })
+	t.Setenv(pgtest.EnvURL, srv.AdminURL())
+	_, err = pgtest.Start(ctx)
+	require.NoError(t, err)
+	var names []string
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'justpg_test_%0001' ORDER BY 1`)
+	require.NoError(t, err)
+	names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	assert.Equal(t, []string{"justpg_test_fresh0001"}, names)
+}
+
+// BenchmarkNewDB measures what each test pays for its fresh database (the
+// drops happen in the benchmark's clean-up, outside the timing).
+func BenchmarkNewDB(b *testing.B) {
+	pgtest.NewDB(b) // start the server and build the template first
+	b.ResetTimer()
+	for b.Loop() {
+		pgtest.NewDB(b)
+	}
+}

@@ -264,5 +264,38 @@ func fromURL(ctx context.Context, u string) (*Server, error) {
 	if !canCreate {
 		return nil, fmt.Errorf("pgtest: the role in %s cannot create databases; grant it CREATEDB", EnvURL)
 	}
-	return newServer(&Server{kind: KindURL, adminURL: u}), nil
+	srv := newServer(&Server{kind: KindURL, adminURL: u})
+	dropStale(cctx, conn)
+	return srv, nil
+}
+
+// staleAfter is how old a test database left on a shared server must be
+// before a later run drops it: older than any test run, so never one in use.
+const staleAfter = 6 * time.Hour
+
+// dropStale removes test and template databases that a killed process left
+// on a server found through the environment (createDatabase marks them with
+// a dated comment). Errors are ignored: this is best-effort housekeeping.
+func dropStale(ctx context.Context, conn *pgx.Conn) {
+	rows, err := conn.Query(ctx, `SELECT datname, shobj_description(oid, 'pg_database')
+		FROM pg_database WHERE datname LIKE 'justpg\_t%' AND NOT datistemplate`)
+	if err != nil {
+		return
+	}
+	var stale []string
+	for rows.Next() {
+		var name string
+		var comment *string
+		if rows.Scan(&name, &comment) != nil || comment == nil {
+			continue
+		}
+		stamp, ok := strings.CutPrefix(*comment, "justpg pgtest ")
+		if t, err := time.Parse(time.RFC3339, stamp); ok && err == nil && time.Since(t) > staleAfter {
+			stale = append(stale, name)
+		}
+	}
+	rows.Close()
+	for _, name := range stale {
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	}
 }
