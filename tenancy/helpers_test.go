@@ -1,6 +1,7 @@
 package tenancy_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -155,3 +156,7 @@ func (e *env) visible(t *testing.T, db tenancy.DB, id uuid.UUID) []uuid.UUID {
 	require.NoError(t, err)
 	return out
 }
+
+type mapFile = fstest.MapFile
+
+type bytesBuffer = bytes.Buffer
