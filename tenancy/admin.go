@@ -37,18 +37,17 @@ func (m *Manager) AsAdmin(ctx context.Context, db DB, a Access, fn func(tx pgx.T
 	if a.Tenant != uuid.Nil {
 		tenant = &a.Tenant
 	}
-	var id int64
 	var bypass bool
-	err := db.QueryRow(ctx, `WITH r AS (SELECT rolsuper OR rolbypassrls AS bypass FROM pg_roles WHERE rolname = current_user),
-		ins AS (INSERT INTO `+m.qaccess+` (actor, reason, target_tenant)
-			SELECT $1, $2, $3 FROM r WHERE r.bypass RETURNING id)
-		SELECT coalesce((SELECT id FROM ins), 0), coalesce((SELECT bypass FROM r), false)`,
-		a.Actor, a.Reason, tenant).Scan(&id, &bypass)
-	if err != nil {
-		return 0, fmt.Errorf("tenancy: recording admin access: %w", err)
+	if err := db.QueryRow(ctx, `SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user`).Scan(&bypass); err != nil {
+		return 0, fmt.Errorf("tenancy: checking the role: %w", err)
 	}
 	if !bypass {
 		return 0, ErrNotAdmin
+	}
+	var id int64
+	if err := db.QueryRow(ctx, `INSERT INTO `+m.qaccess+` (actor, reason, target_tenant) VALUES ($1, $2, $3) RETURNING id`,
+		a.Actor, a.Reason, tenant).Scan(&id); err != nil {
+		return 0, fmt.Errorf("tenancy: recording admin access: %w", err)
 	}
 	m.log.Info("tenancy: admin access", "id", id, "actor", a.Actor, "reason", a.Reason, "tenant", a.Tenant)
 	tx, err := db.Begin(ctx)
