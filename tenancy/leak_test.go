@@ -108,34 +108,29 @@ func runLeakFuzz(t *testing.T, e *env, pool *pgxpool.Pool, ops int) {
 				if me.Isolation == tenancy.Dedicated {
 					wantSchema = me.Schema
 				}
-				check := func(tx pgx.Tx) error {
-					var setting, schema string
-					if err := tx.QueryRow(ctx, `SELECT current_setting('app.tenant_id'), current_schema()`).Scan(&setting, &schema); err != nil {
-						return err
-					}
-					if setting != me.ID.String() || schema != wantSchema {
-						leak("tenant %s saw setting %q schema %q", me.Slug, setting, schema)
-					}
-					return nil
-				}
 				var err error
 				switch op := rng.IntN(100); {
-				case op < 40: // read
+				case op < 40: // read, with the scope checked in the same statement
 					reads.Add(1)
 					err = e.m.WithTenant(ctx, pool, me.ID, func(tx pgx.Tx) error {
-						if err := check(tx); err != nil {
-							return err
-						}
-						rows, err := tx.Query(ctx, `SELECT tenant_id, body FROM notes LIMIT 20`)
+						rows, err := tx.Query(ctx, `SELECT current_setting('app.tenant_id'), current_schema(), n.tenant_id, n.body
+							FROM (SELECT 1) d LEFT JOIN LATERAL (SELECT tenant_id, body FROM notes LIMIT 20) n ON true`)
 						if err != nil {
 							return err
 						}
-						var tid uuid.UUID
-						var body string
-						_, err = pgx.ForEachRow(rows, []any{&tid, &body}, func() error {
+						var setting, schema string
+						var tid *uuid.UUID
+						var body *string
+						_, err = pgx.ForEachRow(rows, []any{&setting, &schema, &tid, &body}, func() error {
+							if setting != me.ID.String() || schema != wantSchema {
+								leak("tenant %s saw setting %q schema %q", me.Slug, setting, schema)
+							}
+							if tid == nil {
+								return nil // no rows yet
+							}
 							rowsRead.Add(1)
-							if tid != me.ID || !strings.HasPrefix(body, me.Slug+":") {
-								leak("tenant %s read row of %s (%q)", me.Slug, tid, body)
+							if *tid != me.ID || !strings.HasPrefix(*body, me.Slug+":") {
+								leak("tenant %s read row of %s (%q)", me.Slug, *tid, *body)
 							}
 							return nil
 						})
@@ -143,10 +138,13 @@ func runLeakFuzz(t *testing.T, e *env, pool *pgxpool.Pool, ops int) {
 					})
 				case op < 70: // committed write
 					err = e.m.WithTenant(ctx, pool, me.ID, func(tx pgx.Tx) error {
-						if err := check(tx); err != nil {
-							return err
+						var tid uuid.UUID
+						var setting, schema string
+						err := tx.QueryRow(ctx, `INSERT INTO notes (body) VALUES ($1)
+							RETURNING tenant_id, current_setting('app.tenant_id'), current_schema()`, me.Slug+": ok").Scan(&tid, &setting, &schema)
+						if err == nil && (tid != me.ID || setting != me.ID.String() || schema != wantSchema) {
+							leak("tenant %s wrote row of %s with setting %q schema %q", me.Slug, tid, setting, schema)
 						}
-						_, err := tx.Exec(ctx, `INSERT INTO notes (body) VALUES ($1)`, me.Slug+": ok")
 						return err
 					})
 					if err == nil {
@@ -186,7 +184,7 @@ func runLeakFuzz(t *testing.T, e *env, pool *pgxpool.Pool, ops int) {
 					case err == nil:
 						ts.committed.Add(1) // its own id: allowed
 					}
-				case op < 98: // unscoped, straight on the pool: sees nothing
+				case op < 99: // unscoped, straight on the pool: sees nothing
 					unscoped.Add(1)
 					var n int
 					var setting string
@@ -194,7 +192,7 @@ func runLeakFuzz(t *testing.T, e *env, pool *pgxpool.Pool, ops int) {
 					if err == nil && (n != 0 || setting != "") {
 						leak("unscoped query saw %d rows, setting %q", n, setting)
 					}
-				default: // a statement cancelled mid-transaction
+				default: // a statement cancelled mid-transaction (1%: each costs a reconnect)
 					cctx, cancel := context.WithTimeout(ctx, time.Duration(1+rng.IntN(5))*time.Millisecond)
 					err = e.m.WithTenant(cctx, pool, me.ID, func(tx pgx.Tx) error {
 						_, err := tx.Exec(cctx, `INSERT INTO notes (body) SELECT $1 FROM pg_sleep(0.05)`, me.Slug+": cancelled")

@@ -163,39 +163,51 @@ func rlsVsWhere(ctx context.Context, srv *benchdb.Server) error {
 
 	fmt.Printf("\nRLS vs explicit WHERE: %d tenants, %d rows, %d clients, pool of %d, mix 50%% point reads / 30%% range reads (20 rows) / 20%% inserts\n",
 		*nTenants, *nRows, *workers, *conns)
+	fmt.Println("  (the two contenders' transactions alternate in every client, so load from elsewhere hits both alike;")
+	fmt.Println("   figures are summed transaction latencies)")
 	for _, stmts := range []int{1, 5, 50} {
-		total := map[string]time.Duration{}
-		for r := 0; r < *rounds; r++ {
-			for _, c := range []contender{plain, rls} {
-				d, err := run(ctx, app, m, c, ids, byTenant, stmts)
-				if err != nil {
-					return fmt.Errorf("%s: %w", c.name, err)
-				}
-				total[c.name] += d
-			}
+		txs := *nTxs * *rounds
+		if stmts == 50 {
+			txs /= 10
 		}
-		n := float64(*nTxs * *rounds)
-		p, q := total[plain.name], total[rls.name]
-		fmt.Printf("  %2d statements/transaction: WHERE %7.1f tx/s, RLS %7.1f tx/s, RLS time / WHERE time = %.3f (overhead %+.1f%%)\n",
-			stmts, n/p.Seconds(), n/q.Seconds(), q.Seconds()/p.Seconds(), 100*(q.Seconds()/p.Seconds()-1))
+		lat, err := run(ctx, app, m, []contender{plain, rls}, ids, byTenant, stmts, txs)
+		if err != nil {
+			return err
+		}
+		p, q := lat[0], lat[1]
+		fmt.Printf("  %2d statements/transaction, %5d tx each: WHERE %7.3f ms/tx, RLS %7.3f ms/tx, RLS / WHERE = %.3f (overhead %+.1f%%)\n",
+			stmts, txs, ms(p, txs), ms(q, txs), q.Seconds()/p.Seconds(), 100*(q.Seconds()/p.Seconds()-1))
 	}
 	return nil
 }
 
-// run executes nTxs transactions of stmts statements each, from workers
-// goroutines, and returns the wall time.
-func run(ctx context.Context, pool *pgxpool.Pool, m *tenancy.Manager, c contender, ids []uuid.UUID, byTenant map[uuid.UUID][]int64, stmts int) (time.Duration, error) {
+func ms(d time.Duration, n int) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
+
+// run executes txs transactions of stmts statements per contender from
+// workers goroutines, each alternating between the contenders, and returns
+// each contender's summed transaction latency.
+func run(ctx context.Context, pool *pgxpool.Pool, m *tenancy.Manager, cs []contender, ids []uuid.UUID, byTenant map[uuid.UUID][]int64, stmts, txs int) ([]time.Duration, error) {
 	var next atomic.Int64
 	var firstErr error
 	var mu sync.Mutex
+	lat := make([]time.Duration, len(cs))
 	var wg sync.WaitGroup
-	start := time.Now()
 	for w := 0; w < *workers; w++ {
 		wg.Add(1)
 		go func(seed uint64) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, 42))
-			for next.Add(1) <= int64(*nTxs) {
+			local := make([]time.Duration, len(cs))
+			defer func() {
+				mu.Lock()
+				for i := range lat {
+					lat[i] += local[i]
+				}
+				mu.Unlock()
+			}()
+			for i := next.Add(1) - 1; i < int64(txs*len(cs)); i = next.Add(1) - 1 {
+				ci := int(i) % len(cs)
+				c := cs[ci]
 				t := ids[rng.IntN(len(ids))]
 				mine := byTenant[t]
 				body := func(tx pgx.Tx) error {
@@ -235,16 +247,18 @@ func run(ctx context.Context, pool *pgxpool.Pool, m *tenancy.Manager, c contende
 					}
 					return nil
 				}
+				start := time.Now()
 				var err error
 				if c.rls {
 					err = m.WithTenant(ctx, pool, t, body)
 				} else {
 					err = pgx.BeginFunc(ctx, pool, body)
 				}
+				local[ci] += time.Since(start)
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
-						firstErr = err
+						firstErr = fmt.Errorf("%s: %w", c.name, err)
 					}
 					mu.Unlock()
 					return
@@ -253,7 +267,7 @@ func run(ctx context.Context, pool *pgxpool.Pool, m *tenancy.Manager, c contende
 		}(uint64(w + 1))
 	}
 	wg.Wait()
-	return time.Since(start), firstErr
+	return lat, firstErr
 }
 
 func schemas(ctx context.Context, srv *benchdb.Server) error {
@@ -325,4 +339,3 @@ CREATE INDEX notes_pinned_idx ON notes (tenant_id) WHERE pinned;`)}
 	}
 	return nil
 }
-

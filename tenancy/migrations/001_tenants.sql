@@ -51,33 +51,30 @@ DECLARE
 BEGIN
     o_found := false;
     o_deleted := false;
-    SELECT r.rolsuper OR r.rolbypassrls INTO o_bypass
+    SELECT coalesce(bool_or(r.rolsuper OR r.rolbypassrls), false) INTO o_bypass
       FROM pg_catalog.pg_roles r WHERE r.rolname = current_user;
-    o_bypass := coalesce(o_bypass, false);
     IF o_bypass THEN
         RETURN;  -- refuse before setting anything
     END IF;
     PERFORM pg_catalog.pg_advisory_xact_lock_shared(
         pg_catalog.hashtextextended('justpg.tenancy:' || p_id::text, 0));
-    SELECT t.status, t.deleted_at IS NOT NULL, t.isolation, t.schema_name, t.settings
-      INTO o_status, o_deleted, o_isolation, o_schema, v_settings
+    SELECT true, t.status, t.deleted_at IS NOT NULL, t.isolation, t.schema_name, t.settings
+      INTO o_found, o_status, o_deleted, o_isolation, o_schema, v_settings
       FROM %1$I.tenancy_tenants t WHERE t.id = p_id;
     IF NOT FOUND THEN
+        o_found := false;
         o_deleted := false;
         RETURN;
     END IF;
-    o_found := true;
     IF o_deleted OR o_status <> 'active' THEN
         RETURN;
     END IF;
-    PERFORM pg_catalog.set_config('app.tenant_id', p_id::text, true);
-    IF v_settings ? 'statement_timeout_ms' THEN
-        PERFORM pg_catalog.set_config('statement_timeout', v_settings->>'statement_timeout_ms', true);
-    END IF;
-    IF o_isolation = 'dedicated' THEN
-        PERFORM pg_catalog.set_config('search_path',
-            pg_catalog.quote_ident(o_schema) || ', ' || pg_catalog.current_setting('search_path'), true);
-    END IF;
+    PERFORM pg_catalog.set_config('app.tenant_id', p_id::text, true),
+        CASE WHEN v_settings ? 'statement_timeout_ms'
+             THEN pg_catalog.set_config('statement_timeout', v_settings->>'statement_timeout_ms', true) END,
+        CASE WHEN o_isolation = 'dedicated'
+             THEN pg_catalog.set_config('search_path',
+                 pg_catalog.quote_ident(o_schema) || ', ' || pg_catalog.current_setting('search_path'), true) END;
 END
 $body$
 $fn$, current_schema());
