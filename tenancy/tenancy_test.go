@@ -423,3 +423,32 @@ func TestNewValidatesConfig(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "tenant_big_co", s)
 }
+
+// A connection killed in the middle of a tenant's transaction loses that
+// transaction only; the pool recovers and the next transactions are clean.
+func TestKilledConnectionMidTransaction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *pgxpool.Config) { c.MaxConns = 2 })
+	ctx := context.Background()
+	a, b := e.tenant(t, "acme", tenancy.Shared), e.tenant(t, "globex", tenancy.Shared)
+	e.insertNotes(t, a.ID, 1)
+	err := e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO notes (body) VALUES ('doomed')`); err != nil {
+			return err
+		}
+		var pid uint32 = tx.Conn().PgConn().PID()
+		if _, err := e.owner.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO notes (body) VALUES ('after the kill')`)
+		return err
+	})
+	require.Error(t, err)
+	assert.Len(t, e.visible(t, e.app, a.ID), 1, "the killed transaction left nothing")
+	assert.Empty(t, e.visible(t, e.app, b.ID))
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	err = e.m.WithTenant(cctx, e.app, a.ID, func(pgx.Tx) error { return nil })
+	assert.ErrorIs(t, err, context.Canceled)
+}
