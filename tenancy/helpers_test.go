@@ -69,7 +69,7 @@ func randHex(n int) string {
 // newEnv gives a test a migrated database, a Manager, and a pool connected
 // as a fresh application role (cluster-wide, so uniquely named and dropped
 // in cleanup).
-func newEnv(t *testing.T, poolCfg ...func(*pgxpool.Config)) *env {
+func newEnv(t testing.TB, poolCfg ...func(*pgxpool.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	db := pgtest.NewDB(t, pgtest.WithSetup("tenancy-app-v1", func(ctx context.Context, pool *pgxpool.Pool) error {
@@ -95,7 +95,7 @@ func newEnv(t *testing.T, poolCfg ...func(*pgxpool.Config)) *env {
 
 // newRolePool runs create (which makes role with password pw), connects a
 // pool as the role, and drops the role in cleanup.
-func newRolePool(t *testing.T, db *pgtest.DB, role string, create func(pw string) error, poolCfg ...func(*pgxpool.Config)) *pgxpool.Pool {
+func newRolePool(t testing.TB, db *pgtest.DB, role string, create func(pw string) error, poolCfg ...func(*pgxpool.Config)) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
 	pw := randHex(12)
@@ -121,14 +121,14 @@ func newRolePool(t *testing.T, db *pgtest.DB, role string, create func(pw string
 	return pool
 }
 
-func (e *env) tenant(t *testing.T, slug string, iso tenancy.Isolation) tenancy.Tenant {
+func (e *env) tenant(t testing.TB, slug string, iso tenancy.Isolation) tenancy.Tenant {
 	t.Helper()
 	tn, err := e.m.Create(context.Background(), e.owner, tenancy.NewTenant{Slug: slug, Name: strings.ToUpper(slug), Isolation: iso})
 	require.NoError(t, err)
 	return tn
 }
 
-func (e *env) insertNotes(t *testing.T, id uuid.UUID, n int) {
+func (e *env) insertNotes(t testing.TB, id uuid.UUID, n int) {
 	t.Helper()
 	err := e.m.WithTenant(context.Background(), e.app, id, func(tx pgx.Tx) error {
 		for i := 0; i < n; i++ {
