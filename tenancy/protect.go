@@ -29,6 +29,7 @@ func (t Table) Quoted() string {
 	return pgx.Identifier{t.Schema, t.Name}.Sanitize()
 }
 
+// String returns the quoted name.
 func (t Table) String() string { return t.Quoted() }
 
 // ParseTable parses "name" or "schema.name" (names containing dots are not

@@ -97,6 +97,7 @@ type MigrateError struct {
 	Failed []SchemaResult
 }
 
+// Error lists the failed schemas and the first error.
 func (e *MigrateError) Error() string {
 	names := make([]string, len(e.Failed))
 	for i, f := range e.Failed {

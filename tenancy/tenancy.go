@@ -106,6 +106,7 @@ type BypassError struct {
 	Reasons []string
 }
 
+// Error names the role and the reasons.
 func (e *BypassError) Error() string {
 	return fmt.Sprintf("tenancy: refusing tenant-scoped work: role %q would bypass row-level security: %v", e.Role, e.Reasons)
 }
