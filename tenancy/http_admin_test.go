@@ -137,7 +137,9 @@ func TestAdminAccessIsExplicitAndRecorded(t *testing.T) {
 	require.Len(t, log, 2)
 	assert.Equal(t, id, log[0].ID)
 	assert.Equal(t, tenancy.Access{Actor: "alice@support", Reason: "ticket 42", Tenant: b.ID}, log[0].Access)
-	assert.Equal(t, "postgres", log[0].Role)
+	var ownerRole string
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT current_user`).Scan(&ownerRole))
+	assert.Equal(t, ownerRole, log[0].Role)
 	assert.Equal(t, "nightly-report", log[1].Access.Actor)
 	assert.Equal(t, uuid.Nil, log[1].Access.Tenant)
 

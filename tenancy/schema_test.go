@@ -139,9 +139,11 @@ func TestMoveSharedToDedicatedAndBackKeepsEveryRow(t *testing.T) {
 	var written atomic.Int64
 	var werr error
 	var wg sync.WaitGroup
+	writerDone := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(writerDone)
 		for {
 			select {
 			case <-stop:
@@ -159,14 +161,19 @@ func TestMoveSharedToDedicatedAndBackKeepsEveryRow(t *testing.T) {
 			written.Add(1)
 		}
 	}()
-	for written.Load() < 5 {
-		time.Sleep(5 * time.Millisecond)
+	waitWrites := func(n int64) {
+		for written.Load() < n {
+			select {
+			case <-writerDone:
+				return // the writer failed; werr says why
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
 	}
+	waitWrites(5)
 	rep, err := e.m.MoveToDedicated(ctx, e.owner, a.ID)
 	require.NoError(t, err)
-	for written.Load() < int64(10+rep.Rows[`"tenant_big_co"."notes"`]-50) {
-		time.Sleep(5 * time.Millisecond) // a few writes after the move too
-	}
+	waitWrites(10 + rep.Rows[`"tenant_big_co"."notes"`] - 50) // a few writes after the move too
 	close(stop)
 	wg.Wait()
 	require.NoError(t, werr)
