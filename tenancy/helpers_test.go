@@ -71,8 +71,18 @@ func randHex(n int) string {
 // in cleanup).
 func newEnv(t testing.TB, poolCfg ...func(*pgxpool.Config)) *env {
 	t.Helper()
+	return newEnvOn(t, nil, poolCfg...)
+}
+
+// newEnvOn is newEnv on srv (nil: the shared server).
+func newEnvOn(t testing.TB, srv *pgtest.Server, poolCfg ...func(*pgxpool.Config)) *env {
+	t.Helper()
 	ctx := context.Background()
-	db := pgtest.NewDB(t, pgtest.WithSetup("tenancy-app-v1", func(ctx context.Context, pool *pgxpool.Pool) error {
+	var opts []pgtest.Option
+	if srv != nil {
+		opts = append(opts, pgtest.OnServer(srv))
+	}
+	db := pgtest.NewDB(t, append(opts, pgtest.WithSetup("tenancy-app-v1", func(ctx context.Context, pool *pgxpool.Pool) error {
 		if err := tenancy.Migrate(ctx, pool); err != nil {
 			return err
 		}
@@ -82,7 +92,7 @@ func newEnv(t testing.TB, poolCfg ...func(*pgxpool.Config)) *env {
 		}
 		_, err = m.MigrateApp(ctx, pool, "public")
 		return err
-	}))
+	}))...)
 	role := "tenancy_app_" + randHex(6)
 	m, err := tenancy.New(tenancy.Config{TenantMigrations: appMigrations(), AppRole: role})
 	require.NoError(t, err)

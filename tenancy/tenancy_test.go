@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/justpg/justpg/internal/pgtest"
 	"github.com/justpg/justpg/tenancy"
 )
 
@@ -456,4 +458,37 @@ func TestKilledConnectionMidTransaction(t *testing.T) {
 	cancel()
 	err = e.m.WithTenant(cctx, e.app, a.ID, func(pgx.Tx) error { return nil })
 	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// After a server restart every pooled connection is gone; the pool
+// reconnects, tenant transactions work again and nothing of the
+// interrupted ones is visible.
+func TestServerRestart(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.NewCluster(t, pgtest.ClusterOptions{})
+	e := newEnvOn(t, srv, func(c *pgxpool.Config) { c.MaxConns = 2 })
+	ctx := context.Background()
+	a, b := e.tenant(t, "acme", tenancy.Shared), e.tenant(t, "globex", tenancy.Dedicated)
+	e.insertNotes(t, a.ID, 2)
+	e.insertNotes(t, b.ID, 1)
+	err := e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO notes (body) VALUES ('interrupted')`); err != nil {
+			return err
+		}
+		if err := srv.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, err := tx.Exec(ctx, `SELECT 1`)
+		return err
+	})
+	require.Error(t, err)
+	// The pool's other connection died too; the first use may fail once.
+	require.Eventually(t, func() bool {
+		return e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error { return nil }) == nil
+	}, 30*time.Second, 50*time.Millisecond)
+	assert.Len(t, e.visible(t, e.app, a.ID), 2)
+	got := e.visible(t, e.app, b.ID)
+	require.Len(t, got, 1)
+	assert.Equal(t, b.ID, got[0])
+	require.NoError(t, tenancy.Check(ctx, e.app))
 }
