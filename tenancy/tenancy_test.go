@@ -1,0 +1,494 @@
+package tenancy_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/justpg/justpg/internal/pgtest"
+	"github.com/justpg/justpg/tenancy"
+)
+
+func pgCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+func TestTwoTenantsCannotSeeEachOther(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	require.NoError(t, tenancy.Check(ctx, e.app))
+	a, b := e.tenant(t, "acme", tenancy.Shared), e.tenant(t, "globex", tenancy.Shared)
+	e.insertNotes(t, a.ID, 3)
+	e.insertNotes(t, b.ID, 2)
+
+	va, vb := e.visible(t, e.app, a.ID), e.visible(t, e.app, b.ID)
+	require.Len(t, va, 3)
+	require.Len(t, vb, 2)
+	for _, id := range va {
+		assert.Equal(t, a.ID, id)
+	}
+	for _, id := range vb {
+		assert.Equal(t, b.ID, id)
+	}
+
+	// Reaching for the other tenant's rows by id finds nothing, and updates
+	// and deletes of them touch nothing.
+	var bNote uuid.UUID
+	require.NoError(t, e.m.WithTenant(ctx, e.app, b.ID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT id FROM notes LIMIT 1`).Scan(&bNote)
+	}))
+	require.NoError(t, e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `SELECT id FROM notes WHERE id = $1`, bNote).Scan(new(uuid.UUID))
+		assert.ErrorIs(t, err, pgx.ErrNoRows)
+		tag, err := tx.Exec(ctx, `UPDATE notes SET body = 'stolen' WHERE id = $1`, bNote)
+		require.NoError(t, err)
+		assert.Zero(t, tag.RowsAffected())
+		tag, err = tx.Exec(ctx, `DELETE FROM notes WHERE tenant_id = $1`, b.ID)
+		require.NoError(t, err)
+		assert.Zero(t, tag.RowsAffected())
+		return nil
+	}))
+
+	// An insert or an update that names the other tenant is refused by
+	// WITH CHECK.
+	err := e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO notes (tenant_id, body) VALUES ($1, 'planted')`, b.ID)
+		return err
+	})
+	assert.Equal(t, "42501", pgCode(err), "insert for another tenant: %v", err)
+	err = e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE notes SET tenant_id = $1`, b.ID)
+		return err
+	})
+	assert.Equal(t, "42501", pgCode(err), "moving a row to another tenant: %v", err)
+	assert.Len(t, e.visible(t, e.app, b.ID), 2)
+}
+
+func TestForgotToSetTenantFailsClosed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	a := e.tenant(t, "acme", tenancy.Shared)
+	e.insertNotes(t, a.ID, 5)
+
+	// Straight on the pool, no tenant: nothing visible, inserts refused.
+	var n int
+	require.NoError(t, e.app.QueryRow(ctx, `SELECT count(*) FROM notes`).Scan(&n))
+	assert.Zero(t, n)
+	_, err := e.app.Exec(ctx, `INSERT INTO notes (body) VALUES ('orphan')`)
+	assert.Equal(t, "42501", pgCode(err), "insert without a tenant: %v", err)
+	_, err = e.app.Exec(ctx, `INSERT INTO notes (tenant_id, body) VALUES ($1, 'claims acme')`, a.ID)
+	assert.Equal(t, "42501", pgCode(err), "insert naming a tenant without being it: %v", err)
+
+	// The empty string a finished transaction leaves behind also matches
+	// nothing (rather than failing the uuid cast).
+	_, err = e.app.Exec(ctx, `SELECT set_config('app.tenant_id', '', false)`)
+	require.NoError(t, err)
+	require.NoError(t, e.app.QueryRow(ctx, `SELECT count(*) FROM notes`).Scan(&n))
+	assert.Zero(t, n)
+	require.NoError(t, e.app.QueryRow(ctx, `SELECT count(*) FROM comments`).Scan(&n))
+	assert.Zero(t, n)
+}
+
+func TestTenantStatesAndBadIDs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	a := e.tenant(t, "acme", tenancy.Shared)
+	noop := func(pgx.Tx) error { return nil }
+
+	err := e.m.WithTenant(ctx, e.app, uuid.New(), noop)
+	assert.ErrorIs(t, err, tenancy.ErrNotFound)
+	err = e.m.WithTenant(ctx, e.app, uuid.Nil, noop)
+	assert.ErrorIs(t, err, tenancy.ErrMalformedID)
+
+	_, err = e.m.Suspend(ctx, e.owner, a.ID)
+	require.NoError(t, err)
+	assert.ErrorIs(t, e.m.WithTenant(ctx, e.app, a.ID, noop), tenancy.ErrSuspended)
+	_, err = e.m.Activate(ctx, e.owner, a.ID)
+	require.NoError(t, err)
+	assert.NoError(t, e.m.WithTenant(ctx, e.app, a.ID, noop))
+
+	_, err = e.m.Delete(ctx, e.owner, a.ID)
+	require.NoError(t, err)
+	assert.ErrorIs(t, e.m.WithTenant(ctx, e.app, a.ID, noop), tenancy.ErrDeleted)
+	_, err = e.m.Restore(ctx, e.owner, a.ID)
+	require.NoError(t, err)
+	assert.NoError(t, e.m.WithTenant(ctx, e.app, a.ID, noop))
+
+	for _, bad := range []string{"", "acme", "00000000-0000-0000-0000-000000000000", "'; DROP TABLE notes; --",
+		"6ba7b810-9dad-11d1-80b4-00c04fd430c8'; --", "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}"} {
+		_, err := tenancy.ParseID(bad)
+		assert.ErrorIs(t, err, tenancy.ErrMalformedID, bad)
+	}
+	id, err := tenancy.ParseID(a.ID.String())
+	require.NoError(t, err)
+	assert.Equal(t, a.ID, id)
+
+	// Slugs built to inject SQL are refused before reaching the database.
+	for _, bad := range []string{`x"; DROP SCHEMA public CASCADE; --`, "Acme", "a_b", "-a", "a-", strings.Repeat("a", 49), "a b", "ä"} {
+		_, err := e.m.Create(ctx, e.owner, tenancy.NewTenant{Slug: bad, Name: "x"})
+		assert.ErrorIs(t, err, tenancy.ErrInvalid, bad)
+		_, err = e.m.BySlug(ctx, e.owner, bad)
+		assert.ErrorIs(t, err, tenancy.ErrInvalid, bad)
+	}
+	_, err = e.m.Create(ctx, e.owner, tenancy.NewTenant{Slug: "acme", Name: "again"})
+	assert.ErrorIs(t, err, tenancy.ErrSlugTaken)
+	_, err = e.m.Create(ctx, e.owner, tenancy.NewTenant{Slug: "bad-settings", Name: "x",
+		Settings: map[string]any{"statement_timeout_ms": "1; DROP TABLE notes"}})
+	assert.ErrorIs(t, err, tenancy.ErrInvalid)
+	got, err := e.m.BySlug(ctx, e.owner, "acme")
+	require.NoError(t, err)
+	assert.Equal(t, a.ID, got.ID)
+	_, err = e.m.BySlug(ctx, e.owner, "nobody")
+	assert.ErrorIs(t, err, tenancy.ErrNotFound)
+}
+
+func TestBypassingConnectionsAreRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	a := e.tenant(t, "acme", tenancy.Shared)
+	noop := func(pgx.Tx) error { return nil }
+	var super bool
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super))
+	if !super {
+		t.Skip("this test needs the test server's admin role to be a superuser (it creates a BYPASSRLS role)")
+	}
+
+	// The superuser that owns everything.
+	err := tenancy.Check(ctx, e.owner)
+	var be *tenancy.BypassError
+	require.ErrorAs(t, err, &be)
+	assert.Contains(t, be.Error(), "superuser")
+	assert.ErrorIs(t, e.m.WithTenant(ctx, e.owner, a.ID, noop), tenancy.ErrBypass)
+
+	// A role with BYPASSRLS.
+	bypassRole := "tenancy_bypass_" + randHex(6)
+	bypass := newRolePool(t, e.db, bypassRole, func(pw string) error {
+		_, err := e.owner.Exec(ctx, `CREATE ROLE `+pgx.Identifier{bypassRole}.Sanitize()+` LOGIN BYPASSRLS PASSWORD '`+pw+`'`)
+		if err == nil {
+			_, err = e.owner.Exec(ctx, `GRANT SELECT ON ALL TABLES IN SCHEMA public, justpg TO `+pgx.Identifier{bypassRole}.Sanitize()+
+				`; GRANT USAGE ON SCHEMA justpg TO `+pgx.Identifier{bypassRole}.Sanitize()+
+				`; GRANT EXECUTE ON FUNCTION justpg.tenancy_enter(uuid) TO `+pgx.Identifier{bypassRole}.Sanitize())
+		}
+		return err
+	})
+	err = tenancy.Check(ctx, bypass)
+	require.ErrorAs(t, err, &be)
+	assert.Contains(t, be.Error(), "BYPASSRLS")
+	assert.ErrorIs(t, e.m.WithTenant(ctx, bypass, a.ID, noop), tenancy.ErrBypass)
+	// Refusing it is not paranoia: it really sees everything.
+	e.insertNotes(t, a.ID, 1)
+	var n int
+	require.NoError(t, bypass.QueryRow(ctx, `SELECT count(*) FROM notes`).Scan(&n))
+	assert.Equal(t, 1, n)
+
+	// An ordinary role that owns a protected table that is not FORCEd.
+	ownerRole := "tenancy_owner_" + randHex(6)
+	owner := newRolePool(t, e.db, ownerRole, func(pw string) error {
+		q := pgx.Identifier{ownerRole}.Sanitize()
+		_, err := e.owner.Exec(ctx, `CREATE ROLE `+q+` LOGIN PASSWORD '`+pw+`'; CREATE TABLE owned (`+tenancy.TenantIDColumnSQL+`);
+			ALTER TABLE owned OWNER TO `+q)
+		if err == nil {
+			err = tenancy.Protect(ctx, e.owner, "owned")
+		}
+		return err
+	})
+	assert.NoError(t, tenancy.Check(ctx, owner), "owner of a FORCEd table is subject to its policy")
+	_, err = e.owner.Exec(ctx, `ALTER TABLE owned NO FORCE ROW LEVEL SECURITY`)
+	require.NoError(t, err)
+	err = tenancy.Check(ctx, owner)
+	require.ErrorAs(t, err, &be)
+	assert.Contains(t, be.Error(), `"public"."owned"`)
+	// RLS switched off on a protected table is refused for everyone.
+	_, err = e.owner.Exec(ctx, `ALTER TABLE owned DISABLE ROW LEVEL SECURITY`)
+	require.NoError(t, err)
+	assert.ErrorIs(t, tenancy.Check(ctx, e.app), tenancy.ErrBypass)
+	_, err = e.owner.Exec(ctx, `ALTER TABLE owned ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY`)
+	require.NoError(t, err)
+	assert.NoError(t, tenancy.Check(ctx, e.app))
+
+	// The helper refuses to hand out a superuser as the app role.
+	err = e.m.CreateAppRole(ctx, e.owner, tenancy.AppRole{Name: "postgres"})
+	assert.ErrorIs(t, err, tenancy.ErrBypass)
+	var byp bool
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1`, e.role).Scan(&super, &byp))
+	assert.False(t, super)
+	assert.False(t, byp)
+}
+
+func TestNestedTransactionIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	a := e.tenant(t, "acme", tenancy.Shared)
+	tx, err := e.app.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	err = e.m.WithTenant(ctx, tx, a.ID, func(pgx.Tx) error { return nil })
+	assert.ErrorIs(t, err, tenancy.ErrNestedTx)
+}
+
+// A connection goes back to the pool after an error or a rollback in the
+// middle of a tenant's transaction; nothing of the tenant stays on it.
+func TestReusedConnectionKeepsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	ctx := context.Background()
+	a := e.tenant(t, "acme", tenancy.Dedicated)
+	b := e.tenant(t, "globex", tenancy.Shared)
+	e.insertNotes(t, a.ID, 2)
+	e.insertNotes(t, b.ID, 1)
+	var pid1 uint32
+	boom := errors.New("boom")
+	err := e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error {
+		pid1 = tx.Conn().PgConn().PID()
+		if _, err := tx.Exec(ctx, `INSERT INTO notes (body) VALUES ('lost')`); err != nil {
+			return err
+		}
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	err = e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT 1/0`)
+		return err
+	})
+	assert.Equal(t, "22012", pgCode(err))
+
+	c, err := e.app.Acquire(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, pid1, c.Conn().PgConn().PID(), "same connection")
+	var setting, path, timeout string
+	require.NoError(t, c.QueryRow(ctx, `SELECT coalesce(current_setting('app.tenant_id', true), ''), current_setting('search_path'),
+		current_setting('statement_timeout')`).Scan(&setting, &path, &timeout))
+	assert.Empty(t, setting)
+	assert.NotContains(t, path, "tenant_acme")
+	var n int
+	require.NoError(t, c.QueryRow(ctx, `SELECT count(*) FROM notes`).Scan(&n))
+	assert.Zero(t, n)
+	c.Release()
+	assert.Len(t, e.visible(t, e.app, a.ID), 2, "the failed transaction's insert was rolled back")
+	got := e.visible(t, e.app, b.ID)
+	require.Len(t, got, 1)
+	assert.Equal(t, b.ID, got[0])
+}
+
+func TestStatementTimeoutPerTenant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	slow, err := e.m.Create(ctx, e.owner, tenancy.NewTenant{Slug: "noisy", Name: "Noisy",
+		Settings: map[string]any{"statement_timeout_ms": 50, "theme": "dark"}})
+	require.NoError(t, err)
+	assert.Equal(t, "dark", slow.Settings["theme"])
+	err = e.m.WithTenant(ctx, e.app, slow.ID, func(tx pgx.Tx) error {
+		var v string
+		if err := tx.QueryRow(ctx, `SELECT current_setting('statement_timeout')`).Scan(&v); err != nil {
+			return err
+		}
+		assert.Equal(t, "50ms", v)
+		_, err := tx.Exec(ctx, `SELECT pg_sleep(5)`)
+		return err
+	})
+	assert.Equal(t, "57014", pgCode(err), "statement cancelled by the tenant's timeout: %v", err)
+
+	calm := e.tenant(t, "calm", tenancy.Shared)
+	require.NoError(t, e.m.WithTenant(ctx, e.app, calm.ID, func(tx pgx.Tx) error {
+		var v string
+		require.NoError(t, tx.QueryRow(ctx, `SELECT current_setting('statement_timeout')`).Scan(&v))
+		assert.Equal(t, "0", v, "no timeout leaks from the noisy tenant")
+		return nil
+	}))
+}
+
+func TestExplainUsesIndexAndInitPlan(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	var ids []uuid.UUID
+	for i := 0; i < 50; i++ {
+		ids = append(ids, e.tenant(t, "t"+strings.Repeat("x", i%3)+string(rune('a'+i%26))+string(rune('a'+i/26)), tenancy.Shared).ID)
+	}
+	// 50 tenants x 200 notes, loaded as the owner with an explicit tenant_id.
+	_, err := e.owner.Exec(ctx, `SELECT set_config('app.tenant_id', '', false)`)
+	require.NoError(t, err)
+	_, err = e.owner.Exec(ctx, `INSERT INTO notes (tenant_id, body) SELECT t, 'n' || g FROM unnest($1::uuid[]) t, generate_series(1, 200) g`, ids)
+	require.NoError(t, err)
+	_, err = e.owner.Exec(ctx, `ANALYZE notes`)
+	require.NoError(t, err)
+	require.NoError(t, e.m.WithTenant(ctx, e.app, ids[7], func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `EXPLAIN (VERBOSE) SELECT * FROM notes WHERE n >= 0`)
+		if err != nil {
+			return err
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		plan := strings.Join(lines, "\n")
+		assert.Contains(t, plan, "notes_tenant_id_idx", plan)
+		assert.Contains(t, plan, "InitPlan", "the setting is read once per statement:\n"+plan)
+		assert.Equal(t, 1, strings.Count(plan, "current_setting"), plan)
+		var n int
+		require.NoError(t, tx.QueryRow(ctx, `SELECT count(*) FROM notes`).Scan(&n))
+		assert.Equal(t, 200, n)
+		return nil
+	}))
+}
+
+func TestProtectSQLQuotesNames(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	sql, err := tenancy.ProtectSQL("public.notes")
+	require.NoError(t, err)
+	for _, want := range []string{
+		`ALTER TABLE "public"."notes" ENABLE ROW LEVEL SECURITY`,
+		`ALTER TABLE "public"."notes" FORCE ROW LEVEL SECURITY`,
+		`USING (tenant_id = ` + tenancy.CurrentTenantSQL + `)`,
+		`WITH CHECK (tenant_id = ` + tenancy.CurrentTenantSQL + `)`,
+		`CREATE INDEX IF NOT EXISTS "notes_tenant_id_idx" ON "public"."notes" (tenant_id)`,
+	} {
+		assert.Contains(t, sql, want)
+	}
+	for _, bad := range []string{"", ".", "a.", ".b", "a\x00b", strings.Repeat("x", 64)} {
+		_, err := tenancy.ProtectSQL(bad)
+		assert.ErrorIs(t, err, tenancy.ErrInvalid, "%q", bad)
+	}
+
+	// A hostile table name is just a name.
+	evil := `x"; DROP TABLE notes; --`
+	_, err = e.owner.Exec(ctx, `CREATE TABLE `+pgx.Identifier{evil}.Sanitize()+` (body text)`)
+	require.NoError(t, err)
+	require.NoError(t, tenancy.Protect(ctx, e.owner, evil))
+	require.NoError(t, tenancy.Protect(ctx, e.owner, evil), "idempotent")
+	var exists bool
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT to_regclass('notes') IS NOT NULL`).Scan(&exists))
+	assert.True(t, exists)
+	un, err := tenancy.Unprotected(ctx, e.owner)
+	require.NoError(t, err)
+	assert.Empty(t, un)
+	prot, err := tenancy.ProtectedTables(ctx, e.owner)
+	require.NoError(t, err)
+	var names []string
+	for _, p := range prot {
+		assert.True(t, p.Enabled && p.Forced, p.Quoted())
+		names = append(names, p.Name)
+	}
+	assert.ElementsMatch(t, []string{"notes", "comments", evil}, names)
+
+	// A long name gets a distinct index name within the limit.
+	long := strings.Repeat("l", 60)
+	_, err = e.owner.Exec(ctx, `CREATE TABLE `+long+` (`+tenancy.TenantIDColumnSQL+`)`)
+	require.NoError(t, err)
+	require.NoError(t, tenancy.Protect(ctx, e.owner, long))
+
+	// Wrong column type and missing table give clear errors.
+	_, err = e.owner.Exec(ctx, `CREATE TABLE wrongtype (tenant_id text)`)
+	require.NoError(t, err)
+	assert.ErrorIs(t, tenancy.Protect(ctx, e.owner, "wrongtype"), tenancy.ErrInvalid)
+	assert.ErrorContains(t, tenancy.Protect(ctx, e.owner, "missing"), "does not exist")
+	_, err = e.owner.Exec(ctx, `CREATE TABLE later (id int)`)
+	require.NoError(t, err)
+	_, err = e.owner.Exec(ctx, `ALTER TABLE later ADD COLUMN tenant_id uuid`)
+	require.NoError(t, err)
+	un, err = tenancy.Unprotected(ctx, e.owner)
+	require.NoError(t, err)
+	assert.Equal(t, []tenancy.Table{{Schema: "public", Name: "later"}, {Schema: "public", Name: "wrongtype"}}, un)
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []tenancy.Config{
+		{SchemaPrefix: `t"; drop`},
+		{SchemaPrefix: "Upper_"},
+		{Schema: "a\x00"},
+		{AppRole: "r\x01"},
+		{Retention: -1},
+	} {
+		_, err := tenancy.New(cfg)
+		assert.Error(t, err, "%+v", cfg)
+	}
+	m, err := tenancy.New(tenancy.Config{})
+	require.NoError(t, err)
+	s, err := m.SchemaName("big-co")
+	require.NoError(t, err)
+	assert.Equal(t, "tenant_big_co", s)
+}
+
+// A connection killed in the middle of a tenant's transaction loses that
+// transaction only; the pool recovers and the next transactions are clean.
+func TestKilledConnectionMidTransaction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *pgxpool.Config) { c.MaxConns = 2 })
+	ctx := context.Background()
+	a, b := e.tenant(t, "acme", tenancy.Shared), e.tenant(t, "globex", tenancy.Shared)
+	e.insertNotes(t, a.ID, 1)
+	err := e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO notes (body) VALUES ('doomed')`); err != nil {
+			return err
+		}
+		var pid uint32 = tx.Conn().PgConn().PID()
+		if _, err := e.owner.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO notes (body) VALUES ('after the kill')`)
+		return err
+	})
+	require.Error(t, err)
+	assert.Len(t, e.visible(t, e.app, a.ID), 1, "the killed transaction left nothing")
+	assert.Empty(t, e.visible(t, e.app, b.ID))
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	err = e.m.WithTenant(cctx, e.app, a.ID, func(pgx.Tx) error { return nil })
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// After a server restart every pooled connection is gone; the pool
+// reconnects, tenant transactions work again and nothing of the
+// interrupted ones is visible.
+func TestServerRestart(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.NewCluster(t, pgtest.ClusterOptions{})
+	e := newEnvOn(t, srv, func(c *pgxpool.Config) { c.MaxConns = 2 })
+	ctx := context.Background()
+	a, b := e.tenant(t, "acme", tenancy.Shared), e.tenant(t, "globex", tenancy.Dedicated)
+	e.insertNotes(t, a.ID, 2)
+	e.insertNotes(t, b.ID, 1)
+	err := e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO notes (body) VALUES ('interrupted')`); err != nil {
+			return err
+		}
+		if err := srv.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, err := tx.Exec(ctx, `SELECT 1`)
+		return err
+	})
+	require.Error(t, err)
+	// The pool's other connection died too; the first use may fail once.
+	require.Eventually(t, func() bool {
+		return e.m.WithTenant(ctx, e.app, a.ID, func(tx pgx.Tx) error { return nil }) == nil
+	}, 30*time.Second, 50*time.Millisecond)
+	assert.Len(t, e.visible(t, e.app, a.ID), 2)
+	got := e.visible(t, e.app, b.ID)
+	require.Len(t, got, 1)
+	assert.Equal(t, b.ID, got[0])
+	require.NoError(t, tenancy.Check(ctx, e.app))
+}
