@@ -104,13 +104,7 @@ func (a *Auth) ValidateAPIKey(ctx context.Context, db DB, secret string) (*Princ
 	}
 	var p Principal
 	var expired, stale bool
-	k, err := scanKey(db.QueryRow(ctx, `SELECT k.id::text, k.user_id::text, k.name, k.hint, k.scopes, k.created_at,
-			k.expires_at, k.revoked_at, k.last_used_at,
-			u.email, u.email_verified_at, u.totp_enabled_at IS NOT NULL, u.created_at,
-			COALESCE(k.expires_at <= now(), false),
-			COALESCE(k.last_used_at <= now() - $2 * interval '1 microsecond', true)
-		FROM `+a.keys+` k JOIN `+a.users+` u ON u.id = k.user_id
-		WHERE k.key_hash = $1`, hash, micros(a.cfg.APIKeyTouchInterval)),
+	k, err := scanKey(db.QueryRow(ctx, a.sqlAPIKey, hash, micros(a.cfg.APIKeyTouchInterval)),
 		&p.User.Email, &p.User.EmailVerifiedAt, &p.User.TOTPEnabled, &p.User.CreatedAt, &expired, &stale)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: unknown API key", ErrInvalidToken)

@@ -27,7 +27,7 @@ func NormalizeEmail(email string) (string, error) {
 	if !utf8.ValidString(email) {
 		return bad("not valid UTF-8")
 	}
-	e := strings.ToLower(norm.NFC.String(strings.TrimSpace(email)))
+	e := norm.NFC.String(strings.ToLower(norm.NFC.String(strings.TrimSpace(email))))
 	if e == "" {
 		return bad("empty")
 	}

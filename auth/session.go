@@ -102,13 +102,7 @@ func (a *Auth) ValidateSession(ctx context.Context, db DB, token string) (*Princ
 	}
 	var p Principal
 	var expired, stale bool
-	s, err := scanSession(db.QueryRow(ctx, `SELECT s.id::text, s.user_id::text, s.created_at, s.last_seen_at, s.expires_at,
-			s.user_agent, COALESCE(host(s.ip), ''),
-			u.email, u.email_verified_at, u.totp_enabled_at IS NOT NULL, u.created_at,
-			s.expires_at <= now() OR s.last_seen_at <= now() - $2 * interval '1 microsecond',
-			s.last_seen_at <= now() - $3 * interval '1 microsecond'
-		FROM `+a.sessions+` s JOIN `+a.users+` u ON u.id = s.user_id
-		WHERE s.token_hash = $1`, hash, micros(a.cfg.SessionIdleTimeout), micros(a.cfg.SessionRenewInterval)),
+	s, err := scanSession(db.QueryRow(ctx, a.sqlSession, hash, micros(a.cfg.SessionIdleTimeout), micros(a.cfg.SessionRenewInterval)),
 		&p.User.Email, &p.User.EmailVerifiedAt, &p.User.TOTPEnabled, &p.User.CreatedAt, &expired, &stale)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: unknown session", ErrInvalidToken)
@@ -237,7 +231,7 @@ func (a *Auth) RevokeSessions(ctx context.Context, db DB, userID, keepSessionID 
 	var n int64
 	err := pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
 		var err error
-		if n, err = a.revokeSessions(ctx, tx, userID, keepSessionID); err != nil {
+		if n, err = a.revokeSessions(ctx, tx, userID, keepSessionID); err != nil || n == 0 {
 			return err
 		}
 		return a.record(ctx, tx, EventSessionRevoked, userID, c, map[string]any{"count": n, "kept": keepSessionID})

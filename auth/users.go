@@ -161,9 +161,7 @@ func (a *Auth) Login(ctx context.Context, db DB, cr Credentials, c Client) (Logi
 	var row loginRow
 	found := false
 	if emailErr == nil {
-		err := db.QueryRow(ctx, `SELECT `+userCols+`, password_hash, COALESCE(locked_until > now(), false),
-				CASE WHEN totp_enabled_at IS NOT NULL THEN totp_secret END, totp_last_step
-			FROM `+a.users+` WHERE `+tenantKey+` = `+currentTenant+` AND email = $1`, email).Scan(
+		err := db.QueryRow(ctx, a.sqlLogin, email).Scan(
 			&row.user.ID, &row.user.Email, &row.user.EmailVerifiedAt, &row.user.TOTPEnabled, &row.user.CreatedAt,
 			&row.hash, &row.locked, &row.totpSecret, &row.lastStep)
 		switch {
