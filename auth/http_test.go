@@ -81,11 +81,10 @@ func TestMiddlewareWithRealClient(t *testing.T) {
 	defer srv.Close()
 
 	browser := func() *http.Client {
-		c := srv.Client()
 		jar, err := cookiejar.New(nil)
 		require.NoError(t, err)
-		c.Jar = jar
-		return c
+		// srv.Client() is one shared client: each browser gets its own.
+		return &http.Client{Transport: srv.Client().Transport, Jar: jar}
 	}
 	c := browser()
 
