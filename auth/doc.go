@@ -99,18 +99,23 @@
 // and key revocation, 2FA changes, rate limiting) are written to an audit
 // table with time, user, address and user agent, in the same transaction as
 // the change; AuditLog reads them. Cleanup deletes expired sessions and
-// tokens in batches; run it periodically.
+// tokens in batches; run it periodically. Audit rows are kept until the
+// application deletes them.
 //
 // # Tenancy
 //
 // The tables that hold per-user data carry tenant_id, stamped from the
 // app.tenant_id setting, and e-mail addresses are unique per tenant, so
 // row-level security policies (see the tenancy package) isolate tenants:
-// run the operations in a transaction scoped to the tenant.
+// run the operations in a transaction scoped to the tenant. The rate-limit
+// counters (auth_rate_limits) are keyed by client address and are not tenant
+// data.
 //
 // # Limits
 //
 // TOTP secrets are stored as they are (encrypt the database or its disk if
 // that matters to you); there is no WebAuthn, OAuth/OIDC login or e-mail
-// change flow; the Mailer is the application's to implement.
+// change flow; the Mailer is the application's to implement. Whether an
+// unverified address may log in is the application's decision
+// (User.EmailVerifiedAt).
 package auth

@@ -27,7 +27,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 	require.NoError(t, err)
 	_, err = db.Pool.Exec(ctx, `
 		INSERT INTO justpg.auth_users (email, password_hash)
-			SELECT 'user' || i || '@example.com', 'x' FROM generate_series(1, 2000) i;
+			SELECT 'user' || i || '@example.com', 'x' FROM generate_series(1, 1000) i;
 		INSERT INTO justpg.auth_sessions (user_id, token_hash, expires_at)
 			SELECT id, sha256(convert_to(id::text, 'UTF8')), now() + interval '1 day' FROM justpg.auth_users;
 		INSERT INTO justpg.auth_api_keys (user_id, name, key_hash, hint)
