@@ -86,6 +86,9 @@ var (
 	// ErrInvalidScope means a scope name is empty, too long or has
 	// characters outside [a-z0-9:._-].
 	ErrInvalidScope = errors.New("auth: invalid scope")
+	// ErrNoMailer means a verification or reset token was requested but
+	// Config.Mailer is nil.
+	ErrNoMailer = errors.New("auth: no Mailer configured")
 	// ErrInvalidInput means another argument (a name, a limit) is invalid.
 	ErrInvalidInput = errors.New("auth: invalid input")
 )
@@ -149,8 +152,9 @@ type Config struct {
 	// TOTPIssuer names the service in authenticator apps (default "justpg").
 	TOTPIssuer string
 
-	// Mailer sends verification and reset links (default: a LogMailer on
-	// Logger, which is for development only).
+	// Mailer sends verification and reset links. Without one, requesting
+	// them fails with ErrNoMailer (rather than dropping tokens silently or
+	// writing them to production logs); use LogMailer in development.
 	Mailer Mailer
 
 	// CookieName is the session cookie's name (default "__Host-session").
@@ -280,9 +284,6 @@ func New(db DB, cfg Config) (*Auth, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Mailer == nil {
-		cfg.Mailer = LogMailer{Logger: cfg.Logger}
 	}
 	if cfg.Hasher == nil {
 		h, err := NewArgon2id(DefaultArgon2Params)

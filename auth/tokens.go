@@ -62,6 +62,9 @@ func (l LogMailer) Send(ctx context.Context, _ DB, m Message) error {
 // answer reveals nothing; it counts against the client's rate limit. A new
 // request invalidates the user's earlier unused reset tokens.
 func (a *Auth) RequestPasswordReset(ctx context.Context, db DB, email string, c Client) error {
+	if a.mail == nil {
+		return ErrNoMailer // before the lookup: the answer must not depend on the account
+	}
 	if err := a.limitIP(ctx, db, c); err != nil {
 		return err
 	}
@@ -86,6 +89,9 @@ func (a *Auth) RequestEmailVerification(ctx context.Context, db DB, userID strin
 }
 
 func (a *Auth) issue(ctx context.Context, db DB, u User, p Purpose, ttl time.Duration, c Client) error {
+	if a.mail == nil {
+		return ErrNoMailer
+	}
 	token, hash := newToken()
 	return pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE `+a.tokens+` SET used_at = now()

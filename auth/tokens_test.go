@@ -124,3 +124,13 @@ func TestVerifyEmail(t *testing.T) {
 
 	require.ErrorIs(t, e.a.RequestEmailVerification(ctx, e.pool, "00000000-0000-0000-0000-000000000000", client), auth.ErrNotFound)
 }
+
+func TestNoMailerIsAnError(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(c *auth.Config) { c.Mailer = nil })
+	u := e.signUp(t, "nomail@example.com")
+	require.ErrorIs(t, e.a.RequestPasswordReset(ctx, e.pool, "nomail@example.com", client), auth.ErrNoMailer)
+	require.ErrorIs(t, e.a.RequestPasswordReset(ctx, e.pool, "unknown@example.com", client), auth.ErrNoMailer)
+	require.ErrorIs(t, e.a.RequestEmailVerification(ctx, e.pool, u.ID, client), auth.ErrNoMailer)
+	assert.Equal(t, 0, e.count(t, `SELECT count(*) FROM justpg.auth_tokens`))
+}
