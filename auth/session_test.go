@@ -157,6 +157,10 @@ func TestChangePasswordRevokesOtherSessions(t *testing.T) {
 	_, err := e.a.ValidateSession(ctx, e.pool, b.Token)
 	require.NoError(t, err, "failed changes revoke nothing")
 
+	e.exec(t, `UPDATE justpg.auth_users SET locked_until = now() + interval '1 minute' WHERE id = $1`, u.ID)
+	require.ErrorIs(t, e.a.ChangePassword(ctx, e.pool, u.ID, goodPW, next, a.Session.ID, client), auth.ErrInvalidCredentials,
+		"no password guessing through the change form while locked")
+	e.exec(t, `UPDATE justpg.auth_users SET locked_until = NULL WHERE id = $1`, u.ID)
 	require.NoError(t, e.a.ChangePassword(ctx, e.pool, u.ID, goodPW, next, a.Session.ID, client))
 	_, err = e.a.ValidateSession(ctx, e.pool, a.Token)
 	require.NoError(t, err, "the session making the change stays")

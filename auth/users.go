@@ -275,7 +275,8 @@ func (a *Auth) countFailure(ctx context.Context, db DB, userID string, c Client,
 }
 
 // ChangePassword replaces a logged-in user's password after checking the
-// current one (ErrInvalidCredentials if wrong, counted as a failed log-in).
+// current one (ErrInvalidCredentials if wrong, counted as a failed log-in,
+// and while the account is locked).
 // Every other session of the user is revoked, keepSessionID (the session
 // making the change; "" for none) stays, and outstanding reset tokens are
 // invalidated.
@@ -284,7 +285,9 @@ func (a *Auth) ChangePassword(ctx context.Context, db DB, userID, current, next,
 		return ErrNotFound
 	}
 	var email, encoded string
-	err := db.QueryRow(ctx, `SELECT email, password_hash FROM `+a.users+` WHERE id = $1`, userID).Scan(&email, &encoded)
+	var locked bool
+	err := db.QueryRow(ctx, `SELECT email, password_hash, COALESCE(locked_until > now(), false) FROM `+a.users+`
+		WHERE id = $1`, userID).Scan(&email, &encoded, &locked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound
 	}
@@ -301,6 +304,9 @@ func (a *Auth) ChangePassword(ctx context.Context, db DB, userID, current, next,
 	ok, _, err := a.hash.Verify(ctx, cur, encoded)
 	if err != nil && !errors.Is(err, ErrMalformedHash) {
 		return err
+	}
+	if locked {
+		return ErrInvalidCredentials // guessing the password here is held back like log-in
 	}
 	if !ok || curErr != nil || err != nil {
 		if err := a.countFailure(ctx, db, userID, c, "change_password"); err != nil {
