@@ -198,6 +198,9 @@ func (a *Auth) Login(ctx context.Context, db DB, cr Credentials, c Client) (Logi
 		return LoginResult{}, ErrInvalidCredentials
 	}
 
+	if row.totpSecret != nil && cr.Code == "" {
+		return LoginResult{}, ErrTOTPRequired
+	}
 	var newHash any
 	if rehash {
 		h, err := a.hash.Hash(ctx, pw)
@@ -210,18 +213,18 @@ func (a *Auth) Login(ctx context.Context, db DB, cr Credentials, c Client) (Logi
 	err = pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
 		secondFactor := ""
 		if row.totpSecret != nil {
-			if cr.Code == "" {
-				return ErrTOTPRequired
-			}
 			how, err := a.checkSecondFactor(ctx, tx, row.user.ID, *row.totpSecret, cr.Code, c)
 			if err != nil {
 				return err
 			}
 			secondFactor = how
 		}
+		// The re-hash replaces only the hash it was verified against: a
+		// password changed meanwhile is never overwritten with the old one.
 		if _, err := tx.Exec(ctx, `UPDATE `+a.users+` SET failed_logins = 0, locked_until = NULL,
-				password_hash = COALESCE($2, password_hash), updated_at = now() WHERE id = $1`,
-			row.user.ID, newHash); err != nil {
+				password_hash = CASE WHEN password_hash = $3 THEN COALESCE($2, password_hash) ELSE password_hash END,
+				updated_at = now() WHERE id = $1`,
+			row.user.ID, newHash, row.hash); err != nil {
 			return fmt.Errorf("auth: log-in: %w", err)
 		}
 		token, sess, err := a.createSession(ctx, tx, row.user.ID, c)
