@@ -153,16 +153,27 @@ func (a *Auth) consume(ctx context.Context, tx DB, token string, p Purpose) (use
 // ErrTokenExpired), the password stored, the lock-out cleared and every
 // session of the user revoked. It returns the user's id.
 func (a *Auth) ResetPassword(ctx context.Context, db DB, token, password string, c Client) (string, error) {
-	if _, err := parseToken(token); err != nil {
+	hash, err := parseToken(token)
+	if err != nil {
 		return "", err
 	}
-	// Check the policy against the account's e-mail before burning the token.
-	hash, _ := parseToken(token)
+	// Look before hashing: an unknown, used or expired token costs no
+	// argon2id work (nobody may make the server hash for free), and the
+	// policy is checked against the account's e-mail before the token is
+	// burnt. The consumption below still decides races.
 	var email string
-	err := db.QueryRow(ctx, `SELECT email FROM `+a.tokens+` WHERE token_hash = $1 AND purpose = 'reset_password'`,
-		hash).Scan(&email)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	var used, expired bool
+	err = db.QueryRow(ctx, `SELECT email, used_at IS NOT NULL, expires_at <= now() FROM `+a.tokens+`
+		WHERE token_hash = $1 AND purpose = 'reset_password'`, hash).Scan(&email, &used, &expired)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", ErrInvalidToken
+	case err != nil:
 		return "", fmt.Errorf("auth: reset: %w", err)
+	case used:
+		return "", ErrTokenUsed
+	case expired:
+		return "", ErrTokenExpired
 	}
 	if err := a.CheckPassword(password, email); err != nil {
 		return "", err

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"strings"
 	"sync"
 	"testing"
 
@@ -30,8 +31,12 @@ func TestPasswordResetFlow(t *testing.T) {
 	require.NoError(t, e.a.RequestPasswordReset(ctx, e.pool, "reset@example.com", client))
 	second := e.mail.last(t)
 	assert.NotEqual(t, first.Token, second.Token)
+	h0 := e.h.hashes.Load()
 	_, err := e.a.ResetPassword(ctx, e.pool, first.Token, "another fine passphrase", client)
 	require.ErrorIs(t, err, auth.ErrTokenUsed)
+	_, err = e.a.ResetPassword(ctx, e.pool, strings.Repeat("A", 43), "another fine passphrase", client)
+	require.ErrorIs(t, err, auth.ErrInvalidToken)
+	assert.Equal(t, h0, e.h.hashes.Load(), "dead tokens cost no hashing")
 
 	// A weak password does not burn the token.
 	_, err = e.a.ResetPassword(ctx, e.pool, second.Token, "password", client)
