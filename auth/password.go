@@ -189,6 +189,7 @@ type PasswordError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *PasswordError) Error() string { return "auth: password " + e.Reason }
 
 // Unwrap returns ErrWeakPassword.
