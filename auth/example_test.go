@@ -4,8 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/netip"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -91,4 +97,60 @@ func exampleDB() (*pgxpool.Pool, func()) {
 			tb.cleanups[i]()
 		}
 	}
+}
+
+// The middleware resolves the session cookie (or a bearer API key) into a
+// Principal; RequireUser guards handlers and Protect refuses cross-site
+// form posts.
+func ExampleAuth_Middleware() {
+	ctx := context.Background()
+	pool, done := exampleDB()
+	defer done()
+	if err := auth.Migrate(ctx, pool); err != nil {
+		log.Fatal(err)
+	}
+	cheap, _ := auth.NewArgon2id(auth.Argon2Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32})
+	a, err := auth.New(pool, auth.Config{Hasher: cheap})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := a.SignUp(ctx, pool, "grace@example.com", "cobol compiler 1959", auth.Client{}); err != nil {
+		log.Fatal(err)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		res, err := a.Login(r.Context(), pool, auth.Credentials{
+			Email: r.FormValue("email"), Password: r.FormValue("password"),
+		}, auth.ClientFromRequest(r))
+		if err != nil {
+			http.Error(w, "wrong e-mail or password", http.StatusUnauthorized)
+			return
+		}
+		a.SetSessionCookie(w, res.Token, res.Session)
+		fmt.Fprint(w, "logged in")
+	})
+	mux.Handle("GET /me", auth.RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, auth.PrincipalFrom(r.Context()).User.Email)
+	})))
+	srv := httptest.NewTLSServer(auth.Protect(a.Middleware(mux)))
+	defer srv.Close()
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Transport: srv.Client().Transport, Jar: jar}
+	show := func(resp *http.Response, err error) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		fmt.Println(resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	show(browser.Get(srv.URL + "/me"))
+	show(browser.PostForm(srv.URL+"/login", url.Values{"email": {"grace@example.com"}, "password": {"cobol compiler 1959"}}))
+	show(browser.Get(srv.URL + "/me"))
+	// Output:
+	// 401 unauthorized
+	// 200 logged in
+	// 200 grace@example.com
 }
