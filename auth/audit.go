@@ -29,6 +29,7 @@ const (
 	EventTOTPDisabled    Event = "totp_disabled"
 	EventRecoveryUsed    Event = "recovery_code_used"
 	EventRateLimited     Event = "rate_limited"
+	EventUserDeleted     Event = "user_deleted"
 )
 
 // AuditEntry is one row of the audit log.

@@ -74,7 +74,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		require.ErrorIs(t, e.a.RevokeAPIKey(ctx, e.pool, u.ID, id, client), auth.ErrNotFound, "%q", id)
 		_, err = e.a.Sessions(ctx, e.pool, id)
 		require.ErrorIs(t, err, auth.ErrNotFound, "%q", id)
-		require.ErrorIs(t, e.a.DeleteUser(ctx, e.pool, id), auth.ErrNotFound, "%q", id)
+		require.ErrorIs(t, e.a.DeleteUser(ctx, e.pool, id, client), auth.ErrNotFound, "%q", id)
 	}
 	require.ErrorIs(t, e.a.RevokeSession(ctx, e.pool, u.ID, os.Session.ID, client), auth.ErrNotFound)
 	require.ErrorIs(t, e.a.RevokeAPIKey(ctx, e.pool, u.ID, key.ID, client), auth.ErrNotFound)

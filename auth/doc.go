@@ -96,9 +96,9 @@
 // # Audit and clean-up
 //
 // Security events (sign-up, log-in success and failure, lock, reset, session
-// and key revocation, 2FA changes, rate limiting) are written to an audit
-// table with time, user, address and user agent, in the same transaction as
-// the change; AuditLog reads them. Cleanup deletes expired sessions and
+// and key revocation, 2FA changes, rate limiting, account deletion) are
+// written to an audit table with time, user, address and user agent, in the
+// same transaction as the change; AuditLog reads them. Cleanup deletes expired sessions and
 // tokens in batches; run it periodically. Audit rows are kept until the
 // application deletes them.
 //

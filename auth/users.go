@@ -348,18 +348,21 @@ func (a *Auth) setPassword(ctx context.Context, tx DB, userID, hash string) erro
 	return nil
 }
 
-// DeleteUser removes an account with its sessions, tokens, keys and codes
-// (the audit log keeps its rows).
-func (a *Auth) DeleteUser(ctx context.Context, db DB, userID string) error {
+// DeleteUser removes an account with its sessions, tokens, keys and codes;
+// the audit log keeps its rows and records the deletion.
+func (a *Auth) DeleteUser(ctx context.Context, db DB, userID string, c Client) error {
 	if !validUUID(userID) {
 		return ErrNotFound
 	}
-	tag, err := db.Exec(ctx, `DELETE FROM `+a.users+` WHERE id = $1`, userID)
-	if err != nil {
-		return fmt.Errorf("auth: deleting user: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
+		var email string
+		err := tx.QueryRow(ctx, `DELETE FROM `+a.users+` WHERE id = $1 RETURNING email`, userID).Scan(&email)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("auth: deleting user: %w", err)
+		}
+		return a.record(ctx, tx, EventUserDeleted, userID, c, nil)
+	})
 }

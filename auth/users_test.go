@@ -57,6 +57,18 @@ func TestSignUpLoginEndToEnd(t *testing.T) {
 		assert.Equal(t, "192.0.2.10", l.IP.String())
 	}
 	assert.Equal(t, map[auth.Event]int{auth.EventSignUp: 1, auth.EventLogin: 2, auth.EventLogout: 1}, events)
+
+	// Deleting the account removes its sessions; the audit log remains.
+	require.NoError(t, e.a.DeleteUser(ctx, e.pool, u.ID, client))
+	_, err = e.a.ValidateSession(ctx, e.pool, res2.Token)
+	require.ErrorIs(t, err, auth.ErrInvalidToken)
+	require.ErrorIs(t, e.a.DeleteUser(ctx, e.pool, u.ID, client), auth.ErrNotFound)
+	log, err = e.a.AuditLog(ctx, e.pool, u.ID, 100)
+	require.NoError(t, err)
+	require.Len(t, log, 5)
+	assert.Equal(t, auth.EventUserDeleted, log[0].Event)
+	_, err = e.a.Login(ctx, e.pool, auth.Credentials{Email: "alice@example.com", Password: goodPW}, client)
+	require.ErrorIs(t, err, auth.ErrInvalidCredentials)
 }
 
 func TestPasswordPolicy(t *testing.T) {
