@@ -39,7 +39,7 @@ func sampleHeap() *heapSampler {
 			select {
 			case <-h.stop:
 				return
-			case <-time.After(5 * time.Millisecond):
+			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	}()
