@@ -1,6 +1,7 @@
 package files
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -196,7 +197,7 @@ func encodeCursor(name, id string) string {
 
 func decodeCursor(c string) (name, id string, err error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) < 36 || !validUUID(string(b[:36])) || !utf8.Valid(b[36:]) {
+	if err != nil || len(b) < 36 || !validUUID(string(b[:36])) || !utf8.Valid(b[36:]) || bytes.IndexByte(b, 0) >= 0 {
 		return "", "", fmt.Errorf("%w: malformed cursor", ErrInvalidInput)
 	}
 	return string(b[36:]), string(b[:36]), nil

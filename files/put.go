@@ -103,14 +103,21 @@ func (s *Store) Put(ctx context.Context, db DB, r io.Reader, o PutOptions) (File
 	var f File
 	err = pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
 		var blobID int64
-		if err := tx.QueryRow(ctx, `INSERT INTO `+s.blobs+` (storage, chunk_size) VALUES ($1, $2) RETURNING id`,
-			string(s.cfg.Storage), s.cfg.ChunkSize).Scan(&blobID); err != nil {
+		var rls bool
+		if err := tx.QueryRow(ctx, `INSERT INTO `+s.blobs+` (storage, chunk_size) VALUES ($1, $2)
+			RETURNING id, row_security_active($3::text::regclass)`,
+			string(s.cfg.Storage), s.cfg.ChunkSize, s.chunks).Scan(&blobID, &rls); err != nil {
 			return fmt.Errorf("files: creating body: %w", err)
 		}
 		var err error
-		if s.cfg.Storage == LargeObjects {
+		switch {
+		case s.cfg.Storage == LargeObjects:
 			err = s.writeLargeObject(ctx, tx, blobID, src)
-		} else {
+		case rls:
+			// PostgreSQL refuses COPY FROM into a table under row-level
+			// security; insert chunk by chunk instead.
+			err = s.insertChunks(ctx, tx, blobID, src)
+		default:
 			err = s.writeChunks(ctx, tx, blobID, src)
 		}
 		if err != nil {
@@ -259,6 +266,25 @@ func (s *Store) writeChunks(ctx context.Context, tx pgx.Tx, blobID int64, src *c
 		return fmt.Errorf("files: writing chunks: %w", err)
 	}
 	return nil
+}
+
+func (s *Store) insertChunks(ctx context.Context, tx pgx.Tx, blobID int64, src *countingReader) error {
+	buf := make([]byte, s.cfg.ChunkSize)
+	for n := int32(0); ; n++ {
+		got, err := src.fill(buf)
+		if err != nil {
+			return err
+		}
+		if got == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.chunks+` (blob_id, n, data) VALUES ($1, $2, $3)`, blobID, n, buf[:got]); err != nil {
+			return fmt.Errorf("files: writing chunks: %w", err)
+		}
+		if got < len(buf) {
+			return nil
+		}
+	}
 }
 
 func (s *Store) writeLargeObject(ctx context.Context, tx pgx.Tx, blobID int64, src *countingReader) error {
