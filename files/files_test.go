@@ -436,7 +436,23 @@ func TestIndexesServeHotQueries(t *testing.T) {
 		plan := strings.Join(lines, "\n")
 		assert.Contains(t, plan, c.idx, plan)
 	}
-	var plan string
-	require.NoError(t, db.Pool.QueryRow(ctx, `EXPLAIN SELECT data FROM justpg.files_chunks WHERE blob_id = 1 AND n = 2`).Scan(&plan))
-	assert.Contains(t, plan, "files_chunks_pkey")
+	explain := func(sql string) string {
+		rows, err := db.Pool.Query(ctx, "EXPLAIN "+sql)
+		require.NoError(t, err)
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return strings.Join(lines, "\n")
+	}
+	_, err = db.Pool.Exec(ctx, `
+		INSERT INTO justpg.files_blobs (chunk_size, sha256, size, dedup)
+		SELECT 1024, sha256(i::text::bytea), i, true FROM generate_series(1, 5000) i;
+		ANALYZE justpg.files_blobs`)
+	require.NoError(t, err)
+	// Reading a chunk, finding an identical body, and what deletes and the
+	// janitor look up.
+	assert.Contains(t, explain(`SELECT data FROM justpg.files_chunks WHERE blob_id = 1 AND n = 2`), "files_chunks_pkey")
+	assert.Contains(t, explain(`UPDATE justpg.files_blobs SET refs = refs + 1 WHERE sha256 = sha256('7') AND size = 7 AND dedup AND id <> 0
+		AND tenant_id IS NOT DISTINCT FROM NULL`), "files_blobs_dedup_key")
+	assert.Contains(t, explain(`SELECT 1 FROM justpg.files WHERE blob_id = 3`), "files_blob_id")
+	assert.Contains(t, explain(`SELECT 1 FROM justpg.files WHERE id = '0f8fad5b-d9cb-469f-a165-70867728950e'`), "files_pkey")
 }
