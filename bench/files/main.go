@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -47,6 +48,12 @@ type result struct {
 	UploadRSS  int64   `json:"upload_peak_rss_kib"`
 	DownRSS    int64   `json:"download_peak_rss_kib"`
 	BaseRSSKiB int64   `json:"base_rss_kib"`
+	// CPU milliseconds per MiB moved, client process and server backend
+	// (from /proc; -1 when the backend is not on this machine).
+	UpClientCPU   float64 `json:"upload_client_cpu_ms_per_mib"`
+	UpServerCPU   float64 `json:"upload_server_cpu_ms_per_mib"`
+	DownClientCPU float64 `json:"download_client_cpu_ms_per_mib"`
+	DownServerCPU float64 `json:"download_server_cpu_ms_per_mib"`
 }
 
 func main() {
@@ -130,8 +137,9 @@ func runParent(sizesFlag string, reps int, only string, chunk int) error {
 				return fmt.Errorf("%s: bad output %q: %w", c, out, err)
 			}
 			results = append(results, r)
-			fmt.Printf("%-19s %4d MiB  upload %8.1f MiB/s  download %8.1f MiB/s  peak RSS upload %6.1f MiB, download %6.1f MiB (idle %4.1f MiB)\n",
-				r.Contender, r.SizeMiB, r.UploadMBs, r.DownMBs, float64(r.UploadRSS)/1024, float64(r.DownRSS)/1024, float64(r.BaseRSSKiB)/1024)
+			fmt.Printf("%-19s %4d MiB  upload %7.1f MiB/s  download %7.1f MiB/s  peak RSS upload %6.1f MiB, download %6.1f MiB (idle %4.1f MiB)  CPU ms/MiB up %5.1f+%5.1f down %5.1f+%5.1f (client+server)\n",
+				r.Contender, r.SizeMiB, r.UploadMBs, r.DownMBs, float64(r.UploadRSS)/1024, float64(r.DownRSS)/1024, float64(r.BaseRSSKiB)/1024,
+				r.UpClientCPU, r.UpServerCPU, r.DownClientCPU, r.DownServerCPU)
 		}
 	}
 	fmt.Println("\nratios to the filesystem (same run):")
@@ -212,6 +220,36 @@ func procStatus(field string) int64 {
 // resetPeak makes VmHWM restart from the current RSS (Linux ≥ 4.0).
 func resetPeak() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
+// selfCPU returns this process's user+system CPU time in milliseconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e6
+}
+
+// procCPU returns the user+system CPU time of process pid in milliseconds,
+// from /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s).
+// It returns 0 when pid is not readable (a remote server).
+func procCPU(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (ut + st) * 10
+}
+
 type contender interface {
 	upload(ctx context.Context, name string, r io.Reader, size int64) (string, error)
 	download(ctx context.Context, id string, w io.Writer) (int64, error)
@@ -222,14 +260,20 @@ func runChild(name string, sizeMiB, reps, chunk int) error {
 	size := int64(sizeMiB) << 20
 	var c contender
 	var pool *pgxpool.Pool
+	backendPID := -1
 	if name != "filesystem" {
 		var err error
-		pool, err = pgxpool.New(ctx, os.Getenv("BENCH_FILES_URL"))
+		cfg, err := pgxpool.ParseConfig(os.Getenv("BENCH_FILES_URL"))
+		if err != nil {
+			return err
+		}
+		cfg.MaxConns = 1 // one backend, so that its CPU time can be read
+		pool, err = pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		if err := pool.Ping(ctx); err != nil {
+		if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backendPID); err != nil {
 			return err
 		}
 	}
@@ -257,14 +301,19 @@ func runChild(name string, sizeMiB, reps, chunk int) error {
 		return fmt.Errorf("unknown contender %q", name)
 	}
 	r := result{Contender: name, SizeMiB: sizeMiB, BaseRSSKiB: procStatus("VmRSS")}
+	mib := float64(sizeMiB) * float64(reps)
 	for i := 0; i < reps; i++ {
 		resetPeak()
+		c0, s0 := selfCPU(), procCPU(backendPID)
 		start := time.Now()
 		id, err := c.upload(ctx, fmt.Sprintf("f%d.bin", i), newPattern(size), size)
 		if err != nil {
 			return fmt.Errorf("upload: %w", err)
 		}
 		up := time.Since(start)
+		c1, s1 := selfCPU(), procCPU(backendPID)
+		r.UpClientCPU += (c1 - c0) / mib
+		r.UpServerCPU += (s1 - s0) / mib
 		r.UploadRSS = max(r.UploadRSS, procStatus("VmHWM"))
 		resetPeak()
 		start = time.Now()
@@ -276,6 +325,9 @@ func runChild(name string, sizeMiB, reps, chunk int) error {
 			return fmt.Errorf("download: %d bytes, want %d", n, size)
 		}
 		down := time.Since(start)
+		c2, s2 := selfCPU(), procCPU(backendPID)
+		r.DownClientCPU += (c2 - c1) / mib
+		r.DownServerCPU += (s2 - s1) / mib
 		r.DownRSS = max(r.DownRSS, procStatus("VmHWM"))
 		r.UploadMBs = max(r.UploadMBs, float64(sizeMiB)/up.Seconds())
 		r.DownMBs = max(r.DownMBs, float64(sizeMiB)/down.Seconds())
