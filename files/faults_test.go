@@ -7,7 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/justpg/justpg/files"
+	"github.com/justpg/justpg/internal/pgdb"
 )
 
 // gateReader passes n bytes, then signals reached and blocks until release
@@ -443,4 +447,40 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 	c := counts(t, db)
 	assert.Equal(t, 1, c["files"])
 	assert.Equal(t, 0, c["pg_largeobject_metadata"])
+
+	// Through HTTP, with a Scope that opens the tenant's transaction.
+	hc := files.HandlerConfig{Scope: func(r *http.Request, fn func(files.DB) error) error {
+		return pgdb.InTx(r.Context(), db.Pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(r.Context(), `SELECT set_config('role', $1, true), set_config('app.tenant_id', $2, true)`,
+				role, r.Header.Get("X-Tenant")); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+	}}
+	mux := http.NewServeMux()
+	mux.Handle("GET /files/{id}", s.DownloadHandler(hc))
+	mux.Handle("POST /files", s.UploadHandler(hc))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/files?name=a.txt", strings.NewReader("tenant a via http"))
+	req.Header.Set("X-Tenant", tenantA)
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	var up files.UploadResponse
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&up))
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	for tenant, want := range map[string]int{tenantA: http.StatusOK, tenantB: http.StatusNotFound} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/files/"+up.Files[0].ID, nil)
+		req.Header.Set("X-Tenant", tenant)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode, tenant)
+		if want == http.StatusOK {
+			assert.Equal(t, "tenant a via http", string(body))
+		}
+	}
 }
