@@ -62,6 +62,7 @@ func main() {
 	reps := flag.Int("reps", 1, "repetitions per size (best is kept)")
 	only := flag.String("only", "", "comma-separated contenders to run (default all)")
 	chunk := flag.Int("chunk", 0, "chunk size in bytes for justpg (0 = default 1 MiB)")
+	pgSettings := flag.String("pg", "", "server settings for the throwaway cluster, e.g. shared_buffers=1GB,max_wal_size=4GB")
 	flag.Parse()
 	if *child != "" {
 		size, _ := strconv.Atoi(flag.Arg(0))
@@ -70,12 +71,12 @@ func main() {
 		}
 		return
 	}
-	if err := runParent(*sizesFlag, *reps, *only, *chunk); err != nil {
+	if err := runParent(*sizesFlag, *reps, *only, *chunk, *pgSettings); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func runParent(sizesFlag string, reps int, only string, chunk int) error {
+func runParent(sizesFlag string, reps int, only string, chunk int, pgSettings string) error {
 	ctx := context.Background()
 	var srv *pgtest.Server
 	var err error
@@ -86,7 +87,13 @@ func runParent(sizesFlag string, reps int, only string, chunk int) error {
 		}
 		srv = s.Server
 	} else {
-		srv, err = pgtest.StartLocal(ctx, pgtest.ClusterOptions{Durable: true})
+		settings := map[string]string{}
+		for _, kv := range strings.Split(pgSettings, ",") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok {
+				settings[k] = v
+			}
+		}
+		srv, err = pgtest.StartLocal(ctx, pgtest.ClusterOptions{Durable: true, Settings: settings})
 		if err != nil {
 			return err
 		}
@@ -110,7 +117,7 @@ func runParent(sizesFlag string, reps int, only string, chunk int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("machine: %s\nserver: %s (durable: %v)\n\n", benchdb.Machine(), srv.Kind(), os.Getenv("BENCH_DATABASE_URL") == "")
+	fmt.Printf("machine: %s\nserver: %s (durable: %v, settings: %q)\n\n", benchdb.Machine(), srv.Kind(), os.Getenv("BENCH_DATABASE_URL") == "", pgSettings)
 	var results []result
 	for _, size := range sizes {
 		for _, c := range run {
