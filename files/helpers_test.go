@@ -16,14 +16,14 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func newDB(t *testing.T) *pgtest.DB {
+func newDB(t testing.TB) *pgtest.DB {
 	t.Helper()
 	return pgtest.NewDB(t, pgtest.WithSetup("files", func(ctx context.Context, pool *pgxpool.Pool) error {
 		return files.Migrate(ctx, pool)
 	}))
 }
 
-func newStore(t *testing.T, cfg files.Config) *files.Store {
+func newStore(t testing.TB, cfg files.Config) *files.Store {
 	t.Helper()
 	s, err := files.New(cfg)
 	require.NoError(t, err)

@@ -390,7 +390,7 @@ func TestUploadLyingContentLengthAndDisconnect(t *testing.T) {
 
 func TestDownloadClientDisconnect(t *testing.T) {
 	t.Parallel()
-	h := newHTTP(t, files.Config{ChunkSize: 64 << 10}, files.HandlerConfig{})
+	h := newHTTP(t, files.Config{}, files.HandlerConfig{})
 	ctx := context.Background()
 	const size = 16 << 20
 	f, err := h.s.Put(ctx, h.db.Pool, newPattern(size), files.PutOptions{Name: "big.bin"})

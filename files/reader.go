@@ -27,7 +27,12 @@ type Reader struct {
 	off    int64
 	buf    []byte // holds bytes [bufOff, bufOff+len(buf)) of the body
 	bufOff int64
+	next   int64 // where a sequential read would continue
 }
+
+// randomReadSize is the least a read after a seek fetches; sequential reads
+// fetch up to the end of the chunk.
+const randomReadSize = 64 << 10
 
 // Get returns the file's metadata and a Reader positioned at its start.
 func (s *Store) Get(ctx context.Context, db DB, id string) (*Reader, error) {
@@ -57,7 +62,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if r.off < r.bufOff || r.off >= r.bufOff+int64(len(r.buf)) {
-		if err := r.fill(r.off); err != nil {
+		if err := r.fill(r.off, len(p)); err != nil {
 			return 0, err
 		}
 	}
@@ -117,8 +122,10 @@ func (b byteScanner) ScanBytes(v []byte) error {
 	return nil
 }
 
-// fill loads the part of the chunk holding off, from off to the chunk's end.
-func (r *Reader) fill(off int64) error {
+// fill loads bytes of the chunk holding off, starting at off: up to the
+// chunk's end when reading sequentially, else at least want bytes (and
+// randomReadSize), so that small reads after a seek stay small.
+func (r *Reader) fill(off int64, want int) error {
 	if err := r.ctx.Err(); err != nil {
 		return fmt.Errorf("files: reading %s: %w", r.file.ID, err)
 	}
@@ -126,8 +133,8 @@ func (r *Reader) fill(off int64) error {
 	n := off / cs
 	start := off % cs
 	length := min(cs-start, r.file.Size-off)
-	if r.buf == nil {
-		r.buf = make([]byte, 0, length)
+	if off != r.next {
+		length = min(length, int64(max(want, randomReadSize)))
 	}
 	var err error
 	if r.file.Storage == LargeObjects {
@@ -154,6 +161,7 @@ func (r *Reader) fill(off int64) error {
 		return fmt.Errorf("%w: %s chunk %d has %d bytes at offset %d, want %d", ErrCorrupt, r.file.ID, n, got, start, length)
 	}
 	r.bufOff = off
+	r.next = off + length
 	return nil
 }
 
@@ -163,7 +171,7 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for r.off < r.file.Size {
 		if r.off < r.bufOff || r.off >= r.bufOff+int64(len(r.buf)) {
-			if err := r.fill(r.off); err != nil {
+			if err := r.fill(r.off, 0); err != nil {
 				return total, err
 			}
 		}
