@@ -484,3 +484,34 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 		}
 	}
 }
+
+// TestClientVanishesMidWrite cuts the client's socket in the middle of an
+// upload, as a crashed or killed application process would: the server
+// rolls the transaction back and nothing remains.
+func TestClientVanishesMidWrite(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	s := newStore(t, files.Config{ChunkSize: 64 << 10})
+	conn, err := pgx.Connect(ctx, db.URL)
+	require.NoError(t, err)
+	g := &gateReader{r: newPattern(4 << 20), n: 1 << 20, reached: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Put(ctx, conn, g, files.PutOptions{Name: "crash.bin"})
+		done <- err
+	}()
+	<-g.reached
+	var inTx int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL`).Scan(&inTx))
+	assert.Equal(t, 1, inTx, "the upload's transaction is open")
+	require.NoError(t, conn.PgConn().Conn().Close()) // the process "dies"
+	close(g.release)
+	require.Error(t, <-done)
+	require.Eventually(t, func() bool {
+		var n int
+		_ = db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL`).Scan(&n)
+		return n == 0
+	}, 20*time.Second, 20*time.Millisecond, "the server ended the orphaned transaction")
+	requireEmpty(t, db)
+}

@@ -9,9 +9,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Reader reads one file's body. It fetches one chunk (at most the store's
-// chunk size) per round trip, only when Read needs it, so memory use is one
-// chunk whatever the file size. It implements io.ReadSeeker and io.ReaderAt,
+// Reader reads one file's body. It fetches bytes only when Read needs them,
+// one round trip at a time: sequential reads fetch up to the end of the
+// current chunk, a read after a seek at least 64 KiB, so memory use is at
+// most one chunk whatever the file size. It implements io.ReadSeeker and io.ReaderAt,
 // as http.ServeContent needs.
 //
 // Reads run on the DB and under the ctx given to Get: a cancelled ctx fails
