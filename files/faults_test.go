@@ -22,6 +22,7 @@ import (
 
 	"github.com/justpg/justpg/files"
 	"github.com/justpg/justpg/internal/pgdb"
+	"github.com/justpg/justpg/internal/pgtest"
 )
 
 // gateReader passes n bytes, then signals reached and blocks until release
@@ -119,9 +120,16 @@ func TestConnectionKilledMidRead(t *testing.T) {
 	assert.Equal(t, want[:], h.Sum(nil))
 }
 
-func TestServerRestartMidUpload(t *testing.T) {
+// TestServerRestartAndLogicalDecoding restarts the server in the middle of
+// an upload (nothing remains, the store works afterwards), then shows on
+// the same cluster (wal_level = logical) that chunked files appear in
+// logical decoding, as logical replication needs, while large objects do not.
+func TestServerRestartAndLogicalDecoding(t *testing.T) {
 	t.Parallel()
-	srv := newCluster(t)
+	srv := pgtest.NewCluster(t, pgtest.ClusterOptions{Settings: map[string]string{
+		// Decoding reads flushed WAL only: commit synchronously.
+		"wal_level": "logical", "max_replication_slots": "4", "synchronous_commit": "on",
+	}})
 	db := newDBOn(t, srv)
 	ctx := context.Background()
 	s := newStore(t, files.Config{ChunkSize: 64 << 10})
@@ -136,9 +144,38 @@ func TestServerRestartMidUpload(t *testing.T) {
 	close(g.release)
 	require.Error(t, <-done)
 	requireEmpty(t, db)
+
+	_, err := db.Pool.Exec(ctx, `SELECT pg_create_logical_replication_slot('files_test', 'test_decoding')`)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = db.Pool.Exec(context.Background(), `SELECT pg_drop_replication_slot('files_test')`) })
 	f, err := s.Put(ctx, db.Pool, newPattern(100_000), files.PutOptions{Name: "after.bin"})
 	require.NoError(t, err)
 	assert.Equal(t, int64(100_000), f.Size)
+	lo := newStore(t, files.Config{Storage: files.LargeObjects})
+	_, err = lo.Put(ctx, db.Pool, newPattern(100_000), files.PutOptions{Name: "lo.bin"})
+	require.NoError(t, err)
+	rows, err := db.Pool.Query(ctx, `SELECT data FROM pg_logical_slot_get_changes('files_test', NULL, NULL)`)
+	require.NoError(t, err)
+	changes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	count := func(prefix string) int {
+		n := 0
+		for _, c := range changes {
+			if strings.HasPrefix(c, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+	assert.Equal(t, 2, count("table justpg.files_chunks: INSERT:"), "both chunks are decoded")
+	assert.Equal(t, 2, count("table justpg.files: INSERT:"))
+	assert.Equal(t, 2, count("table justpg.files_blobs: INSERT:"), "both bodies' rows are decoded")
+	assert.Equal(t, 1, count("table justpg.files_large_objects: INSERT:"))
+	for _, c := range changes {
+		assert.NotContains(t, c, "pg_largeobject", "large object data is not decoded")
+	}
+	_, err = db.Pool.Exec(ctx, `SELECT pg_drop_replication_slot('files_test')`)
+	require.NoError(t, err)
 }
 
 func TestDedupReferenceCounting(t *testing.T) {

@@ -116,11 +116,6 @@ func failAfter(n int64, err error) io.Reader {
 	return &failingReader{r: newPattern(n), err: err}
 }
 
-func newCluster(t *testing.T) *pgtest.Server {
-	t.Helper()
-	return pgtest.NewCluster(t, pgtest.ClusterOptions{})
-}
-
 func newDBOn(t *testing.T, srv *pgtest.Server) *pgtest.DB {
 	t.Helper()
 	return pgtest.NewDB(t, pgtest.OnServer(srv), pgtest.WithSetup("files", func(ctx context.Context, pool *pgxpool.Pool) error {

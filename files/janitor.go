@@ -41,7 +41,8 @@ type CleanStats struct {
 //
 // Large objects are only removed when this package created them (they are
 // listed in files_large_objects); other large objects in the database are
-// never touched.
+// never touched. Under row-level security Clean sees only the current
+// tenant's rows: run it as the tables' owner or a role with BYPASSRLS.
 func (s *Store) Clean(ctx context.Context, db DB, o CleanOptions) (CleanStats, error) {
 	if o.Grace == 0 {
 		o.Grace = time.Hour
