@@ -49,8 +49,9 @@
 //     bytea column (whose values are also capped at 1 GB).
 //   - They are ordinary rows: row-level security applies (every table has
 //     the tenant_id column of the tenancy convention), logical replication
-//     copies them (each table has a primary key), pg_dump and base backups
-//     include them, and they are transactional like everything else.
+//     copies them (each table has a primary key; a test reads the chunks
+//     back from logical decoding), pg_dump and base backups include them,
+//     and they are transactional like everything else.
 //   - 1 MiB chunks keep the per-chunk round trip cost small against the
 //     transfer while keeping memory per reader and the cost of a small
 //     Range request low. Each body records its own chunk size, so changing
@@ -83,7 +84,8 @@
 //     role granted access to a large object (or every role, with
 //     lo_compat_privileges) reads it by OID, whatever the tenant. Isolation
 //     rests on the files row, which RLS does protect.
-//   - Logical replication does not replicate large objects.
+//   - Logical replication does not replicate large objects (a test shows
+//     that logical decoding carries the files rows but not the bytes).
 //   - A large object outlives the row that refers to it unless someone
 //     unlinks it (orphans). This package unlinks it in a trigger when its
 //     body is deleted, records every large object it creates in
