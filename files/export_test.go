@@ -11,3 +11,6 @@ func EncodeCursor(name, id string) string { return encodeCursor(name, id) }
 
 // NormalizeContentType is normalizeContentType.
 func NormalizeContentType(ct string) (string, string, error) { return normalizeContentType(ct) }
+
+// PrefixUpperBound is prefixUpperBound.
+func PrefixUpperBound(p string) (string, bool) { return prefixUpperBound(p) }

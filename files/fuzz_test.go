@@ -82,3 +82,33 @@ func FuzzContentType(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPrefixUpperBound checks the bound List uses for name prefixes: every
+// string starting with the prefix sorts (bytewise, as COLLATE "C" does)
+// at or after the prefix and strictly before the bound.
+func FuzzPrefixUpperBound(f *testing.F) {
+	f.Add("abc", "def")
+	f.Add("a\U0010FFFF", "x")
+	f.Add("\U0010FFFF", "")
+	f.Add("a\uD7FF", "z")
+	f.Add("é", "\U0010FFFF\U0010FFFF")
+	f.Fuzz(func(t *testing.T, prefix, rest string) {
+		if !utf8.ValidString(prefix) || !utf8.ValidString(rest) || prefix == "" {
+			return
+		}
+		hi, ok := files.PrefixUpperBound(prefix)
+		if ok && !utf8.ValidString(hi) {
+			t.Fatalf("bound %q of %q is not valid UTF-8", hi, prefix)
+		}
+		s := prefix + rest
+		if ok && !(s < hi) {
+			t.Fatalf("%q starts with %q but is not below the bound %q", s, prefix, hi)
+		}
+		if ok && strings.HasPrefix(hi, prefix) {
+			t.Fatalf("bound %q itself starts with %q", hi, prefix)
+		}
+		if !ok && strings.Trim(prefix, "\U0010FFFF") != "" {
+			t.Fatalf("no bound for %q", prefix)
+		}
+	})
+}
