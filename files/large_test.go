@@ -99,9 +99,8 @@ func TestLargeFileMemoryFlat(t *testing.T) {
 		mid.HeapInuse>>20, getPeak>>20, (after.TotalAlloc-mid.TotalAlloc)>>20)
 	assert.Less(t, putPeak-min(putPeak, before.HeapInuse), uint64(bound), "heap growth while uploading")
 	assert.Less(t, getPeak-min(getPeak, mid.HeapInuse), uint64(bound), "heap growth while downloading")
-	// Nothing holds the whole file: a buffer of it alone would allocate at
-	// least size bytes. (Uploading reuses one chunk buffer; downloading
-	// allocates per chunk inside pgx, recycled by the GC.)
-	assert.Less(t, mid.TotalAlloc-before.TotalAlloc, uint64(size), "bytes allocated while uploading")
-	assert.Less(t, after.TotalAlloc-mid.TotalAlloc, uint64(size), "bytes allocated while downloading")
+	// Uploading reuses one chunk buffer, so it allocates a small fraction of
+	// the file. (Downloading allocates a message buffer per chunk inside pgx,
+	// recycled through sync.Pool and the GC; its bound is the heap check.)
+	assert.Less(t, mid.TotalAlloc-before.TotalAlloc, uint64(size/8), "bytes allocated while uploading")
 }
