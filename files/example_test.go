@@ -1,0 +1,84 @@
+package files_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/justpg/justpg/files"
+	"github.com/justpg/justpg/internal/pgtest"
+)
+
+// exampleTB lets the example borrow the test harness's database: only the
+// methods pgtest.NewDB calls are implemented.
+type exampleTB struct {
+	testing.TB
+	cleanups []func()
+}
+
+func (e *exampleTB) Helper()                   {}
+func (e *exampleTB) Fatal(args ...any)         { log.Fatal(args...) }
+func (e *exampleTB) Fatalf(f string, a ...any) { log.Fatalf(f, a...) }
+func (e *exampleTB) Errorf(f string, a ...any) { log.Printf(f, a...) }
+func (e *exampleTB) Cleanup(f func())          { e.cleanups = append(e.cleanups, f) }
+
+// exampleDB gives the example a fresh database on the test server.
+func exampleDB() (*pgxpool.Pool, func()) {
+	tb := &exampleTB{}
+	db := pgtest.NewDB(tb)
+	return db.Pool, func() {
+		for i := len(tb.cleanups) - 1; i >= 0; i-- {
+			tb.cleanups[i]()
+		}
+	}
+}
+
+func Example() {
+	ctx := context.Background()
+	pool, done := exampleDB()
+	defer done()
+
+	if err := files.Migrate(ctx, pool); err != nil {
+		log.Fatal(err)
+	}
+	store, err := files.New(files.Config{MaxSize: 10 << 20, AllowedTypes: []string{"text/*", "image/*"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Put streams any io.Reader; the content type is detected when not given.
+	f, err := store.Put(ctx, pool, strings.NewReader("Hello, PostgreSQL!"), files.PutOptions{
+		Name: "hello.txt", Owner: "user-42", Metadata: []byte(`{"lang": "en"}`),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(f.Name, f.ContentType, f.Size, f.Checksum()[:16])
+
+	// Get returns a lazy io.ReadSeeker.
+	r, err := store.Get(ctx, pool, f.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := r.Seek(7, io.SeekStart); err != nil {
+		log.Fatal(err)
+	}
+	rest, _ := io.ReadAll(r)
+	fmt.Println(string(rest))
+
+	page, _ := store.List(ctx, pool, files.ListOptions{Owner: "user-42", HasOwner: true})
+	fmt.Println(len(page.Files), "file(s) of user-42")
+
+	_, err = store.Put(ctx, pool, strings.NewReader("%PDF-1.7 ..."), files.PutOptions{Name: "x.pdf"})
+	fmt.Println(err)
+	// Output:
+	// hello.txt text/plain; charset=utf-8 18 f4948e85c979ed1a
+	// PostgreSQL!
+	// 1 file(s) of user-42
+	// files: content type not allowed: application/pdf
+}
