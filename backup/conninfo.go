@@ -196,4 +196,3 @@ func (c conninfo) env() (env []string, cleanup func(), err error) {
 	}
 	return append(env, "PGPASSFILE="+f.Name()), func() { _ = os.Remove(f.Name()) }, nil
 }
-
