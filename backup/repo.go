@@ -294,7 +294,10 @@ func (d *DirRepository) Remove(_ context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		return fmt.Errorf("backup: removing %s: %w", name, err)
 	}
 	dir := filepath.Dir(p)
