@@ -294,18 +294,24 @@ func (d *DirRepository) Remove(_ context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	missing := false
 	if err := os.Remove(p); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("backup: removing %s: %w", name, err)
 		}
-		return fmt.Errorf("backup: removing %s: %w", name, err)
+		missing = true
 	}
+	// Remove the directories this leaves empty (also those left by a
+	// failed Put).
 	dir := filepath.Dir(p)
 	for dir != d.root && strings.HasPrefix(dir, d.root) {
-		if os.Remove(dir) != nil { // not empty: stop
-			break
+		if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			break // not empty
 		}
 		dir = filepath.Dir(dir)
+	}
+	if missing {
+		return nil
 	}
 	return syncDir(dir)
 }
