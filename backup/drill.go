@@ -115,8 +115,21 @@ func (m *Manager) Verify(ctx context.Context, id string) error {
 	return m.verify(ctx, man)
 }
 
+// VerifyBackup checks backup id in repo like Manager.Verify, without a
+// database connection.
+func VerifyBackup(ctx context.Context, repo Repository, id string) (*Manifest, error) {
+	man, err := readManifest(ctx, repo, id)
+	if err != nil {
+		return nil, err
+	}
+	return man, verifyFiles(ctx, repo, man, nil)
+}
+
 func (m *Manager) verify(ctx context.Context, man *Manifest) error {
-	repo := m.cfg.Repository
+	return verifyFiles(ctx, m.cfg.Repository, man, func(n int64) { m.progress("verify", man.ID, n) })
+}
+
+func verifyFiles(ctx context.Context, repo Repository, man *Manifest, progress func(int64)) error {
 	if len(man.Files) == 0 || man.Size <= 0 {
 		return fmt.Errorf("%w: backup %s lists no data", ErrChecksum, man.ID)
 	}
@@ -136,7 +149,10 @@ func (m *Manager) verify(ctx context.Context, man *Manifest) error {
 		h := sha256.New()
 		var head [5]byte
 		base := done
-		pr := &progressReader{r: ctxReader{ctx, r}, fn: func(n int64) { m.progress("verify", man.ID, base+n) }}
+		pr := &progressReader{r: ctxReader{ctx, r}}
+		if progress != nil {
+			pr.fn = func(n int64) { progress(base + n) }
+		}
 		hn, _ := io.ReadFull(pr, head[:])
 		h.Write(head[:hn])
 		n, err := io.Copy(h, pr)

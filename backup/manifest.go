@@ -143,8 +143,12 @@ func getJSON(ctx context.Context, repo Repository, name string, v any) error {
 	return nil
 }
 
-// listBackups reads every finished logical backup in repo (of any
-// database), oldest first.
+// ListBackups reads every finished logical backup in repo, of any
+// database, oldest first.
+func ListBackups(ctx context.Context, repo Repository) ([]Backup, error) {
+	return listBackups(ctx, repo)
+}
+
 func listBackups(ctx context.Context, repo Repository) ([]Backup, error) {
 	objs, err := repo.List(ctx, logicalPrefix)
 	if err != nil {
