@@ -97,7 +97,9 @@ func (m *Manager) Dump(ctx context.Context) (*Manifest, error) {
 		files, dumpErr = m.dumpCustom(ctx, tool, args, id)
 	}
 	wg.Wait()
-	if dumpErr == nil && countErr != nil {
+	if countErr != nil {
+		// A failed count aborts the snapshot's transaction, which may be
+		// what made pg_dump fail too: report the cause.
 		dumpErr = fmt.Errorf("backup: counting rows: %w", countErr)
 	}
 	if dumpErr != nil {
