@@ -261,6 +261,11 @@ func (m *Manager) drill(ctx context.Context, id string, rep *DrillReport) error 
 	if err != nil {
 		return err
 	}
+	// pg_restore must read the archive version of the pg_dump that wrote
+	// it and speak to the drill server: at least both major versions.
+	if _, dumpMajor, err := ParseToolVersion("(PostgreSQL) " + man.ToolVersion); err == nil && dumpMajor > major {
+		major = dumpMajor
+	}
 	tool, err := m.tool(ctx, "pg_restore", major)
 	if err != nil {
 		return err

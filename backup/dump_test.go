@@ -285,6 +285,28 @@ func TestDumpFaultsKeepGoodBackups(t *testing.T) {
 		require.Error(t, err)
 		assert.ErrorIs(t, err, context.Canceled)
 	})
+	t.Run("connections terminated", func(t *testing.T) {
+		// pg_terminate_backend on every session of the database, pg_dump's
+		// and the snapshot's included, once the dump has started.
+		var terminated atomic.Bool
+		m, _ := newManager(t, db, backup.Config{Repository: repo, Compression: "0", Progress: func(p backup.Progress) {
+			if p.Bytes > 0 && terminated.CompareAndSwap(false, true) {
+				db.TerminateBackends(t)
+			}
+		}})
+		man, err := m.Dump(ctx)
+		db.Pool.Reset() // drop the terminated connections
+		require.True(t, terminated.Load())
+		if err == nil {
+			// pg_dump may already have received everything: then the
+			// backup must be complete and prove itself.
+			_, err := m.Drill(ctx, man.ID)
+			require.NoError(t, err)
+			require.NoError(t, removeAll(ctx, repo, man.ID))
+			return
+		}
+		assert.ErrorIs(t, err, backup.ErrDumpFailed)
+	})
 	t.Run("disk full", func(t *testing.T) {
 		m, _ := newManager(t, db, backup.Config{Repository: &fullRepo{DirRepository: repo, limit: 256 << 10}, Compression: "0"})
 		_, err := m.Dump(ctx)
@@ -363,4 +385,17 @@ func TestDrillWithoutBackups(t *testing.T) {
 	_, err = m.Drill(context.Background(), "../../etc")
 	assert.ErrorIs(t, err, backup.ErrInvalidName)
 	assert.True(t, errors.Is(err, backup.ErrDrillFailed))
+}
+
+func removeAll(ctx context.Context, repo *backup.DirRepository, id string) error {
+	objs, err := repo.List(ctx, "logical/"+id+"/")
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := repo.Remove(ctx, o.Name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
