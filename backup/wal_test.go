@@ -120,6 +120,16 @@ func TestDirRepository(t *testing.T) {
 	entries, err := os.ReadDir(repo.Root())
 	require.NoError(t, err)
 	assert.Empty(t, entries, "empty directories are removed")
+	// An unusable repository location is reported, not ignored.
+	blocker := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(blocker, nil, 0o600))
+	_, err = backup.NewDirRepository(filepath.Join(blocker, "repo"))
+	require.Error(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(repo.Root(), "d"), 0o750))
+	require.NoError(t, os.WriteFile(filepath.Join(repo.Root(), "d", "f"), nil, 0o600))
+	_, err = repo.Put(ctx, "d/f/g", bytes.NewReader([]byte("x")))
+	require.Error(t, err, "a path through a file cannot be written")
+	require.NoError(t, os.RemoveAll(filepath.Join(repo.Root(), "d")))
 	// A reader error stores nothing.
 	_, err = repo.Put(ctx, "x", &failingReader{})
 	require.Error(t, err)
