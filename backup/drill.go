@@ -58,6 +58,7 @@ type TableMismatch struct {
 	Want, Got     int64
 }
 
+// String describes the mismatch for a log line.
 func (t TableMismatch) String() string {
 	switch {
 	case t.Got < 0:

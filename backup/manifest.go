@@ -32,13 +32,13 @@ const (
 // logical/<id>/manifest.json, written last: a backup without a manifest is
 // unfinished and never listed.
 type Manifest struct {
-	ID            string    `json:"id"`
-	Database      string    `json:"database"`
-	Format        Format    `json:"format"`
-	Compression   string    `json:"compression"`
-	ServerVersion string    `json:"server_version"`
-	ToolVersion   string    `json:"tool_version"`
-	Snapshot      string    `json:"snapshot"`
+	ID            string    `json:"id"`             // e.g. 20261127T162545.123Z-3f9a1c
+	Database      string    `json:"database"`       // the database dumped
+	Format        Format    `json:"format"`         // pg_dump's format
+	Compression   string    `json:"compression"`    // as passed to pg_dump
+	ServerVersion string    `json:"server_version"` // server_version of the source
+	ToolVersion   string    `json:"tool_version"`   // pg_dump's version
+	Snapshot      string    `json:"snapshot"`       // the exported snapshot dumped and counted
 	Started       time.Time `json:"started"`
 	Finished      time.Time `json:"finished"`
 	// Size is the total size of the files in bytes.
@@ -78,10 +78,10 @@ func (m *Manifest) TotalRows() int64 {
 // DrillRecord is the stored outcome of one restore drill, kept next to the
 // backup as logical/<id>/drill-<time>.json.
 type DrillRecord struct {
-	At      time.Time     `json:"at"`
-	Passed  bool          `json:"passed"`
-	Restore time.Duration `json:"restore_ns"`
-	Error   string        `json:"error,omitempty"`
+	At      time.Time     `json:"at"`              // when the drill started
+	Passed  bool          `json:"passed"`          // whether it passed
+	Restore time.Duration `json:"restore_ns"`      // pg_restore's duration
+	Error   string        `json:"error,omitempty"` // why it failed
 }
 
 // Backup is a listed logical backup: its manifest and its latest drill.

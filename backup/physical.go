@@ -35,12 +35,12 @@ type BaseBackupOptions struct {
 
 // BaseBackupInfo describes a finished base backup.
 type BaseBackupInfo struct {
-	Dir           string
-	ServerVersion string
-	ToolVersion   string
-	Started       time.Time
-	Finished      time.Time
-	Size          int64
+	Dir           string    // the base backup directory
+	ServerVersion string    // server_version of the backed-up cluster
+	ToolVersion   string    // pg_basebackup's version
+	Started       time.Time // when pg_basebackup started
+	Finished      time.Time // when it finished
+	Size          int64     // bytes on disk
 }
 
 // BaseBackup takes a physical backup of the whole cluster with

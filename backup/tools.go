@@ -33,6 +33,7 @@ type ToolError struct {
 	Err   error  // ErrToolMissing or ErrToolTooOld
 }
 
+// Error says which program and version are needed, and how to get them.
 func (e *ToolError) Error() string {
 	need := "any version"
 	if e.Need > 0 {
@@ -58,6 +59,7 @@ func (e *ToolError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns ErrToolMissing or ErrToolTooOld.
 func (e *ToolError) Unwrap() error { return e.Err }
 
 // Tool is one located client program.

@@ -200,13 +200,13 @@ func ConfigureArchiving(ctx context.Context, db DB, archiveCommand string) (rest
 
 // ArchiverStatus is the health of WAL archiving, from pg_stat_archiver.
 type ArchiverStatus struct {
-	ArchiveMode      string
-	ArchiveCommand   string
-	ArchivedCount    int64
-	LastArchivedWAL  string
+	ArchiveMode      string    // the archive_mode in effect
+	ArchiveCommand   string    // the archive_command in effect
+	ArchivedCount    int64     // segments archived since the statistics reset
+	LastArchivedWAL  string    // name of the last archived file
 	LastArchivedTime time.Time // zero if never
-	FailedCount      int64
-	LastFailedWAL    string
+	FailedCount      int64     // failed attempts since the statistics reset
+	LastFailedWAL    string    // name of the last file that failed
 	LastFailedTime   time.Time // zero if never
 	// Healthy is true when Problems is empty.
 	Healthy  bool
