@@ -93,6 +93,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil:
 		return 0
+	case args[0] == "restore-wal" && errors.Is(err, backup.ErrNotFound):
+		// PostgreSQL asks for files that may not exist (the next timeline's
+		// history, the segment after the last one): a non-zero status is
+		// the expected answer, not worth a log line each time.
+		return 1
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):
