@@ -159,6 +159,11 @@ type run struct {
 
 	runningMu sync.Mutex
 	running   map[int64]context.CancelCauseFunc
+
+	// inflight holds every job this client fetched whose outcome is not yet
+	// recorded; the orphan sweep resets running jobs of ours not in it.
+	inflightMu sync.Mutex
+	inflight   map[int64]struct{}
 }
 
 type queueRunner struct {
@@ -312,7 +317,8 @@ func (c *Client) Start(ctx context.Context) error {
 		return fmt.Errorf("jobs: registering client: %w", err)
 	}
 	r := &run{results: make(chan result, 8192), complDone: make(chan struct{}),
-		queues: map[string]*queueRunner{}, running: map[int64]context.CancelCauseFunc{}}
+		queues: map[string]*queueRunner{}, running: map[int64]context.CancelCauseFunc{},
+		inflight: map[int64]struct{}{}}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.fetchCtx, r.stopFetch = context.WithCancel(r.ctx)
 	r.jobsCtx, r.cancelJobs = context.WithCancelCause(context.Background())
@@ -487,12 +493,15 @@ func backoff(failures int) time.Duration {
 func (c *Client) fetch(r *run, q *queueRunner, limit int) (int, error) {
 	var rows []*JobRow
 	var err error
+	// Bounded so that the orphan sweep's margin (2×lease) is safe.
+	ctx, cancel := context.WithTimeout(r.fetchCtx, c.cfg.LeaseDuration)
+	defer cancel()
 	if q.cfg.GlobalLimit > 0 {
-		err = pgx.BeginFunc(r.fetchCtx, c.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(r.fetchCtx, `SELECT pg_advisory_xact_lock($1)`, q.lockKey); err != nil {
+		err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, q.lockKey); err != nil {
 				return err
 			}
-			res, err := tx.Query(r.fetchCtx, c.sql.fetchLimited, q.name, limit, c.id, q.cfg.GlobalLimit)
+			res, err := tx.Query(ctx, c.sql.fetchLimited, q.name, limit, c.id, q.cfg.GlobalLimit)
 			if err != nil {
 				return err
 			}
@@ -501,18 +510,22 @@ func (c *Client) fetch(r *run, q *queueRunner, limit int) (int, error) {
 		})
 	} else {
 		var res pgx.Rows
-		res, err = c.pool.Query(r.fetchCtx, c.sql.fetch, q.name, limit, c.id)
+		res, err = c.pool.Query(ctx, c.sql.fetch, q.name, limit, c.id)
 		if err == nil {
 			rows, err = pgx.CollectRows(res, scanJob)
 		}
 	}
 	if err != nil {
 		// If the fetch committed but its answer was lost, those jobs are
-		// running under our lease with nobody working them; we release them
-		// only through the rescuer, which needs our lease to expire. That
-		// costs a lease period for those jobs but never loses or doubles one.
+		// running under our live lease with nobody working them; the orphan
+		// sweep puts them back after 2×LeaseDuration.
 		return 0, err
 	}
+	r.inflightMu.Lock()
+	for _, row := range rows {
+		r.inflight[row.ID] = struct{}{}
+	}
+	r.inflightMu.Unlock()
 	for _, row := range rows {
 		q.active.Add(1)
 		r.jobWG.Add(1)
@@ -692,6 +705,11 @@ func (c *Client) flush(r *run, batch []result) bool {
 		_, err := c.pool.Exec(ctx, c.sql.complete, ids, ats, states, undo, runAt, errs)
 		cancel()
 		if err == nil {
+			r.inflightMu.Lock()
+			for _, id := range ids {
+				delete(r.inflight, id)
+			}
+			r.inflightMu.Unlock()
 			return true
 		}
 		if r.ctx.Err() != nil {
@@ -712,11 +730,36 @@ func (c *Client) heartbeatLoop(r *run) {
 	for sleepCtx(r.ctx, every) {
 		ctx, cancel := context.WithTimeout(r.ctx, every)
 		_, err := c.pool.Exec(ctx, c.sql.heartbeat, c.id, c.cfg.LeaseDuration.Microseconds())
+		if err == nil && len(r.queues) > 0 {
+			err = c.sweepOrphans(ctx, r)
+		}
 		cancel()
 		if err != nil && r.ctx.Err() == nil {
 			c.log.Warn("jobs: heartbeat failed", "client", c.id, "err", err)
 		}
 	}
+}
+
+// sweepOrphans puts back jobs marked running by this client that it does not
+// know about: a fetch that committed but whose answer was lost (connection
+// killed at the wrong moment). Only jobs fetched more than 2×LeaseDuration
+// ago are considered, and every fetch gives up after LeaseDuration, so a
+// fetch whose answer is still on its way is never swept.
+func (c *Client) sweepOrphans(ctx context.Context, r *run) error {
+	r.inflightMu.Lock()
+	known := make([]int64, 0, len(r.inflight))
+	for id := range r.inflight {
+		known = append(known, id)
+	}
+	r.inflightMu.Unlock()
+	tag, err := c.pool.Exec(ctx, c.sql.sweep, c.id, (2 * c.cfg.LeaseDuration).Microseconds(), known)
+	if err == nil && tag.RowsAffected() > 0 {
+		c.log.Warn("jobs: put back jobs whose fetch answer was lost", "count", tag.RowsAffected())
+		for _, q := range r.queues {
+			q.poke()
+		}
+	}
+	return err
 }
 
 // listenLoop holds one connection listening for inserts, cancellations and

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +14,13 @@ import (
 	"github.com/justpg/justpg/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	// The kill -9 tests re-execute this binary as a worker process.
+	if u := os.Getenv(childURLEnv); u != "" {
+		os.Exit(runChild(u))
+	}
+	pgtest.Main(m)
+}
 
 func newDB(t testing.TB, opts ...pgtest.Option) *pgtest.DB {
 	t.Helper()

@@ -51,7 +51,7 @@ func collectOne(rows pgx.Rows) (*JobRow, error) {
 type queries struct {
 	insert, insertMany, selectUnique string
 	fetch, fetchLimited, complete    string
-	heartbeat, leader, rescue        string
+	heartbeat, leader, rescue, sweep string
 	get, cancel, retry, prune        string
 }
 
@@ -134,6 +134,10 @@ upd AS (
 	FROM dead WHERE j.id = dead.id
 	RETURNING j.queue, j.state)
 SELECT queue, count(*) FILTER (WHERE state = 'available') FROM upd GROUP BY queue`
+
+	q.sweep = `UPDATE ` + jobs + ` SET state = 'available', attempt = attempt - 1, scheduled_at = now()
+WHERE state = 'running' AND attempted_by = $1
+  AND attempted_at < now() - $2::bigint * interval '1 microsecond' AND NOT (id = ANY($3::bigint[]))`
 
 	q.get = `SELECT ` + jobCols + ` FROM ` + jobs + ` WHERE id = $1`
 	q.cancel = `WITH upd AS (
