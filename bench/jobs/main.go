@@ -289,4 +289,3 @@ func (j *justpgC) completed(ctx context.Context) (int, error) {
 	err := j.pool.QueryRow(ctx, `SELECT count(*) FROM justpg.jobs WHERE state = 'completed'`).Scan(&n)
 	return n, err
 }
-
