@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -33,6 +34,13 @@ type QueueConfig struct {
 	// across all clients. Fetches of a limited queue take a transaction-level
 	// advisory lock, so they serialise across clients.
 	GlobalLimit int
+	// RateLimit, when positive, lets at most RateLimit jobs of the queue
+	// start per RatePer (default 1s) across all clients, counted in fixed
+	// windows kept in the database. Like GlobalLimit, it serialises fetches
+	// of the queue under an advisory lock.
+	RateLimit int
+	// RatePer is the window of RateLimit; default 1s.
+	RatePer time.Duration
 }
 
 // Hooks observe jobs. They run on the job's goroutine and must be quick.
@@ -225,6 +233,13 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 		}
 		if qc.GlobalLimit < 0 {
 			return nil, invalid("queue %q: GlobalLimit %d is negative", name, qc.GlobalLimit)
+		}
+		if qc.RateLimit < 0 || qc.RatePer < 0 {
+			return nil, invalid("queue %q: RateLimit and RatePer must not be negative", name)
+		}
+		if qc.RateLimit > 0 && qc.RatePer == 0 {
+			qc.RatePer = time.Second
+			cfg.Queues[name] = qc
 		}
 	}
 	if cfg.ID == "" {
@@ -467,7 +482,9 @@ func (c *Client) fetchLoop(r *run, q *queueRunner) {
 				continue
 			}
 			failures = 0
-			q.backlog.Store(n == free)
+			// A globally limited queue that returned jobs may have more
+			// waiting for a global slot: look again when one of ours ends.
+			q.backlog.Store(n == free || (q.cfg.GlobalLimit > 0 && n > 0))
 			if n < free {
 				break
 			}
@@ -496,17 +513,47 @@ func (c *Client) fetch(r *run, q *queueRunner, limit int) (int, error) {
 	// Bounded so that the orphan sweep's margin (2×lease) is safe.
 	ctx, cancel := context.WithTimeout(r.fetchCtx, c.cfg.LeaseDuration)
 	defer cancel()
-	if q.cfg.GlobalLimit > 0 {
+	if q.cfg.GlobalLimit > 0 || q.cfg.RateLimit > 0 {
 		err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, q.lockKey); err != nil {
 				return err
 			}
-			res, err := tx.Query(ctx, c.sql.fetchLimited, q.name, limit, c.id, q.cfg.GlobalLimit)
+			lim := limit
+			var windowLeft time.Duration
+			if q.cfg.RateLimit > 0 {
+				var used int
+				var leftUS int64
+				if err := tx.QueryRow(ctx, c.sql.rateWindow, q.name, q.cfg.RatePer.Microseconds()).Scan(&used, &leftUS); err != nil {
+					return err
+				}
+				windowLeft = time.Duration(leftUS) * time.Microsecond
+				lim = min(lim, q.cfg.RateLimit-used)
+				if lim <= 0 {
+					// Come back when the window ends.
+					time.AfterFunc(windowLeft+time.Millisecond, q.poke)
+					return nil
+				}
+			}
+			global := q.cfg.GlobalLimit
+			if global == 0 {
+				global = math.MaxInt32
+			}
+			res, err := tx.Query(ctx, c.sql.fetchLimited, q.name, lim, c.id, global)
 			if err != nil {
 				return err
 			}
-			rows, err = pgx.CollectRows(res, scanJob)
-			return err
+			if rows, err = pgx.CollectRows(res, scanJob); err != nil {
+				return err
+			}
+			if q.cfg.RateLimit > 0 && len(rows) > 0 {
+				if _, err := tx.Exec(ctx, c.sql.rateCount, q.name, len(rows)); err != nil {
+					return err
+				}
+				if len(rows) == lim && lim < limit {
+					time.AfterFunc(windowLeft+time.Millisecond, q.poke)
+				}
+			}
+			return nil
 		})
 	} else {
 		var res pgx.Rows

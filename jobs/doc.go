@@ -106,16 +106,14 @@
 // client (the fetch itself checks jobs_queues, and a NOTIFY wakes resumed
 // workers). QueueConfig.GlobalLimit caps the running jobs of a queue across
 // all clients: limited fetches take a transaction-level advisory lock and
-// count the running jobs. JobByID, List (keyset pagination by ID, filtered
+// count the running jobs. QueueConfig.RateLimit lets at most N jobs of a
+// queue start per interval across all clients (fixed windows kept in
+// jobs_queues, under the same lock). JobByID, List (keyset pagination by ID, filtered
 // by queue, state and kind), CancelJob and RetryJob take a DB, so they work
 // in a tenant's transaction: the jobs table has the tenancy convention's
 // tenant_id column, stamped from app.tenant_id, and row-level security on it
 // isolates tenants. Hooks observe every attempt with its outcome and
 // duration; Config.Logger receives operational logs.
-//
-// # Not done
-//
-// A per-queue rate limit (jobs per interval) is not implemented yet.
 //
 // # Schema
 //

@@ -607,3 +607,43 @@ func TestAdminListRetryPrune(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM justpg.jobs`).Scan(&left))
 	assert.Equal(t, 13, left) // 12 in q1 + the discarded one
 }
+
+func TestRateLimitAcrossClients(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	var done atomic.Int32
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[noopArgs]) error { done.Add(1); return nil })
+	mk := func() *Client {
+		return newClient(t, db.Pool, w, func(c *Config) {
+			c.Queues = map[string]QueueConfig{"rated": {MaxWorkers: 10, RateLimit: 4, RatePer: 500 * time.Millisecond}}
+		})
+	}
+	a, b := mk(), mk()
+	params := make([]InsertParams, 12)
+	for i := range params {
+		params[i] = InsertParams{Args: noopArgs{N: i}, Opts: &InsertOpts{Queue: "rated"}}
+	}
+	_, err := a.InsertMany(ctx, db.Pool, params)
+	require.NoError(t, err)
+	start(t, a)
+	start(t, b)
+	require.Eventually(t, func() bool { return done.Load() == 12 }, 30*time.Second, 10*time.Millisecond)
+	// 12 starts at 4 per window need three windows, each starting at least
+	// RatePer after the previous one (times are the database's).
+	var starts []time.Time
+	rows, err := db.Pool.Query(ctx, `SELECT attempted_at FROM justpg.jobs WHERE queue = 'rated' ORDER BY attempted_at`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var at time.Time
+		require.NoError(t, rows.Scan(&at))
+		starts = append(starts, at)
+	}
+	require.NoError(t, rows.Err())
+	require.Len(t, starts, 12)
+	assert.GreaterOrEqual(t, starts[8].Sub(starts[0]), time.Second, "the 9th start is in the third window")
+	assert.GreaterOrEqual(t, starts[4].Sub(starts[0]), 500*time.Millisecond, "the 5th start is in the second window")
+	_, err = New(db.Pool, Config{Workers: w, Queues: map[string]QueueConfig{"r": {MaxWorkers: 1, RateLimit: -1}}})
+	assert.ErrorIs(t, err, ErrInvalidOptions)
+}

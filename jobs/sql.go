@@ -53,6 +53,7 @@ type queries struct {
 	fetch, fetchLimited, complete    string
 	heartbeat, leader, rescue, sweep string
 	get, cancel, retry, prune        string
+	rateWindow, rateCount            string
 }
 
 func buildQueries(jobs, clients, queues, leader string) queries {
@@ -138,6 +139,18 @@ SELECT queue, count(*) FILTER (WHERE state = 'available') FROM upd GROUP BY queu
 	q.sweep = `UPDATE ` + jobs + ` SET state = 'available', attempt = attempt - 1, scheduled_at = now()
 WHERE state = 'running' AND attempted_by = $1
   AND attempted_at < now() - $2::bigint * interval '1 microsecond' AND NOT (id = ANY($3::bigint[]))`
+
+	// The rate window: start a new one when the current one has ended, and
+	// return the starts used in it and the microseconds it has left.
+	q.rateWindow = `INSERT INTO ` + queues + ` AS qq (name, rate_window_start, rate_count) VALUES ($1, now(), 0)
+ON CONFLICT (name) DO UPDATE SET
+	rate_window_start = CASE WHEN qq.rate_window_start IS NULL
+		OR qq.rate_window_start <= now() - $2::bigint * interval '1 microsecond' THEN now() ELSE qq.rate_window_start END,
+	rate_count = CASE WHEN qq.rate_window_start IS NULL
+		OR qq.rate_window_start <= now() - $2::bigint * interval '1 microsecond' THEN 0 ELSE qq.rate_count END
+RETURNING rate_count,
+	(extract(epoch FROM (rate_window_start + $2::bigint * interval '1 microsecond' - now())) * 1000000)::bigint`
+	q.rateCount = `UPDATE ` + queues + ` SET rate_count = rate_count + $2 WHERE name = $1`
 
 	q.get = `SELECT ` + jobCols + ` FROM ` + jobs + ` WHERE id = $1`
 	q.cancel = `WITH upd AS (
