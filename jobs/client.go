@@ -738,7 +738,9 @@ func (c *Client) flush(r *run, batch []result) bool {
 	undo := make([]int32, n)
 	runAt := make([]*time.Time, n)
 	errs := make([]*string, n)
+	allCompleted := true
 	for i, b := range batch {
+		allCompleted = allCompleted && b.state == StateCompleted
 		ids[i], ats[i], states[i], undo[i], runAt[i] = b.id, b.attemptedAt, string(b.state), b.undo, b.runAt
 		if b.err != nil {
 			s := string(b.err)
@@ -749,7 +751,12 @@ func (c *Client) flush(r *run, batch []result) bool {
 		// The completer outlives Stop's fetch phase; it gives up only when
 		// the run's background context ends (Stop's deadline).
 		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
-		_, err := c.pool.Exec(ctx, c.sql.complete, ids, ats, states, undo, runAt, errs)
+		var err error
+		if allCompleted {
+			_, err = c.pool.Exec(ctx, c.sql.completeOnly, ids, ats)
+		} else {
+			_, err = c.pool.Exec(ctx, c.sql.complete, ids, ats, states, undo, runAt, errs)
+		}
 		cancel()
 		if err == nil {
 			r.inflightMu.Lock()

@@ -46,10 +46,10 @@ ANALYZE justpg.jobs;`)
 
 	plan = explain(c.sql.fetchLimited, "q1", 10, "client", 5)
 	assert.Contains(t, plan, "jobs_fetch_idx", plan)
-	assert.Contains(t, plan, "jobs_state_queue_idx", plan, "running count uses the state index")
+	assert.Contains(t, plan, "jobs_running_idx", plan, "running count uses the running index")
 
-	plan = explain(`SELECT `+jobCols+` FROM justpg.jobs WHERE id > $1 AND state = $2 AND queue = $3 ORDER BY id LIMIT $4`, 0, "available", "q1", 101)
-	assert.Contains(t, plan, "jobs_state_queue_idx", plan)
+	plan = explain(`SELECT `+jobCols+` FROM justpg.jobs WHERE id > $1 AND state = $2 AND queue = $3 ORDER BY id LIMIT $4`, 0, "completed", "q1", 101)
+	assert.Contains(t, plan, "jobs_pkey", plan, "keyset pages walk the primary key")
 
 	plan = explain(c.sql.selectUnique, "k14")
 	assert.Contains(t, plan, "jobs_unique_idx", plan)
@@ -58,5 +58,5 @@ ANALYZE justpg.jobs;`)
 	assert.Contains(t, plan, "jobs_finalized_idx", plan)
 
 	plan = explain(c.sql.rescue)
-	assert.Contains(t, plan, "jobs_state_queue_idx", plan)
+	assert.Contains(t, plan, "jobs_running_idx", plan)
 }

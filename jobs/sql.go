@@ -51,6 +51,7 @@ func collectOne(rows pgx.Rows) (*JobRow, error) {
 type queries struct {
 	insert, insertMany, selectUnique string
 	fetch, fetchLimited, complete    string
+	completeOnly                     string
 	heartbeat, leader, rescue, sweep string
 	get, cancel, retry, prune        string
 	rateWindow, rateCount            string
@@ -108,6 +109,12 @@ RETURNING ` + prefixCols("j")
 		WHEN c.st = 'completed' AND j.unique_keep THEN j.unique_key END
 FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::int[], $5::timestamptz[], $6::jsonb[])
 	AS c(id, attempted_at, st, undo, run_at, err)
+WHERE j.id = c.id AND j.state = 'running' AND j.attempted_at = c.attempted_at`
+
+	// The common case, a batch of successes, needs only the token arrays.
+	q.completeOnly = `UPDATE ` + jobs + ` AS j SET state = 'completed', finalized_at = now(),
+	unique_key = CASE WHEN j.unique_keep THEN j.unique_key END
+FROM unnest($1::bigint[], $2::timestamptz[]) AS c(id, attempted_at)
 WHERE j.id = c.id AND j.state = 'running' AND j.attempted_at = c.attempted_at`
 
 	q.heartbeat = `INSERT INTO ` + clients + ` (id, expires_at) VALUES ($1, now() + $2::bigint * interval '1 microsecond')

@@ -37,6 +37,7 @@ var (
 	flagLatFor  = flag.Duration("latency-for", 10*time.Second, "length of the latency phase")
 	flagWorkers = flag.Int("workers", 2000, "MaxWorkers for both")
 	flagConns   = flag.Int("conns", 0, "pool size for both (0: pgx default)")
+	flagRounds  = flag.Int("rounds", 1, "rounds; contenders alternate, the median of each figure is reported")
 )
 
 // noop is the job of both contenders.
@@ -69,16 +70,37 @@ func main() {
 	fmt.Printf("machine: %s\n", benchdb.Machine())
 	fmt.Printf("burn-down of %d no-op jobs, latency at %d jobs/s for %s, MaxWorkers %d\n\n", *flagN, *flagRate, *flagLatFor, *flagWorkers)
 
-	type res struct{ insert, work, p50, p99 float64 }
-	results := map[string]res{}
-	for _, mk := range []func() contender{func() contender { return &riverC{} }, func() contender { return &justpgC{} }} {
-		c := mk()
-		ins, work := burnDown(ctx, srv, c)
-		p50, p99 := latency(ctx, srv, mk())
-		results[c.name()] = res{ins, work, p50, p99}
-		fmt.Printf("%-7s insert %9.0f jobs/s   work %9.0f jobs/s   latency p50 %6.2f ms  p99 %7.2f ms\n", c.name(), ins, work, p50, p99)
+	type res struct{ insert, work, p50, p99 []float64 }
+	results := map[string]*res{"river": {}, "justpg": {}}
+	for round := range *flagRounds {
+		for _, mk := range []func() contender{func() contender { return &riverC{} }, func() contender { return &justpgC{} }} {
+			c := mk()
+			ins, work := burnDown(ctx, srv, c)
+			p50, p99 := latency(ctx, srv, mk())
+			r := results[c.name()]
+			r.insert, r.work, r.p50, r.p99 = append(r.insert, ins), append(r.work, work), append(r.p50, p50), append(r.p99, p99)
+			fmt.Printf("round %d %-7s insert %9.0f jobs/s   work %9.0f jobs/s   latency p50 %6.2f ms  p99 %7.2f ms\n", round+1, c.name(), ins, work, p50, p99)
+		}
 	}
-	r, j := results["river"], results["justpg"]
+	type med struct{ insert, work, p50, p99 float64 }
+	median := func(x []float64) float64 {
+		y := slices.Clone(x)
+		slices.Sort(y)
+		if len(y)%2 == 0 {
+			return (y[len(y)/2-1] + y[len(y)/2]) / 2
+		}
+		return y[len(y)/2]
+	}
+	summary := map[string]med{}
+	for name, r := range results {
+		summary[name] = med{median(r.insert), median(r.work), median(r.p50), median(r.p99)}
+	}
+	r, j := summary["river"], summary["justpg"]
+	fmt.Printf("\nmedians over %d round(s):\n", *flagRounds)
+	for _, name := range []string{"river", "justpg"} {
+		m := summary[name]
+		fmt.Printf("%-7s insert %9.0f jobs/s   work %9.0f jobs/s   latency p50 %6.2f ms  p99 %7.2f ms\n", name, m.insert, m.work, m.p50, m.p99)
+	}
 	fmt.Printf("\nratios justpg/river: insert %.2fx, work %.2fx; latency p50 %.2f ms vs %.2f ms, p99 %.2f ms vs %.2f ms\n",
 		j.insert/r.insert, j.work/r.work, j.p50, r.p50, j.p99, r.p99)
 }

@@ -35,9 +35,10 @@ CREATE INDEX jobs_fetch_idx ON jobs (queue, priority, scheduled_at, id) WHERE st
 CREATE UNIQUE INDEX jobs_unique_idx ON jobs (unique_key, tenant_id) NULLS NOT DISTINCT WHERE unique_key IS NOT NULL;
 -- Pruning and admin listing of finished jobs.
 CREATE INDEX jobs_finalized_idx ON jobs (finalized_at) WHERE finalized_at IS NOT NULL;
--- Admin listing by state and queue with keyset pagination on id; also the
--- rescuer's scan of running jobs.
-CREATE INDEX jobs_state_queue_idx ON jobs (state, queue, id);
+-- Running jobs: the rescuer's scan and the global concurrency count. Kept
+-- partial (like the fetch index) so that a job's other state changes cost
+-- no entry here; admin listing walks the primary key (keyset on id).
+CREATE INDEX jobs_running_idx ON jobs (queue, attempted_by) WHERE state = 'running';
 
 -- Live clients; a client's heartbeat renews the lease of every job it runs.
 CREATE TABLE jobs_clients (
