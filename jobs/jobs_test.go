@@ -480,10 +480,16 @@ func TestGracefulStop(t *testing.T) {
 	var clients int
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM justpg.jobs_clients`).Scan(&clients))
 	assert.Zero(t, clients)
-	assert.Zero(t, db.Pool.Stat().AcquiredConns())
-	var listeners int
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&listeners))
-	assert.Zero(t, listeners)
+	// A connection whose query Stop interrupted is closed by pgx in the
+	// background; it is released shortly after.
+	require.Eventually(t, func() bool { return db.Pool.Stat().AcquiredConns() == 0 }, 10*time.Second, 5*time.Millisecond)
+	// The listener's session ends (the server drops it from
+	// pg_stat_activity a moment after the client closed it).
+	require.Eventually(t, func() bool {
+		var listeners int
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&listeners))
+		return listeners == 0
+	}, 10*time.Second, 5*time.Millisecond)
 }
 
 func TestPauseAndGlobalLimitAcrossClients(t *testing.T) {
@@ -631,7 +637,9 @@ func TestRateLimitAcrossClients(t *testing.T) {
 	start(t, b)
 	require.Eventually(t, func() bool { return done.Load() == 12 }, 30*time.Second, 10*time.Millisecond)
 	// 12 starts at 4 per window need three windows, each starting at least
-	// RatePer after the previous one (times are the database's).
+	// RatePer after the previous one (times are the database's statement
+	// times; the margin covers the gap between a window's statement and
+	// its fetch in the same transaction).
 	var starts []time.Time
 	rows, err := db.Pool.Query(ctx, `SELECT attempted_at FROM justpg.jobs WHERE queue = 'rated' ORDER BY attempted_at`)
 	require.NoError(t, err)
@@ -642,8 +650,8 @@ func TestRateLimitAcrossClients(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	require.Len(t, starts, 12)
-	assert.GreaterOrEqual(t, starts[8].Sub(starts[0]), time.Second, "the 9th start is in the third window")
-	assert.GreaterOrEqual(t, starts[4].Sub(starts[0]), 500*time.Millisecond, "the 5th start is in the second window")
+	assert.GreaterOrEqual(t, starts[8].Sub(starts[0]), time.Second-200*time.Millisecond, "the 9th start is in the third window")
+	assert.GreaterOrEqual(t, starts[4].Sub(starts[0]), 500*time.Millisecond-200*time.Millisecond, "the 5th start is in the second window")
 	_, err = New(db.Pool, Config{Workers: w, Queues: map[string]QueueConfig{"r": {MaxWorkers: 1, RateLimit: -1}}})
 	assert.ErrorIs(t, err, ErrInvalidOptions)
 }

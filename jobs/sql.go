@@ -85,7 +85,7 @@ ON CONFLICT (unique_key, tenant_id) WHERE unique_key IS NOT NULL DO NOTHING`
 	ORDER BY priority, scheduled_at, id
 	LIMIT ` + limit + `
 	FOR UPDATE SKIP LOCKED)
-UPDATE ` + jobs + ` AS j SET state = 'running', attempt = j.attempt + 1, attempted_at = now(), attempted_by = $3
+UPDATE ` + jobs + ` AS j SET state = 'running', attempt = j.attempt + 1, attempted_at = statement_timestamp(), attempted_by = $3
 FROM picked WHERE j.id = picked.id
 RETURNING ` + prefixCols("j")
 	}
@@ -149,14 +149,14 @@ WHERE state = 'running' AND attempted_by = $1
 
 	// The rate window: start a new one when the current one has ended, and
 	// return the starts used in it and the microseconds it has left.
-	q.rateWindow = `INSERT INTO ` + queues + ` AS qq (name, rate_window_start, rate_count) VALUES ($1, now(), 0)
+	q.rateWindow = `INSERT INTO ` + queues + ` AS qq (name, rate_window_start, rate_count) VALUES ($1, statement_timestamp(), 0)
 ON CONFLICT (name) DO UPDATE SET
 	rate_window_start = CASE WHEN qq.rate_window_start IS NULL
-		OR qq.rate_window_start <= now() - $2::bigint * interval '1 microsecond' THEN now() ELSE qq.rate_window_start END,
+		OR qq.rate_window_start <= statement_timestamp() - $2::bigint * interval '1 microsecond' THEN statement_timestamp() ELSE qq.rate_window_start END,
 	rate_count = CASE WHEN qq.rate_window_start IS NULL
-		OR qq.rate_window_start <= now() - $2::bigint * interval '1 microsecond' THEN 0 ELSE qq.rate_count END
+		OR qq.rate_window_start <= statement_timestamp() - $2::bigint * interval '1 microsecond' THEN 0 ELSE qq.rate_count END
 RETURNING rate_count,
-	(extract(epoch FROM (rate_window_start + $2::bigint * interval '1 microsecond' - now())) * 1000000)::bigint`
+	(extract(epoch FROM (rate_window_start + $2::bigint * interval '1 microsecond' - statement_timestamp())) * 1000000)::bigint`
 	q.rateCount = `UPDATE ` + queues + ` SET rate_count = rate_count + $2 WHERE name = $1`
 
 	q.get = `SELECT ` + jobCols + ` FROM ` + jobs + ` WHERE id = $1`
