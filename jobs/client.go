@@ -787,11 +787,36 @@ func (c *Client) heartbeatLoop(r *run) {
 		if err == nil && len(r.queues) > 0 {
 			err = c.sweepOrphans(ctx, r)
 		}
+		if err == nil && len(r.queues) > 0 {
+			err = c.pollCancels(ctx, r)
+		}
 		cancel()
 		if err != nil && r.ctx.Err() == nil {
 			c.log.Warn("jobs: heartbeat failed", "client", c.id, "err", err)
 		}
 	}
+}
+
+// pollCancels cancels running jobs of ours whose cancellation was requested:
+// the fallback for a notification that was missed (listener reconnecting) or
+// never sent to us (PollOnly).
+func (c *Client) pollCancels(ctx context.Context, r *run) error {
+	rows, err := c.pool.Query(ctx, c.sql.cancelled, c.id)
+	if err != nil {
+		return err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	r.runningMu.Lock()
+	defer r.runningMu.Unlock()
+	for _, id := range ids {
+		if cancel := r.running[id]; cancel != nil {
+			cancel(ErrCancelRequested)
+		}
+	}
+	return nil
 }
 
 // sweepOrphans puts back jobs marked running by this client that it does not

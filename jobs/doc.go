@@ -68,7 +68,9 @@
 // Each attempt runs with a context deadline (Config.JobTimeout, or
 // WorkerOptions.Timeout). CancelJob from any process cancels a running job's
 // context (cause ErrCancelRequested) through a NOTIFY to the process that
-// runs it, and the job ends cancelled.
+// runs it, and the job ends cancelled; each client also checks for
+// cancellation requests of its running jobs at every heartbeat, which covers
+// a missed notification and PollOnly clients.
 //
 // # Crash safety
 //

@@ -655,3 +655,28 @@ func TestRateLimitAcrossClients(t *testing.T) {
 	_, err = New(db.Pool, Config{Workers: w, Queues: map[string]QueueConfig{"r": {MaxWorkers: 1, RateLimit: -1}}})
 	assert.ErrorIs(t, err, ErrInvalidOptions)
 }
+
+func TestCancelRunningJobPollOnly(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	started := make(chan int64, 1)
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[blockArgs]) error {
+		started <- j.ID
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}, WorkerOptions{Timeout: -1})
+	// PollOnly: no LISTEN, so the cancel notification never arrives; the
+	// heartbeat's check finds the request.
+	c := newClient(t, db.Pool, w, func(c *Config) { c.PollOnly = true; c.FetchPollInterval = 50 * time.Millisecond })
+	start(t, c)
+	res, err := c.Insert(ctx, db.Pool, blockArgs{}, nil)
+	require.NoError(t, err)
+	<-started
+	_, err = c.CancelJob(ctx, db.Pool, res.Job.ID)
+	require.NoError(t, err)
+	j := waitState(t, c, res.Job.ID, StateCancelled)
+	require.Len(t, j.Errors, 1)
+	assert.Contains(t, j.Errors[0].Error, ErrCancelRequested.Error())
+}

@@ -53,6 +53,7 @@ type queries struct {
 	fetch, fetchLimited, complete    string
 	completeOnly                     string
 	heartbeat, leader, rescue, sweep string
+	cancelled                        string
 	get, cancel, retry, prune        string
 	rateWindow, rateCount            string
 }
@@ -158,6 +159,8 @@ ON CONFLICT (name) DO UPDATE SET
 RETURNING rate_count,
 	(extract(epoch FROM (rate_window_start + $2::bigint * interval '1 microsecond' - statement_timestamp())) * 1000000)::bigint`
 	q.rateCount = `UPDATE ` + queues + ` SET rate_count = rate_count + $2 WHERE name = $1`
+
+	q.cancelled = `SELECT id FROM ` + jobs + ` WHERE state = 'running' AND attempted_by = $1 AND cancel_requested`
 
 	q.get = `SELECT ` + jobCols + ` FROM ` + jobs + ` WHERE id = $1`
 	q.cancel = `WITH upd AS (
