@@ -1,0 +1,169 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// JobByID returns one job, or ErrNotFound.
+func (c *Client) JobByID(ctx context.Context, db DB, id int64) (*JobRow, error) {
+	rows, err := db.Query(ctx, c.sql.get, id)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: get %d: %w", id, err)
+	}
+	j, err := collectOne(rows)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: get %d: %w", id, err)
+	}
+	return j, nil
+}
+
+// ListParams filter and page List. Empty fields do not filter.
+type ListParams struct {
+	Queue string
+	State State
+	Kind  string
+	// After is the cursor: only jobs with a greater ID are listed. Pass the
+	// previous page's Next.
+	After int64
+	// Limit is the page size; 0 means 100, at most 10000.
+	Limit int
+}
+
+// ListPage is one page of List.
+type ListPage struct {
+	Jobs []*JobRow
+	// Next is the cursor of the following page, 0 when this is the last.
+	Next int64
+}
+
+// List returns jobs in ID order, a page at a time (keyset pagination: each
+// page costs the same however deep it is).
+func (c *Client) List(ctx context.Context, db DB, p ListParams) (*ListPage, error) {
+	if p.Limit == 0 {
+		p.Limit = 100
+	}
+	if p.Limit < 0 || p.Limit > 10000 {
+		return nil, invalid("list limit %d is out of range 1..10000", p.Limit)
+	}
+	if p.State != "" && !p.State.valid() {
+		return nil, invalid("unknown state %q", p.State)
+	}
+	where := []string{"id > $1"}
+	args := []any{p.After}
+	add := func(col string, v string) {
+		args = append(args, v)
+		where = append(where, col+" = $"+strconv.Itoa(len(args)))
+	}
+	if p.State != "" {
+		add("state", string(p.State))
+	}
+	if p.Queue != "" {
+		add("queue", p.Queue)
+	}
+	if p.Kind != "" {
+		add("kind", p.Kind)
+	}
+	args = append(args, p.Limit+1)
+	q := `SELECT ` + jobCols + ` FROM ` + c.qJobs + ` WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY id LIMIT $` + strconv.Itoa(len(args))
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: list: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, scanJob)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: list: %w", err)
+	}
+	page := &ListPage{Jobs: list}
+	if len(list) > p.Limit {
+		page.Jobs = list[:p.Limit]
+		page.Next = page.Jobs[p.Limit-1].ID
+	}
+	return page, nil
+}
+
+// CancelJob cancels a job: an available job becomes cancelled at once; a
+// running job gets its context cancelled (cause ErrCancelRequested) in
+// whichever process runs it, through a notification sent when db's
+// transaction commits, and ends cancelled whatever its worker returns
+// afterwards (unless it completed first). A finished job is returned
+// unchanged.
+func (c *Client) CancelJob(ctx context.Context, db DB, id int64) (*JobRow, error) {
+	rows, err := db.Query(ctx, c.sql.cancel, id, c.channel)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: cancel %d: %w", id, err)
+	}
+	j, err := collectOne(rows)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c.JobByID(ctx, db, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: cancel %d: %w", id, err)
+	}
+	return j, nil
+}
+
+// RetryJob makes a finished (or scheduled) job available to run now, giving
+// it one more attempt if it had used them all. A running job is returned
+// unchanged.
+func (c *Client) RetryJob(ctx context.Context, db DB, id int64) (*JobRow, error) {
+	rows, err := db.Query(ctx, c.sql.retry, id)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: retry %d: %w", id, err)
+	}
+	j, err := collectOne(rows)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c.JobByID(ctx, db, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: retry %d: %w", id, err)
+	}
+	if _, err := db.Exec(ctx, `SELECT pg_notify($1, $2)`, c.channel, "i:"+j.Queue); err != nil {
+		return nil, fmt.Errorf("jobs: retry %d: notify: %w", id, err)
+	}
+	return j, nil
+}
+
+// PauseQueue stops every client from fetching jobs of queue until
+// ResumeQueue; running jobs finish.
+func (c *Client) PauseQueue(ctx context.Context, db DB, queue string) error {
+	return c.setPaused(ctx, db, queue, true)
+}
+
+// ResumeQueue undoes PauseQueue and wakes the queue's workers.
+func (c *Client) ResumeQueue(ctx context.Context, db DB, queue string) error {
+	return c.setPaused(ctx, db, queue, false)
+}
+
+func (c *Client) setPaused(ctx context.Context, db DB, queue string, paused bool) error {
+	if err := validQueue(queue); err != nil {
+		return err
+	}
+	_, err := db.Exec(ctx, `WITH up AS (
+	INSERT INTO `+c.qQueues+` (name, paused) VALUES ($1, $2)
+	ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused, updated_at = now())
+SELECT pg_notify($3, 'p:' || $1)`, queue, paused, c.channel)
+	if err != nil {
+		return fmt.Errorf("jobs: pausing/resuming %q: %w", queue, err)
+	}
+	return nil
+}
+
+// QueuePaused reports whether queue is paused.
+func (c *Client) QueuePaused(ctx context.Context, db DB, queue string) (bool, error) {
+	var paused bool
+	err := db.QueryRow(ctx, `SELECT coalesce((SELECT paused FROM `+c.qQueues+` WHERE name = $1), false)`, queue).Scan(&paused)
+	if err != nil {
+		return false, fmt.Errorf("jobs: %w", err)
+	}
+	return paused, nil
+}

@@ -1,0 +1,6 @@
+package jobs
+
+import "embed"
+
+//go:embed migrations/*.sql
+var migrationsFS embed.FS
