@@ -86,6 +86,42 @@ type Bridge struct {
 	b       *Broker
 	cfg     BridgeConfig
 	clients atomic.Int64
+
+	// The last encoding per channel: the sockets of a room all receive the
+	// same event (sharing its payload), so it is encoded once, not per socket.
+	encMu sync.Mutex
+	enc   map[string]encoded
+}
+
+type encoded struct {
+	payload *byte
+	id      int64
+	gap     GapReason
+	bytes   []byte
+}
+
+// encode returns the JSON of ev, reusing the previous encoding when ev is
+// the same delivery (same payload backing array) on the same channel.
+func (br *Bridge) encode(ev Event) []byte {
+	if len(ev.Payload) == 0 {
+		b, _ := json.Marshal(encodeEvent(ev))
+		return b
+	}
+	key := &ev.Payload[0]
+	br.encMu.Lock()
+	e, ok := br.enc[ev.Channel]
+	br.encMu.Unlock()
+	if ok && e.payload == key && e.id == ev.ID && e.gap == ev.Gap {
+		return e.bytes
+	}
+	b, _ := json.Marshal(encodeEvent(ev))
+	br.encMu.Lock()
+	if br.enc == nil || len(br.enc) > 4096 {
+		br.enc = map[string]encoded{}
+	}
+	br.enc[ev.Channel] = encoded{payload: key, id: ev.ID, gap: ev.Gap, bytes: b}
+	br.encMu.Unlock()
+	return b
 }
 
 // NewBridge returns a bridge relaying b's messages. b must be started before
@@ -459,12 +495,12 @@ func (c *client) writeLoop(conn *websocket.Conn) {
 		case <-c.ctx.Done():
 			return
 		case f := <-c.queue:
-			w := f.ctl
-			if w == nil {
-				e := encodeEvent(f.ev)
-				w = &e
+			var b []byte
+			if f.ctl != nil {
+				b, _ = json.Marshal(f.ctl)
+			} else {
+				b = c.br.encode(f.ev)
 			}
-			b, _ := json.Marshal(w)
 			ctx, cancel := context.WithTimeout(c.ctx, c.br.cfg.WriteTimeout)
 			err := conn.Write(ctx, websocket.MessageText, b)
 			cancel()

@@ -28,6 +28,11 @@ func newDB(t *testing.T, opts ...pgtest.Option) *pgtest.DB {
 	return pgtest.NewDB(t, append([]pgtest.Option{migrated}, opts...)...)
 }
 
+func pgtestDB(tb testing.TB) *pgtest.DB {
+	tb.Helper()
+	return pgtest.NewDB(tb, migrated)
+}
+
 // fastCfg reconnects quickly so fault tests finish fast.
 func fastCfg() Config {
 	return Config{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, PingTimeout: 2 * time.Second}

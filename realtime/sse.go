@@ -1,7 +1,6 @@
 package realtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -122,8 +121,11 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 			if f.ctl != nil {
 				continue
 			}
-			e := encodeEvent(f.ev)
-			data, _ := json.Marshal(e)
+			data := br.encode(f.ev)
+			typ := "message"
+			if f.ev.IsGap() {
+				typ = "gap"
+			}
 			if f.ev.ID > 0 && !f.ev.IsGap() {
 				last[f.ev.Channel] = f.ev.ID
 			}
@@ -134,9 +136,9 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 			if !write(func() error {
 				var err error
 				if len(ids) > 0 {
-					_, err = fmt.Fprintf(w, "event: %s\nid: %s\ndata: %s\n\n", e.Type, ids.Encode(), data)
+					_, err = fmt.Fprintf(w, "event: %s\nid: %s\ndata: %s\n\n", typ, ids.Encode(), data)
 				} else {
-					_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", e.Type, data)
+					_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", typ, data)
 				}
 				return err
 			}) {

@@ -50,7 +50,10 @@ DECLARE
     v_ref bigint;
     v_msg text;
 BEGIN
-    UPDATE realtime_streams SET last_id = last_id + 1 WHERE channel = p_channel RETURNING last_id INTO v_id;
+    -- Most channels have no stream: look before taking the row lock.
+    IF EXISTS (SELECT 1 FROM realtime_streams WHERE channel = p_channel) THEN
+        UPDATE realtime_streams SET last_id = last_id + 1 WHERE channel = p_channel RETURNING last_id INTO v_id;
+    END IF;
     IF v_id IS NOT NULL THEN
         INSERT INTO realtime_events (channel, id, payload) VALUES (p_channel, v_id, p_payload);
         v_msg := chr(30) || 'e' || v_id || ':' || p_payload;
@@ -71,14 +74,27 @@ END
 $$;
 
 -- realtime_publish_many sends messages in array order in one statement.
+-- When no channel of the batch has a stream and every payload goes out as
+-- is, one set-based pg_notify does it (ORDER BY makes PostgreSQL evaluate
+-- the volatile pg_notify after sorting, i.e. in array order); otherwise
+-- each message goes through realtime_publish.
 CREATE FUNCTION realtime_publish_many(p_channels text[], p_payloads text[]) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    n integer := coalesce(array_length(p_channels, 1), 0);
 BEGIN
-    IF coalesce(array_length(p_channels, 1), 0) <> coalesce(array_length(p_payloads, 1), 0) THEN
-        RAISE EXCEPTION 'realtime_publish_many: % channels but % payloads',
-            coalesce(array_length(p_channels, 1), 0), coalesce(array_length(p_payloads, 1), 0);
+    IF n <> coalesce(array_length(p_payloads, 1), 0) THEN
+        RAISE EXCEPTION 'realtime_publish_many: % channels but % payloads', n, coalesce(array_length(p_payloads, 1), 0);
     END IF;
-    FOR i IN 1 .. coalesce(array_length(p_channels, 1), 0) LOOP
+    IF NOT EXISTS (SELECT 1 FROM realtime_streams WHERE channel = ANY (p_channels))
+       AND NOT EXISTS (SELECT 1 FROM unnest(p_payloads) AS p
+                       WHERE octet_length(p) > 7999 OR left(p, 1) = chr(30)) THEN
+        PERFORM pg_notify(c, p)
+           FROM unnest(p_channels, p_payloads) WITH ORDINALITY AS t(c, p, i)
+          ORDER BY i;
+        RETURN;
+    END IF;
+    FOR i IN 1 .. n LOOP
         PERFORM realtime_publish(p_channels[i], p_payloads[i]);
     END LOOP;
 END
