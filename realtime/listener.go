@@ -175,6 +175,8 @@ type loop struct {
 	b         *Broker
 	conn      *pgxpool.Conn
 	listening map[string]bool
+	wctx      context.Context // current wait context (see wait)
+	wcancel   context.CancelFunc
 }
 
 func (b *Broker) run(ctx context.Context) {
@@ -263,6 +265,9 @@ func (l *loop) broken(ctx context.Context, err error) {
 		return
 	}
 	l.b.cfg.Logger.Warn("realtime: listener connection lost", "err", err)
+	l.b.mu.Lock()
+	l.resetWait()
+	l.b.mu.Unlock()
 	l.b.setConnected(false)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	_ = l.conn.Conn().Close(cctx)
@@ -274,6 +279,9 @@ func (l *loop) broken(ctx context.Context, err error) {
 // shutdown releases the connection and closes every subscription.
 func (l *loop) shutdown() {
 	b := l.b
+	b.mu.Lock()
+	l.resetWait()
+	b.mu.Unlock()
 	if l.conn != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PingTimeout)
 		if _, err := l.conn.Exec(ctx, "UNLISTEN *"); err != nil {
@@ -454,13 +462,8 @@ func (l *loop) push(s *Subscription, ev Event) {
 		}
 	}
 	ok, keep := s.deliver(ev)
-	if ok {
-		b.stats.delivered.Add(1)
-		if ev.ID > 0 {
-			s.lastID = ev.ID
-		}
-	} else {
-		b.stats.dropped.Add(1)
+	if ok && ev.ID > 0 {
+		s.lastID = ev.ID
 	}
 	if !keep {
 		b.remove(s)
@@ -468,7 +471,9 @@ func (l *loop) push(s *Subscription, ev Event) {
 }
 
 // wait waits for one notification (or a change of subscriptions, or the
-// idle ping interval) and dispatches it.
+// idle ping interval) and dispatches it. The wait context is reused across
+// notifications until it is cancelled by a change or its ping deadline
+// passes, so a busy listener does not allocate a timer per message.
 func (l *loop) wait(ctx context.Context) error {
 	b := l.b
 	b.mu.Lock()
@@ -476,17 +481,15 @@ func (l *loop) wait(ctx context.Context) error {
 		b.mu.Unlock()
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, b.cfg.PingInterval)
-	defer cancel()
-	b.wake = cancel
+	if l.wctx == nil || l.wctx.Err() != nil {
+		l.resetWait()
+		l.wctx, l.wcancel = context.WithTimeout(ctx, b.cfg.PingInterval)
+		b.wake = l.wcancel
+	}
+	wctx := l.wctx
 	b.mu.Unlock()
 
 	n, err := l.conn.Conn().WaitForNotification(wctx)
-
-	b.mu.Lock()
-	b.wake = nil
-	woken := b.dirty
-	b.mu.Unlock()
 
 	if n != nil {
 		if derr := l.dispatch(ctx, n); derr != nil {
@@ -499,6 +502,9 @@ func (l *loop) wait(ctx context.Context) error {
 	if l.conn.Conn().IsClosed() {
 		return err
 	}
+	b.mu.Lock()
+	woken := b.dirty
+	b.mu.Unlock()
 	if woken {
 		return nil
 	}
@@ -511,6 +517,15 @@ func (l *loop) wait(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// resetWait drops the current wait context; b.mu must be held.
+func (l *loop) resetWait() {
+	if l.wcancel != nil {
+		l.wcancel()
+	}
+	l.wctx, l.wcancel = nil, nil
+	l.b.wake = nil
 }
 
 // dispatch decodes a notification and queues it to the channel's active

@@ -220,7 +220,7 @@ func TestStartContextCancelStops(t *testing.T) {
 	_, err = s.Next(ctxT(t))
 	assert.ErrorIs(t, err, ErrClosed)
 	require.Eventually(t, func() bool { return db.Pool.Stat().AcquiredConns() == 0 }, 10*time.Second, 10*time.Millisecond)
-	require.NoError(t, b.Stop(context.Background()))
+	require.NoError(t, b.Stop(ctxT(t)))
 }
 
 func FuzzValidateChannel(f *testing.F) {

@@ -177,6 +177,7 @@ func (s *Subscription) deliver(ev Event) (delivered, keep bool) {
 		return false, true
 	}
 	if len(s.queue) >= s.size {
+		s.b.stats.dropped.Add(1)
 		if s.policy == Disconnect {
 			s.closed, s.err = true, ErrSlowConsumer
 			s.signal()
@@ -189,6 +190,7 @@ func (s *Subscription) deliver(ev Event) (delivered, keep bool) {
 		return false, true
 	}
 	s.queue = append(s.queue, ev)
+	s.b.stats.delivered.Add(1) // before the reader can see the event
 	s.signal()
 	return true, true
 }
