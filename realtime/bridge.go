@@ -78,7 +78,9 @@ type BridgeConfig struct {
 //	{"type": "error", "channel": "room:1", "error": "not allowed"}
 //
 // data is the payload itself when it is valid JSON, otherwise a JSON
-// string; id is present for durable channels. Identity channels may be
+// string; id is present for durable channels. Events of one channel arrive
+// in publish order; events of different channels are relayed independently
+// and may interleave differently. Identity channels may be
 // resumed with the query parameter resume=<channel>:<id> (repeatable).
 // Malformed JSON closes the socket with 1008 (policy violation); unknown,
 // invalid or unauthorized joins get an error message.
@@ -354,17 +356,33 @@ func (br *Bridge) start(w http.ResponseWriter, r *http.Request) (Identity, map[s
 			return id, nil, false
 		}
 	}
+	resume, err := parseResume(r.URL.Query()["resume"])
+	if err != nil {
+		http.Error(w, "resume must be <channel>:<id>", http.StatusBadRequest)
+		return id, nil, false
+	}
+	return id, resume, true
+}
+
+// parseResume reads resume=<channel>:<id> values (the channel may itself
+// contain colons; the id follows the last one).
+func parseResume(vals []string) (map[string]int64, error) {
 	resume := map[string]int64{}
-	for _, v := range r.URL.Query()["resume"] {
+	for _, v := range vals {
 		i := strings.LastIndexByte(v, ':')
+		if i <= 0 {
+			return nil, fmt.Errorf("realtime: resume %q has no <channel>:<id> form", v)
+		}
 		n, err := strconv.ParseInt(v[i+1:], 10, 64)
-		if i <= 0 || err != nil || n < 0 {
-			http.Error(w, "resume must be <channel>:<id>", http.StatusBadRequest)
-			return id, nil, false
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("realtime: resume %q has a bad id", v)
+		}
+		if err := ValidateChannel(v[:i]); err != nil {
+			return nil, err
 		}
 		resume[v[:i]] = n
 	}
-	return id, resume, true
+	return resume, nil
 }
 
 func sincePtr(m map[string]int64, ch string) *int64 {

@@ -561,48 +561,66 @@ func (l *loop) dispatch(ctx context.Context, n *pgconn.Notification) error {
 
 var errUnresolved = &pgconn.PgError{Severity: "ERROR", Message: "realtime: stored payload not found"}
 
-// decode unwraps the envelope written by realtime_publish (see the
-// migration), loading stored payloads on the listener connection.
+// envelope kinds written by realtime_publish (see the migration).
+const (
+	envPlain     = 0   // not an envelope: the payload as sent
+	envEscaped   = 'P' // payload that itself starts with 0x1e
+	envStored    = 'R' // large payload in realtime_payloads
+	envEvent     = 'e' // stream event with inline payload
+	envBigEvent  = 'E' // stream event stored only in realtime_events
+	envSeparator = 0x1e
+)
+
+// parseEnvelope splits a notification payload into its kind, id and body.
+// Anything that is not a well-formed envelope is a plain payload, so
+// notifications from other clients pass through unchanged.
+func parseEnvelope(p string) (kind byte, id int64, body string) {
+	if len(p) < 2 || p[0] != envSeparator {
+		return envPlain, 0, p
+	}
+	rest := p[2:]
+	switch p[1] {
+	case envEscaped:
+		return envEscaped, 0, rest
+	case envEvent:
+		idStr, payload, ok := strings.Cut(rest, ":")
+		n, err := strconv.ParseInt(idStr, 10, 64)
+		if ok && err == nil && n > 0 {
+			return envEvent, n, payload
+		}
+	case envStored, envBigEvent:
+		n, err := strconv.ParseInt(rest, 10, 64)
+		if err == nil && n > 0 {
+			return p[1], n, ""
+		}
+	}
+	return envPlain, 0, p
+}
+
+// decode unwraps the envelope, loading stored payloads on the listener
+// connection.
 func (l *loop) decode(ctx context.Context, n *pgconn.Notification) (Event, error) {
 	ev := Event{Channel: n.Channel}
-	p := n.Payload
-	if len(p) < 2 || p[0] != 0x1e {
-		ev.Payload = []byte(p)
-		return ev, nil
-	}
-	body := p[2:]
-	switch p[1] {
-	case 'P':
+	kind, id, body := parseEnvelope(n.Payload)
+	var q string
+	switch kind {
+	case envPlain, envEscaped:
 		ev.Payload = []byte(body)
-	case 'e':
-		idStr, rest, ok := strings.Cut(body, ":")
-		id, err := strconv.ParseInt(idStr, 10, 64)
-		if !ok || err != nil {
-			ev.Payload = []byte(p)
-			return ev, nil
+		return ev, nil
+	case envEvent:
+		ev.ID, ev.Payload = id, []byte(body)
+		return ev, nil
+	case envBigEvent:
+		ev.ID = id
+		q = `SELECT payload FROM ` + l.b.qEvents + ` WHERE channel = $1 AND id = $2`
+	default: // envStored
+		q = `SELECT payload FROM ` + l.b.qPayloads + ` WHERE channel = $1 AND id = $2`
+	}
+	if err := l.conn.QueryRow(ctx, q, n.Channel, id).Scan(&ev.Payload); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ev, errUnresolved
 		}
-		ev.ID, ev.Payload = id, []byte(rest)
-	case 'E', 'R':
-		id, err := strconv.ParseInt(body, 10, 64)
-		if err != nil {
-			ev.Payload = []byte(p)
-			return ev, nil
-		}
-		var q string
-		if p[1] == 'E' {
-			ev.ID = id
-			q = `SELECT payload FROM ` + l.b.qEvents + ` WHERE channel = $1 AND id = $2`
-		} else {
-			q = `SELECT payload FROM ` + l.b.qPayloads + ` WHERE channel = $1 AND id = $2`
-		}
-		if err := l.conn.QueryRow(ctx, q, n.Channel, id).Scan(&ev.Payload); err != nil {
-			if errors.Is(err, pgx.ErrNoRows) {
-				return ev, errUnresolved
-			}
-			return ev, err
-		}
-	default:
-		ev.Payload = []byte(p)
+		return ev, err
 	}
 	return ev, nil
 }

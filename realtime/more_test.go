@@ -246,3 +246,54 @@ func FuzzValidateChannel(f *testing.F) {
 }
 
 var _ = pgtest.Main
+
+func FuzzParseEnvelope(f *testing.F) {
+	for _, s := range []string{"", "plain", "\x1e", "\x1eP", "\x1ePx", "\x1eR12", "\x1eR-1", "\x1ee3:hi", "\x1ee:x", "\x1eE9", "\x1eZ1", "\x1ee99999999999999999999:x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		kind, id, body := parseEnvelope(p)
+		switch kind {
+		case envPlain:
+			if body != p || id != 0 {
+				t.Fatalf("plain %q changed to %q", p, body)
+			}
+		case envEscaped:
+			if "\x1eP"+body != p {
+				t.Fatalf("escaped %q -> %q", p, body)
+			}
+		case envEvent:
+			if id <= 0 || !strings.HasSuffix(p, ":"+body) {
+				t.Fatalf("event %q -> %d %q", p, id, body)
+			}
+		case envStored, envBigEvent:
+			if id <= 0 || body != "" {
+				t.Fatalf("reference %q -> %d %q", p, id, body)
+			}
+		default:
+			t.Fatalf("unknown kind %q for %q", kind, p)
+		}
+	})
+}
+
+func FuzzParseResumeAndLastEventID(f *testing.F) {
+	for _, s := range []string{"", "room:1:5", "a=1&b=2", "room%3A1=3", "x:-1", ":5", "%zz", "bad name:1", "a=1&a=2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if m, err := parseResume([]string{s}); err == nil {
+			for ch, id := range m {
+				if ValidateChannel(ch) != nil || id < 0 {
+					t.Fatalf("parseResume(%q) accepted %q=%d", s, ch, id)
+				}
+			}
+		}
+		if m, err := parseLastEventID(s); err == nil {
+			for ch, id := range m {
+				if ValidateChannel(ch) != nil || id < 0 {
+					t.Fatalf("parseLastEventID(%q) accepted %q=%d", s, ch, id)
+				}
+			}
+		}
+	})
+}

@@ -449,6 +449,8 @@ func TestSlowConsumerDisconnect(t *testing.T) {
 	slow := subscribe(t, b, "firehose")
 	other := subscribe(t, b, "firehose", WithBuffer(10), WithPolicy(DropAndGap))
 	require.NoError(t, PublishJSONBatch(ctx, b, db.Pool, "firehose", []int{1, 2, 3, 4, 5}))
+	// Read only after the buffer overflowed.
+	require.Eventually(t, func() bool { return b.Stats().Dropped >= 1 }, 10*time.Second, 10*time.Millisecond)
 	for i := 1; i <= 3; i++ {
 		v, err := DecodeJSON[int](next(t, slow))
 		require.NoError(t, err)

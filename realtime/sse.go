@@ -32,21 +32,10 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	last := map[string]int64{}
-	if h := r.Header.Get("Last-Event-ID"); h != "" {
-		vals, err := url.ParseQuery(h)
-		if err != nil {
-			http.Error(w, "malformed Last-Event-ID", http.StatusBadRequest)
-			return
-		}
-		for ch, v := range vals {
-			n, err := strconv.ParseInt(v[0], 10, 64)
-			if err != nil || n < 0 || ValidateChannel(ch) != nil {
-				http.Error(w, "malformed Last-Event-ID", http.StatusBadRequest)
-				return
-			}
-			last[ch] = n
-		}
+	last, err := parseLastEventID(r.Header.Get("Last-Event-ID"))
+	if err != nil {
+		http.Error(w, "malformed Last-Event-ID", http.StatusBadRequest)
+		return
 	}
 	for ch, n := range resume {
 		last[ch] = n
@@ -150,4 +139,28 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// parseLastEventID reads the id format the SSE handler writes: a URL query
+// of channel=lastID pairs. An empty header means no ids.
+func parseLastEventID(h string) (map[string]int64, error) {
+	last := map[string]int64{}
+	if h == "" {
+		return last, nil
+	}
+	vals, err := url.ParseQuery(h)
+	if err != nil {
+		return nil, err
+	}
+	for ch, v := range vals {
+		n, err := strconv.ParseInt(v[0], 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("realtime: bad id for %q", ch)
+		}
+		if err := ValidateChannel(ch); err != nil {
+			return nil, err
+		}
+		last[ch] = n
+	}
+	return last, nil
 }
