@@ -248,10 +248,9 @@ func TestBridgeClosesSocketsWhenBrokerStops(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, b.Start(context.Background()))
 	_, srv := newBridgeServer(t, b, BridgeConfig{})
+	t.Cleanup(func() { _ = b.Stop(context.Background()) }) // also if the test fails early
 	c := dial(t, srv, "user=dave")
-	// Once a message arrives the identity channel is subscribed.
-	require.NoError(t, publishRetry(ctxT(t), b, db.Pool, "user:dave", "x"))
-	assert.Equal(t, "message", readWire(t, c).Type)
+	require.Eventually(t, func() bool { return b.Stats().Subscriptions == 1 }, 10*time.Second, 10*time.Millisecond)
 	require.NoError(t, b.Stop(ctxT(t)))
 	assert.Equal(t, websocket.StatusGoingAway, closeStatus(t, c))
 	resp, err := http.Get(srv.URL + "/sse?user=dave")

@@ -28,7 +28,8 @@ type Stats struct {
 	Reconnects int64
 	// Gaps counts gap signals queued to subscriptions.
 	Gaps int64
-	// Subscriptions is the number of open subscriptions.
+	// Subscriptions is the number of open subscriptions that receive
+	// messages (their channel is LISTENed); Subscribe has returned for them.
 	Subscriptions int
 	// Channels is the number of channels with at least one subscription.
 	Channels int
@@ -44,8 +45,12 @@ type counters struct {
 func (b *Broker) Stats() Stats {
 	b.mu.Lock()
 	n := 0
-	for _, s := range b.subs {
-		n += len(s)
+	for _, list := range b.subs {
+		for _, s := range list {
+			if s.active {
+				n++
+			}
+		}
 	}
 	st := Stats{Subscriptions: n, Channels: len(b.subs), Connected: b.connected}
 	b.mu.Unlock()
@@ -392,7 +397,9 @@ func (l *loop) sync(ctx context.Context) error {
 				continue
 			}
 		}
-		s.active = true
+		b.mu.Lock()
+		s.active = true // under b.mu for Stats; the loop reads it freely
+		b.mu.Unlock()
 		s.ready <- nil
 	}
 	return nil

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -296,4 +297,31 @@ func FuzzParseResumeAndLastEventID(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestResumeBacklogLongerThanBuffer(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	ctx := ctxT(t)
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "backlog", StreamConfig{}))
+	var batch []Message
+	for i := 1; i <= 10; i++ {
+		batch = append(batch, Message{Channel: "backlog", Payload: fmt.Appendf(nil, "%d", i)})
+	}
+	require.NoError(t, b.PublishBatch(ctx, db.Pool, batch))
+	s := subscribe(t, b, "backlog", From(0), WithBuffer(3))
+	for i := 1; i <= 3; i++ {
+		assert.EqualValues(t, i, next(t, s).ID)
+	}
+	ev := next(t, s)
+	assert.Equal(t, GapOverflow, ev.Gap)
+	assert.EqualValues(t, 3, ev.ID)
+	rest, err := b.ReadStream(ctx, db.Pool, "backlog", ev.ID, 0)
+	require.NoError(t, err)
+	require.Len(t, rest, 7)
+	assert.EqualValues(t, 4, rest[0].ID)
+	// Live events continue after the gap.
+	require.NoError(t, b.Publish(ctx, db.Pool, "backlog", []byte("11")))
+	assert.EqualValues(t, 11, next(t, s).ID)
 }

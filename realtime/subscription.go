@@ -51,8 +51,10 @@ type SubscribeOption func(*Subscription)
 // receives every retained event with an id greater than lastID, then live
 // events, with none missing and none repeated. After a reconnect it catches
 // up the same way instead of reporting a gap. From(0) replays everything
-// retained. Subscribing with From to a channel without a stream fails with
-// ErrNoStream.
+// retained. A backlog longer than the subscription's buffer is cut at the
+// buffer size and followed by a gap (GapOverflow) whose ID is the last id
+// queued; read the rest with ReadStream. Subscribing with From to a channel
+// without a stream fails with ErrNoStream.
 func From(lastID int64) SubscribeOption {
 	return func(s *Subscription) {
 		if lastID < 0 {
