@@ -377,7 +377,10 @@ func (l *loop) sync(ctx context.Context) error {
 
 	if len(stmts) > 0 {
 		// Simple protocol, several statements, one round trip.
-		if _, err := l.conn.Conn().PgConn().Exec(ctx, strings.Join(stmts, "; ")).ReadAll(); err != nil {
+		octx, cancel := context.WithTimeout(ctx, b.cfg.PingTimeout)
+		_, err := l.conn.Conn().PgConn().Exec(octx, strings.Join(stmts, "; ")).ReadAll()
+		cancel()
+		if err != nil {
 			b.requeue(pending)
 			return fmt.Errorf("LISTEN/UNLISTEN: %w", err)
 		}
@@ -427,6 +430,9 @@ func isConnErr(err error) bool {
 // applies (a gap carrying the last queued id).
 func (l *loop) catchUp(ctx context.Context, s *Subscription) error {
 	b := l.b
+	// Bounded, so a dead connection cannot stall the listener.
+	ctx, cancel := context.WithTimeout(ctx, 4*b.cfg.PingTimeout)
+	defer cancel()
 	var exists bool
 	var first *int64
 	if err := l.conn.QueryRow(ctx, `SELECT true, (SELECT min(id) FROM `+b.qEvents+` WHERE channel = $1 AND id > $2)
@@ -623,7 +629,9 @@ func (l *loop) decode(ctx context.Context, n *pgconn.Notification) (Event, error
 	default: // envStored
 		q = `SELECT payload FROM ` + l.b.qPayloads + ` WHERE channel = $1 AND id = $2`
 	}
-	if err := l.conn.QueryRow(ctx, q, n.Channel, id).Scan(&ev.Payload); err != nil {
+	qctx, cancel := context.WithTimeout(ctx, l.b.cfg.PingTimeout)
+	defer cancel()
+	if err := l.conn.QueryRow(qctx, q, n.Channel, id).Scan(&ev.Payload); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ev, errUnresolved
 		}
