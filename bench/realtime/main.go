@@ -1,0 +1,499 @@
+// Command realtime compares justpg/realtime with raw pgx LISTEN/NOTIFY and
+// with Redis pub/sub on the same machine in the same run: publish→deliver
+// latency at a fixed rate, sustained throughput (one publisher, many
+// publishers, batched) and fan-out latency to many WebSocket clients.
+//
+//	go run ./realtime                 # from bench/
+//	go run ./realtime -n 50000 -clients 2000
+//
+// Redis is started from the redis-server binary (Debian package
+// redis-server) on a free loopback port; -redis=false skips it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/justpg/justpg/bench/internal/benchdb"
+	"github.com/justpg/justpg/realtime"
+)
+
+var (
+	flagN       = flag.Int("n", 20000, "messages per throughput run")
+	flagRate    = flag.Int("rate", 1000, "messages per second in the latency run")
+	flagLatN    = flag.Int("latency-n", 3000, "messages in the latency run")
+	flagPubs    = flag.Int("publishers", 8, "publishers in the many-publishers run")
+	flagBatch   = flag.Int("batch", 500, "messages per batch in the batched run")
+	flagClients = flag.Int("clients", 1000, "WebSocket clients in the fan-out run")
+	flagFanMsgs = flag.Int("fanout-msgs", 50, "messages in the fan-out run")
+	flagRedis   = flag.Bool("redis", true, "compare with Redis pub/sub (needs redis-server)")
+)
+
+const channel = "bench"
+
+// system is one pub/sub implementation under test.
+type system struct {
+	name    string
+	publish func(ctx context.Context, payload string) error
+	batch   func(ctx context.Context, payloads []string) error
+	// subscribe calls onMsg for every delivered payload until stop.
+	subscribe func(ctx context.Context, onMsg func(string)) (stop func(), err error)
+}
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
+	ctx := context.Background()
+	srv, err := benchdb.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop(ctx)
+	pool, url, err := srv.FreshDB(ctx, "bench_realtime", 32)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := realtime.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	b, err := realtime.New(pool, realtime.Config{BufferSize: 1 << 20, CleanupInterval: -1})
+	if err != nil {
+		return err
+	}
+	if err := b.Start(ctx); err != nil {
+		return err
+	}
+	defer b.Stop(ctx)
+
+	systems := []system{justpgSystem(b, pool), rawSystem(pool, url)}
+	if *flagRedis {
+		rs, stop, err := redisSystem(ctx)
+		if err != nil {
+			return fmt.Errorf("redis (run with -redis=false to skip): %w", err)
+		}
+		defer stop()
+		systems = append(systems, rs)
+	}
+
+	fmt.Printf("machine: %s\n", benchdb.Machine())
+	var version string
+	_ = pool.QueryRow(ctx, "SHOW server_version").Scan(&version)
+	fmt.Printf("PostgreSQL %s (%s server); GOMAXPROCS cores shared with other work\n\n", version, srv.Kind())
+
+	results := map[string]map[string]float64{}
+	put := func(sys, metric string, v float64) {
+		if results[sys] == nil {
+			results[sys] = map[string]float64{}
+		}
+		results[sys][metric] = v
+	}
+
+	fmt.Printf("== latency at %d msg/s (%d messages)\n", *flagRate, *flagLatN)
+	for _, s := range systems {
+		p50, p99, lost, err := latencyRun(ctx, s, *flagRate, *flagLatN)
+		if err != nil {
+			return fmt.Errorf("%s latency: %w", s.name, err)
+		}
+		put(s.name, "p50", p50)
+		put(s.name, "p99", p99)
+		fmt.Printf("%-8s p50 %.3f ms  p99 %.3f ms  lost %d\n", s.name, p50, p99, lost)
+	}
+	for _, s := range systems {
+		if s.name != "justpg" {
+			fmt.Printf("p50 justpg / %s = %.2f\n", s.name, results["justpg"]["p50"]/results[s.name]["p50"])
+		}
+	}
+	for _, mode := range []struct {
+		name string
+		pubs int
+		bat  int
+	}{
+		{"single publisher", 1, 0},
+		{fmt.Sprintf("%d publishers", *flagPubs), *flagPubs, 0},
+		{fmt.Sprintf("batched (%d per call, %d publishers)", *flagBatch, *flagPubs), *flagPubs, *flagBatch},
+	} {
+		fmt.Printf("\n== throughput, %s, %d messages\n", mode.name, *flagN)
+		for _, s := range systems {
+			rate, err := throughputRun(ctx, s, mode.pubs, mode.bat, *flagN)
+			if err != nil {
+				return fmt.Errorf("%s throughput: %w", s.name, err)
+			}
+			put(s.name, mode.name, rate)
+			fmt.Printf("%-8s %9.0f msg/s delivered\n", s.name, rate)
+		}
+		base := results["justpg"][mode.name]
+		for _, s := range systems {
+			if s.name != "justpg" {
+				fmt.Printf("justpg / %s = %.2f\n", s.name, base/results[s.name][mode.name])
+			}
+		}
+	}
+
+	fmt.Printf("\n== fan-out: 1 message to %d WebSocket clients, %d messages\n", *flagClients, *flagFanMsgs)
+	p50, p99, err := fanoutRun(ctx, b, pool, *flagClients, *flagFanMsgs)
+	if err != nil {
+		return fmt.Errorf("fan-out: %w", err)
+	}
+	fmt.Printf("justpg   p50 %.2f ms  p99 %.2f ms (publish → every socket received)\n", p50, p99)
+	st := b.Stats()
+	fmt.Printf("\nbroker stats: delivered %d, dropped %d, gaps %d, reconnects %d\n", st.Delivered, st.Dropped, st.Gaps, st.Reconnects)
+	return nil
+}
+
+func justpgSystem(b *realtime.Broker, pool *pgxpool.Pool) system {
+	return system{
+		name: "justpg",
+		publish: func(ctx context.Context, p string) error {
+			return b.Publish(ctx, pool, channel, []byte(p))
+		},
+		batch: func(ctx context.Context, ps []string) error {
+			msgs := make([]realtime.Message, len(ps))
+			for i, p := range ps {
+				msgs[i] = realtime.Message{Channel: channel, Payload: []byte(p)}
+			}
+			return b.PublishBatch(ctx, pool, msgs)
+		},
+		subscribe: func(ctx context.Context, onMsg func(string)) (func(), error) {
+			sub, err := b.Subscribe(ctx, channel)
+			if err != nil {
+				return nil, err
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					ev, err := sub.Next(context.Background())
+					if err != nil {
+						return
+					}
+					if !ev.IsGap() {
+						onMsg(string(ev.Payload))
+					}
+				}
+			}()
+			return func() { sub.Close(); <-done }, nil
+		},
+	}
+}
+
+// rawSystem is what one would write by hand: SELECT pg_notify on the pool
+// and a dedicated pgx.Conn in WaitForNotification.
+func rawSystem(pool *pgxpool.Pool, url string) system {
+	return system{
+		name: "raw pgx",
+		publish: func(ctx context.Context, p string) error {
+			_, err := pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, p)
+			return err
+		},
+		batch: func(ctx context.Context, ps []string) error {
+			_, err := pool.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i`, channel, ps)
+			return err
+		},
+		subscribe: func(ctx context.Context, onMsg func(string)) (func(), error) {
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{channel}.Sanitize()); err != nil {
+				return nil, err
+			}
+			lctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					n, err := conn.WaitForNotification(lctx)
+					if err != nil {
+						return
+					}
+					onMsg(n.Payload)
+				}
+			}()
+			return func() { cancel(); <-done; conn.Close(context.Background()) }, nil
+		},
+	}
+}
+
+func redisSystem(ctx context.Context) (system, func(), error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return system{}, nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return system{}, nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no")
+	cmd.Stdout, cmd.Stderr = nil, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return system{}, nil, err
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), PoolSize: 32})
+	for i := 0; ; i++ {
+		if err := rdb.Ping(ctx).Err(); err == nil {
+			break
+		} else if i == 100 {
+			stop()
+			return system{}, nil, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var rver string
+	if info, err := rdb.Info(ctx, "server").Result(); err == nil {
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(line, "redis_version:"); ok {
+				rver = strings.TrimSpace(v)
+			}
+		}
+	}
+	fmt.Printf("redis-server %s on 127.0.0.1:%d\n", rver, port)
+	return system{
+		name: "redis",
+		publish: func(ctx context.Context, p string) error {
+			return rdb.Publish(ctx, channel, p).Err()
+		},
+		batch: func(ctx context.Context, ps []string) error {
+			_, err := rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+				for _, p := range ps {
+					pl.Publish(ctx, channel, p)
+				}
+				return nil
+			})
+			return err
+		},
+		subscribe: func(ctx context.Context, onMsg func(string)) (func(), error) {
+			ps := rdb.Subscribe(ctx, channel)
+			if _, err := ps.Receive(ctx); err != nil { // the subscription confirmation
+				return nil, err
+			}
+			ch := ps.Channel(redis.WithChannelSize(1 << 16))
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for m := range ch {
+					onMsg(m.Payload)
+				}
+			}()
+			return func() { ps.Close(); <-done }, nil
+		},
+	}, func() { rdb.Close(); stop() }, nil
+}
+
+// payload carries a sequence number (NOTIFY collapses identical payloads in
+// one transaction) and the send time.
+func payload(seq int) string {
+	return strconv.Itoa(seq) + " " + strconv.FormatInt(time.Now().UnixNano(), 10)
+}
+
+func sentAt(p string) time.Time {
+	_, ts, _ := strings.Cut(p, " ")
+	n, _ := strconv.ParseInt(ts, 10, 64)
+	return time.Unix(0, n)
+}
+
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p * float64(len(sorted)-1))
+	return sorted[i]
+}
+
+func latencyRun(ctx context.Context, s system, rate, n int) (p50, p99 float64, lost int, err error) {
+	var mu sync.Mutex
+	lat := make([]float64, 0, n)
+	got := make(chan struct{}, n)
+	stop, err := s.subscribe(ctx, func(p string) {
+		d := time.Since(sentAt(p))
+		mu.Lock()
+		lat = append(lat, float64(d.Microseconds())/1000)
+		mu.Unlock()
+		got <- struct{}{}
+	})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer stop()
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for i := range n {
+		<-tick.C
+		if err := s.publish(ctx, payload(i)); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	timeout := time.After(10 * time.Second)
+	for received := 0; received < n; received++ {
+		select {
+		case <-got:
+		case <-timeout:
+			lost = n - received
+			received = n
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(lat)
+	return percentile(lat, 0.50), percentile(lat, 0.99), lost, nil
+}
+
+func throughputRun(ctx context.Context, s system, pubs, batch, n int) (float64, error) {
+	var received atomic.Int64
+	all := make(chan struct{})
+	stop, err := s.subscribe(ctx, func(string) {
+		if received.Add(1) == int64(n) {
+			close(all)
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, pubs)
+	per := n / pubs
+	for w := range pubs {
+		count := per
+		if w == pubs-1 {
+			count = n - per*(pubs-1)
+		}
+		wg.Go(func() {
+			base := w * per
+			if batch == 0 {
+				for i := range count {
+					if err := s.publish(ctx, payload(base+i)); err != nil {
+						errs <- err
+						return
+					}
+				}
+				return
+			}
+			for i := 0; i < count; i += batch {
+				ps := make([]string, 0, batch)
+				for j := i; j < min(i+batch, count); j++ {
+					ps = append(ps, payload(base+j))
+				}
+				if err := s.batch(ctx, ps); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	select {
+	case <-all:
+	case <-time.After(60 * time.Second):
+		return 0, fmt.Errorf("only %d of %d delivered", received.Load(), n)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// fanoutRun connects clients WebSockets to a bridge, joins them to one room
+// and measures, per message, the time from publish until each socket has it.
+func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clients, msgs int) (p50, p99 float64, err error) {
+	br, err := realtime.NewBridge(b, realtime.BridgeConfig{
+		Authorize: func(r *http.Request) (realtime.Identity, error) {
+			return realtime.Identity{ID: r.URL.Query().Get("u"), CanJoin: func(string) bool { return true }}, nil
+		},
+		QueueSize: 1024,
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	srv := httptest.NewServer(br)
+	defer srv.Close()
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http")
+	var mu sync.Mutex
+	var lat []float64
+	var wg sync.WaitGroup
+	ready := make(chan error, clients)
+	for i := range clients {
+		wg.Go(func() {
+			c, _, err := websocket.Dial(ctx, fmt.Sprintf("%s/?u=%d", wsURL, i), nil)
+			if err != nil {
+				ready <- err
+				return
+			}
+			defer c.CloseNow()
+			if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"join","channel":"room:fanout"}`)); err != nil {
+				ready <- err
+				return
+			}
+			if _, _, err := c.Read(ctx); err != nil { // "joined"
+				ready <- err
+				return
+			}
+			ready <- nil
+			for range msgs {
+				rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				_, data, err := c.Read(rctx)
+				cancel()
+				if err != nil {
+					return
+				}
+				// {"type":"message","channel":"room:fanout","data":"<seq> <nanos>"}
+				_, rest, ok := bytes.Cut(data, []byte(`"data":"`))
+				if !ok {
+					return
+				}
+				p, _, _ := bytes.Cut(rest, []byte(`"`))
+				d := time.Since(sentAt(string(p)))
+				mu.Lock()
+				lat = append(lat, float64(d.Microseconds())/1000)
+				mu.Unlock()
+			}
+		})
+	}
+	for range clients {
+		if err := <-ready; err != nil {
+			return 0, 0, err
+		}
+	}
+	for i := range msgs {
+		if err := b.Publish(ctx, pool, "room:fanout", []byte(payload(i))); err != nil {
+			return 0, 0, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wg.Wait()
+	if len(lat) != clients*msgs {
+		return 0, 0, errors.New("fan-out: " + strconv.Itoa(len(lat)) + " of " + strconv.Itoa(clients*msgs) + " deliveries")
+	}
+	slices.Sort(lat)
+	return percentile(lat, 0.50), percentile(lat, 0.99), nil
+}

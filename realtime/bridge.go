@@ -1,0 +1,539 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Identity is what BridgeConfig.Authorize decides about a request.
+type Identity struct {
+	// ID names the client in logs (e.g. the user id).
+	ID string
+	// Channels the client receives from the moment it connects, such as
+	// its own "user:42" channel. They cannot be left.
+	Channels []string
+	// CanJoin reports whether the client may join the room channel. It is
+	// called for every join; nil allows no joins.
+	CanJoin func(channel string) bool
+}
+
+// ErrForbidden may be returned (wrapped) by Authorize to answer 403
+// instead of 401.
+var ErrForbidden = errors.New("realtime: forbidden")
+
+// BridgeConfig configures a Bridge.
+type BridgeConfig struct {
+	// Authorize maps a request to an identity (required). An error refuses
+	// the connection with 401, or 403 when it wraps ErrForbidden.
+	Authorize func(r *http.Request) (Identity, error)
+	// MaxRooms limits the rooms a client may have joined at once (not
+	// counting Identity.Channels) and the length of one join list; 0 means 32.
+	MaxRooms int
+	// QueueSize bounds the events waiting to be written to one client; a
+	// client that lets it fill up is closed with a policy-violation status
+	// (WebSocket 1008) or, for SSE, disconnected. 0 means 256.
+	QueueSize int
+	// WriteTimeout bounds each write to a client; a client that does not
+	// take a write in time is closed. 0 means 10s.
+	WriteTimeout time.Duration
+	// PingInterval is the keepalive period (WebSocket ping, SSE comment);
+	// 0 means 25s.
+	PingInterval time.Duration
+	// ReadLimit is the largest client message in bytes; bigger ones close
+	// the socket (1009). 0 means 4096.
+	ReadLimit int64
+	// OriginPatterns are the cross-origin hosts allowed to open WebSockets
+	// (see websocket.AcceptOptions); same-origin is always allowed.
+	OriginPatterns []string
+	// Logger receives connection problems; nil discards them.
+	Logger *slog.Logger
+}
+
+// Bridge serves browsers over WebSocket (ServeHTTP) and Server-Sent Events
+// (SSE), relaying the broker's messages to the channels each client may see.
+//
+// The WebSocket protocol is JSON text messages. A client sends
+//
+//	{"type": "join", "channel": "room:1"}                    join a room
+//	{"type": "join", "channel": "room:1", "since": 41}      resume a durable room after id 41
+//	{"type": "join", "channels": ["room:1", "room:2"]}      join several
+//	{"type": "leave", "channel": "room:1"}
+//
+// and receives
+//
+//	{"type": "message", "channel": "room:1", "id": 42, "data": <payload>}
+//	{"type": "gap", "channel": "room:1", "reason": "reconnect", "id": 41}
+//	{"type": "joined", "channel": "room:1"}  /  {"type": "left", ...}
+//	{"type": "error", "channel": "room:1", "error": "not allowed"}
+//
+// data is the payload itself when it is valid JSON, otherwise a JSON
+// string; id is present for durable channels. Events of one channel arrive
+// in publish order; events of different channels are relayed independently
+// and may interleave differently. Identity channels may be
+// resumed with the query parameter resume=<channel>:<id> (repeatable).
+// Malformed JSON closes the socket with 1008 (policy violation); unknown,
+// invalid or unauthorized joins get an error message.
+type Bridge struct {
+	b       *Broker
+	cfg     BridgeConfig
+	clients atomic.Int64
+
+	// The last encoding per channel: the sockets of a room all receive the
+	// same event (sharing its payload), so it is encoded once, not per socket.
+	encMu sync.Mutex
+	enc   map[string]encoded
+}
+
+type encoded struct {
+	payload *byte
+	id      int64
+	gap     GapReason
+	bytes   []byte
+}
+
+// encode returns the JSON of ev, reusing the previous encoding when ev is
+// the same delivery (same payload backing array) on the same channel.
+func (br *Bridge) encode(ev Event) []byte {
+	if len(ev.Payload) == 0 {
+		b, _ := json.Marshal(encodeEvent(ev))
+		return b
+	}
+	key := &ev.Payload[0]
+	br.encMu.Lock()
+	e, ok := br.enc[ev.Channel]
+	br.encMu.Unlock()
+	if ok && e.payload == key && e.id == ev.ID && e.gap == ev.Gap {
+		return e.bytes
+	}
+	b, _ := json.Marshal(encodeEvent(ev))
+	br.encMu.Lock()
+	if br.enc == nil || len(br.enc) > 4096 {
+		br.enc = map[string]encoded{}
+	}
+	br.enc[ev.Channel] = encoded{payload: key, id: ev.ID, gap: ev.Gap, bytes: b}
+	br.encMu.Unlock()
+	return b
+}
+
+// NewBridge returns a bridge relaying b's messages. b must be started before
+// clients connect.
+func NewBridge(b *Broker, cfg BridgeConfig) (*Bridge, error) {
+	if b == nil {
+		return nil, errors.New("realtime: NewBridge needs a broker")
+	}
+	if cfg.Authorize == nil {
+		return nil, errors.New("realtime: BridgeConfig.Authorize is required")
+	}
+	if cfg.MaxRooms < 0 || cfg.QueueSize < 0 || cfg.WriteTimeout < 0 || cfg.PingInterval < 0 || cfg.ReadLimit < 0 {
+		return nil, errors.New("realtime: BridgeConfig values must not be negative")
+	}
+	if cfg.MaxRooms == 0 {
+		cfg.MaxRooms = 32
+	}
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = 256
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = 25 * time.Second
+	}
+	if cfg.ReadLimit == 0 {
+		cfg.ReadLimit = 4096
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Bridge{b: b, cfg: cfg}, nil
+}
+
+// Clients reports how many WebSocket and SSE clients are connected.
+func (br *Bridge) Clients() int { return int(br.clients.Load()) }
+
+// frame is one item of a client's queue: an event or a control reply.
+type frame struct {
+	ev  Event
+	ctl *wireOut
+}
+
+type wireOut struct {
+	Type    string          `json:"type"`
+	Channel string          `json:"channel,omitempty"`
+	ID      int64           `json:"id,omitempty"`
+	Data    json.RawMessage `json:"data,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
+	Error   string          `json:"error,omitempty"`
+}
+
+type wireIn struct {
+	Type     string   `json:"type"`
+	Channel  string   `json:"channel"`
+	Channels []string `json:"channels"`
+	Since    *int64   `json:"since"`
+}
+
+func encodeEvent(ev Event) wireOut {
+	if ev.IsGap() {
+		return wireOut{Type: "gap", Channel: ev.Channel, ID: ev.ID, Reason: string(ev.Gap)}
+	}
+	w := wireOut{Type: "message", Channel: ev.Channel, ID: ev.ID}
+	if len(ev.Payload) > 0 && json.Valid(ev.Payload) {
+		w.Data = ev.Payload
+	} else {
+		w.Data, _ = json.Marshal(string(ev.Payload))
+	}
+	return w
+}
+
+// client is one connected browser (WebSocket or SSE).
+type client struct {
+	br     *Bridge
+	id     Identity
+	queue  chan frame
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	subs   map[string]*Subscription
+	fixed  map[string]bool // identity channels
+	closed bool
+	code   websocket.StatusCode
+	reason string
+}
+
+func (br *Bridge) newClient(ctx context.Context, id Identity) *client {
+	c := &client{br: br, id: id, queue: make(chan frame, br.cfg.QueueSize),
+		subs: map[string]*Subscription{}, fixed: map[string]bool{}}
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	return c
+}
+
+// fail ends the client with a close status (the first reason wins).
+func (c *client) fail(code websocket.StatusCode, reason string) {
+	c.mu.Lock()
+	if c.code == 0 {
+		c.code, c.reason = code, reason
+	}
+	c.mu.Unlock()
+	c.cancel()
+}
+
+// send queues a frame without blocking; a full queue ends the client.
+func (c *client) send(f frame) bool {
+	select {
+	case c.queue <- f:
+		return true
+	default:
+		c.br.b.stats.dropped.Add(1)
+		c.fail(websocket.StatusPolicyViolation, "slow consumer")
+		return false
+	}
+}
+
+func (c *client) reply(w wireOut) { c.send(frame{ctl: &w}) }
+
+// join subscribes the client to channel and starts relaying it.
+func (c *client) join(ch string, since *int64, fixed bool) error {
+	if err := ValidateChannel(ch); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if _, ok := c.subs[ch]; ok {
+		c.mu.Unlock()
+		return nil
+	}
+	if !fixed && len(c.subs)-len(c.fixed) >= c.br.cfg.MaxRooms {
+		c.mu.Unlock()
+		return fmt.Errorf("realtime: room limit of %d reached", c.br.cfg.MaxRooms)
+	}
+	c.mu.Unlock()
+	opts := []SubscribeOption{WithBuffer(c.br.cfg.QueueSize), WithPolicy(Disconnect)}
+	if since != nil {
+		opts = append(opts, From(*since))
+	}
+	s, err := c.br.b.Subscribe(c.ctx, ch, opts...)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		s.Close()
+		return ErrClosed
+	}
+	if _, dup := c.subs[ch]; dup { // joined concurrently
+		c.mu.Unlock()
+		s.Close()
+		return nil
+	}
+	c.subs[ch] = s
+	if fixed {
+		c.fixed[ch] = true
+	}
+	c.mu.Unlock()
+	c.wg.Go(func() { c.pump(s) })
+	return nil
+}
+
+func (c *client) leave(ch string) bool {
+	c.mu.Lock()
+	s, ok := c.subs[ch]
+	if !ok || c.fixed[ch] {
+		c.mu.Unlock()
+		return false
+	}
+	delete(c.subs, ch)
+	c.mu.Unlock()
+	s.Close()
+	return true
+}
+
+// pump moves one subscription's events into the client's queue.
+func (c *client) pump(s *Subscription) {
+	for {
+		ev, err := s.Next(c.ctx)
+		if err != nil {
+			c.mu.Lock()
+			current := c.subs[s.channel] == s
+			c.mu.Unlock()
+			switch {
+			case c.ctx.Err() != nil, !current: // client gone or room left
+			case errors.Is(err, ErrSlowConsumer):
+				c.fail(websocket.StatusPolicyViolation, "slow consumer")
+			default: // the broker stopped
+				c.fail(websocket.StatusGoingAway, "server shutting down")
+			}
+			return
+		}
+		if !c.send(frame{ev: ev}) {
+			return
+		}
+	}
+}
+
+// finish closes every subscription and waits for the pumps.
+func (c *client) finish() {
+	c.cancel()
+	c.mu.Lock()
+	c.closed = true
+	subs := c.subs
+	c.subs = map[string]*Subscription{}
+	c.mu.Unlock()
+	for _, s := range subs {
+		s.Close()
+	}
+	c.wg.Wait()
+}
+
+// start authorizes the request and subscribes the identity channels.
+func (br *Bridge) start(w http.ResponseWriter, r *http.Request) (Identity, map[string]int64, bool) {
+	id, err := br.cfg.Authorize(r)
+	if err != nil {
+		code := http.StatusUnauthorized
+		if errors.Is(err, ErrForbidden) {
+			code = http.StatusForbidden
+		}
+		http.Error(w, http.StatusText(code), code)
+		return id, nil, false
+	}
+	for _, ch := range id.Channels {
+		if err := ValidateChannel(ch); err != nil {
+			br.cfg.Logger.Error("realtime: Authorize returned an invalid channel", "client", id.ID, "err", err)
+			http.Error(w, "invalid identity channel", http.StatusInternalServerError)
+			return id, nil, false
+		}
+	}
+	resume, err := parseResume(r.URL.Query()["resume"])
+	if err != nil {
+		http.Error(w, "resume must be <channel>:<id>", http.StatusBadRequest)
+		return id, nil, false
+	}
+	return id, resume, true
+}
+
+// parseResume reads resume=<channel>:<id> values (the channel may itself
+// contain colons; the id follows the last one).
+func parseResume(vals []string) (map[string]int64, error) {
+	resume := map[string]int64{}
+	for _, v := range vals {
+		i := strings.LastIndexByte(v, ':')
+		if i <= 0 {
+			return nil, fmt.Errorf("realtime: resume %q has no <channel>:<id> form", v)
+		}
+		n, err := strconv.ParseInt(v[i+1:], 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("realtime: resume %q has a bad id", v)
+		}
+		if err := ValidateChannel(v[:i]); err != nil {
+			return nil, err
+		}
+		resume[v[:i]] = n
+	}
+	return resume, nil
+}
+
+func sincePtr(m map[string]int64, ch string) *int64 {
+	if v, ok := m[ch]; ok {
+		return &v
+	}
+	return nil
+}
+
+// ServeHTTP upgrades the request to a WebSocket and serves the client until
+// it leaves, is too slow, or the broker stops.
+func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, resume, ok := br.start(w, r)
+	if !ok {
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: br.cfg.OriginPatterns})
+	if err != nil {
+		return // Accept wrote the HTTP error
+	}
+	conn.SetReadLimit(br.cfg.ReadLimit)
+	br.clients.Add(1)
+	defer br.clients.Add(-1)
+	c := br.newClient(context.WithoutCancel(r.Context()), id)
+
+	for _, ch := range id.Channels {
+		if err := c.join(ch, sincePtr(resume, ch), true); err != nil {
+			c.finish()
+			code, reason := websocket.StatusInternalError, "subscribe failed"
+			if errors.Is(err, ErrNotRunning) {
+				code, reason = websocket.StatusTryAgainLater, "server not ready"
+			} else if errors.Is(err, ErrNoStream) {
+				code, reason = websocket.StatusPolicyViolation, "resume on a channel without a stream"
+			}
+			_ = conn.Close(code, reason)
+			return
+		}
+	}
+
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		c.readLoop(conn)
+	}()
+	c.writeLoop(conn)
+	c.finish()
+	c.mu.Lock()
+	code, reason := c.code, c.reason
+	c.mu.Unlock()
+	if code == 0 {
+		code = websocket.StatusNormalClosure
+	}
+	br.cfg.Logger.Debug("realtime: websocket closing", "client", id.ID, "code", code, "reason", reason)
+	_ = conn.Close(code, reason)
+	<-readerDone
+}
+
+func (c *client) readLoop(conn *websocket.Conn) {
+	for {
+		// Not c.ctx: cancelling a Read closes the socket at once, before the
+		// writer can send its close status. Close ends this Read instead.
+		typ, data, err := conn.Read(context.Background())
+		if err != nil {
+			if s := websocket.CloseStatus(err); s == websocket.StatusMessageTooBig {
+				c.fail(websocket.StatusMessageTooBig, "message too big")
+			}
+			c.cancel()
+			return
+		}
+		var in wireIn
+		if typ != websocket.MessageText || json.Unmarshal(data, &in) != nil {
+			c.fail(websocket.StatusPolicyViolation, "malformed message: expected a JSON object")
+			return
+		}
+		switch in.Type {
+		case "join":
+			chans := in.Channels
+			if in.Channel != "" {
+				chans = append([]string{in.Channel}, chans...)
+			}
+			if len(chans) == 0 || len(chans) > c.br.cfg.MaxRooms {
+				c.reply(wireOut{Type: "error", Error: fmt.Sprintf("join needs 1 to %d channels", c.br.cfg.MaxRooms)})
+				continue
+			}
+			for _, ch := range chans {
+				c.handleJoin(ch, in.Since)
+			}
+		case "leave":
+			if c.leave(in.Channel) {
+				c.reply(wireOut{Type: "left", Channel: in.Channel})
+			} else {
+				c.reply(wireOut{Type: "error", Channel: in.Channel, Error: "not joined"})
+			}
+		default:
+			c.reply(wireOut{Type: "error", Error: fmt.Sprintf("unknown message type %q", in.Type)})
+		}
+	}
+}
+
+func (c *client) handleJoin(ch string, since *int64) {
+	if err := ValidateChannel(ch); err != nil {
+		c.reply(wireOut{Type: "error", Channel: ch, Error: "invalid channel name"})
+		return
+	}
+	if c.id.CanJoin == nil || !c.id.CanJoin(ch) {
+		c.reply(wireOut{Type: "error", Channel: ch, Error: "not allowed"})
+		return
+	}
+	if err := c.join(ch, since, false); err != nil {
+		msg := "join failed"
+		switch {
+		case errors.Is(err, ErrNoStream):
+			msg = "channel has no stream to resume"
+		case strings.Contains(err.Error(), "room limit"):
+			msg = err.Error()
+		}
+		c.reply(wireOut{Type: "error", Channel: ch, Error: msg})
+		return
+	}
+	c.reply(wireOut{Type: "joined", Channel: ch})
+}
+
+func (c *client) writeLoop(conn *websocket.Conn) {
+	ping := time.NewTicker(c.br.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case f := <-c.queue:
+			var b []byte
+			if f.ctl != nil {
+				b, _ = json.Marshal(f.ctl)
+			} else {
+				b = c.br.encode(f.ev)
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, c.br.cfg.WriteTimeout)
+			err := conn.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				c.fail(websocket.StatusPolicyViolation, "write timeout")
+				return
+			}
+		case <-ping.C:
+			ctx, cancel := context.WithTimeout(c.ctx, c.br.cfg.WriteTimeout)
+			err := conn.Ping(ctx)
+			cancel()
+			if err != nil {
+				c.fail(websocket.StatusGoingAway, "ping timeout")
+				return
+			}
+		}
+	}
+}

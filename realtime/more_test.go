@@ -1,0 +1,327 @@
+package realtime
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/justpg/justpg/internal/pgtest"
+)
+
+func TestTableChangesTrigger(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	ctx := ctxT(t)
+	_, err := db.Pool.Exec(ctx, `CREATE TABLE "Todo Items" (id int PRIMARY KEY, title text, done bool, secret text)`)
+	require.NoError(t, err)
+	tc := TableChanges{Table: "Todo Items", Channel: "todos", Key: []string{"id"}, Columns: []string{"title", "done"}}
+	sql, err := b.TableChangesSQL(tc)
+	require.NoError(t, err)
+	assert.Contains(t, sql, `ON "public"."Todo Items"`)
+	assert.Contains(t, sql, `"justpg"."realtime_table_change"('todos', '["id"]', '["title","done"]')`)
+	require.NoError(t, b.InstallTableChanges(ctx, db.Pool, tc))
+	require.NoError(t, b.InstallTableChanges(ctx, db.Pool, tc), "re-installing replaces the trigger")
+
+	s := subscribe(t, b, "todos")
+	type key struct {
+		ID int `json:"id"`
+	}
+	type data struct {
+		Title string `json:"title"`
+		Done  bool   `json:"done"`
+	}
+	_, err = db.Pool.Exec(ctx, `INSERT INTO "Todo Items" VALUES (1, 'milk', false, 'hidden')`)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `UPDATE "Todo Items" SET done = true WHERE id = 1`)
+	require.NoError(t, err)
+	// Rolled back changes publish nothing.
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `INSERT INTO "Todo Items" VALUES (2, 'x', false, '')`)
+	require.NoError(t, err)
+	require.NoError(t, tx.Rollback(ctx))
+	_, err = db.Pool.Exec(ctx, `DELETE FROM "Todo Items" WHERE id = 1`)
+	require.NoError(t, err)
+
+	want := []TableChange[key, data]{
+		{Op: "INSERT", Schema: "public", Table: "Todo Items", Key: key{1}, Data: data{"milk", false}},
+		{Op: "UPDATE", Schema: "public", Table: "Todo Items", Key: key{1}, Data: data{"milk", true}},
+		{Op: "DELETE", Schema: "public", Table: "Todo Items", Key: key{1}, Data: data{"milk", true}},
+	}
+	for _, w := range want {
+		ev := next(t, s)
+		assert.NotContains(t, string(ev.Payload), "hidden", "only chosen columns are published")
+		got, err := DecodeJSON[TableChange[key, data]](ev)
+		require.NoError(t, err)
+		assert.Equal(t, w, got)
+	}
+	requireEmpty(t, s)
+
+	require.NoError(t, b.RemoveTableChanges(ctx, db.Pool, "", "Todo Items", ""))
+	_, err = db.Pool.Exec(ctx, `INSERT INTO "Todo Items" VALUES (3, 'gone', false, '')`)
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, db.Pool, "todos", []byte("marker")))
+	assert.Equal(t, "marker", msg(t, s))
+
+	// Bad input.
+	for _, bad := range []TableChanges{
+		{Table: "", Channel: "c", Key: []string{"id"}},
+		{Table: "t", Channel: "bad channel", Key: []string{"id"}},
+		{Table: "t", Channel: "c"},
+		{Table: "t", Channel: "c", Key: []string{""}},
+		{Table: "t", Channel: "c", Key: []string{"id"}, Trigger: strings.Repeat("x", 64)},
+	} {
+		_, err := b.TableChangesSQL(bad)
+		assert.Error(t, err, "%+v", bad)
+	}
+	err = b.InstallTableChanges(ctx, db.Pool, TableChanges{Table: "Todo Items", Channel: "c", Key: []string{"id"}, Columns: []string{"nope"}})
+	assert.ErrorContains(t, err, "nope")
+}
+
+// Two tenants write to their durable streams inside tenant-scoped
+// transactions; with RLS on the package's tables neither sees, nor writes
+// into, the other's log.
+func TestTenantIsolationWithRLS(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := ctxT(t)
+	role := "rt_" + strings.TrimPrefix(db.Name, "justpg_test_")
+	_, err := db.Pool.Exec(ctx, `CREATE ROLE `+role+` LOGIN PASSWORD 'pw' NOSUPERUSER NOBYPASSRLS`)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = db.Pool.Exec(context.Background(), `DROP OWNED BY `+role)
+		_, _ = db.Pool.Exec(context.Background(), `DROP ROLE `+role)
+	})
+	for _, tbl := range []string{"realtime_streams", "realtime_events", "realtime_payloads"} {
+		_, err = db.Pool.Exec(ctx, `ALTER TABLE justpg.`+tbl+` ENABLE ROW LEVEL SECURITY;
+			CREATE POLICY tenant ON justpg.`+tbl+` USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid))`)
+		require.NoError(t, err)
+	}
+	_, err = db.Pool.Exec(ctx, `GRANT USAGE ON SCHEMA justpg TO `+role+`;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA justpg TO `+role)
+	require.NoError(t, err)
+
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	require.NoError(t, err)
+	cfg.ConnConfig.User, cfg.ConnConfig.Password = role, "pw"
+	cfg.MaxConns = 2
+	app, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(app.Close)
+	b, err := New(app, Config{})
+	require.NoError(t, err)
+
+	const tenantA, tenantB = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
+	asTenant := func(tenant string, fn func(tx pgx.Tx)) {
+		require.NoError(t, pgx.BeginFunc(ctx, app, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, tenant)
+			require.NoError(t, err)
+			fn(tx)
+			return nil
+		}))
+	}
+	asTenant(tenantA, func(tx pgx.Tx) {
+		require.NoError(t, b.CreateStream(ctx, tx, "a.log", StreamConfig{}))
+		require.NoError(t, b.Publish(ctx, tx, "a.log", []byte("a1")))
+		require.NoError(t, b.Publish(ctx, tx, "a.log", []byte(strings.Repeat("A", 9000))))
+	})
+	asTenant(tenantB, func(tx pgx.Tx) {
+		require.NoError(t, b.CreateStream(ctx, tx, "b.log", StreamConfig{}))
+		require.NoError(t, b.Publish(ctx, tx, "b.log", []byte("b1")))
+		// B cannot append to A's log: A's stream is invisible, so this is
+		// an ephemeral message.
+		require.NoError(t, b.Publish(ctx, tx, "a.log", []byte("from b")))
+	})
+	asTenant(tenantA, func(tx pgx.Tx) {
+		evs, err := b.ReadStream(ctx, tx, "a.log", 0, 0)
+		require.NoError(t, err)
+		require.Len(t, evs, 2)
+		assert.Equal(t, "a1", string(evs[0].Payload))
+		evs, err = b.ReadStream(ctx, tx, "b.log", 0, 0)
+		require.NoError(t, err)
+		assert.Empty(t, evs, "tenant A must not read tenant B's events")
+	})
+	asTenant(tenantB, func(tx pgx.Tx) {
+		evs, err := b.ReadStream(ctx, tx, "b.log", 0, 0)
+		require.NoError(t, err)
+		require.Len(t, evs, 1)
+		evs, err = b.ReadStream(ctx, tx, "a.log", 0, 0)
+		require.NoError(t, err)
+		assert.Empty(t, evs, "tenant B must not read tenant A's events")
+	})
+	// The rows carry their tenant (seen by the table owner).
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM justpg.realtime_events
+		WHERE (channel = 'a.log' AND tenant_id = $1) OR (channel = 'b.log' AND tenant_id = $2)`, tenantA, tenantB).Scan(&n))
+	assert.Equal(t, 3, n)
+}
+
+// Not parallel: parallel tests are paused while it runs, so every goroutine
+// it finds afterwards beyond the ignored ones would be a leak of the broker.
+func TestNoGoroutineLeakAfterStop(t *testing.T) {
+	db := newDB(t) // the shared server and its helpers exist before the snapshot
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	pool, err := pgxpool.New(context.Background(), db.URL)
+	require.NoError(t, err)
+	defer pool.Close()
+	b, err := New(pool, Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, CleanupInterval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	ctx := ctxT(t)
+	require.NoError(t, b.Start(ctx))
+	s1, err := b.Subscribe(ctx, "a")
+	require.NoError(t, err)
+	s2, err := b.Subscribe(ctx, "b", WithBuffer(1))
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(ctx, pool, "b", []byte("1")))
+	require.NoError(t, b.Publish(ctx, pool, "b", []byte("2")))
+	db.TerminateBackends(t) // exercise the reconnect path
+	ev, err := s1.Next(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, GapReconnect, ev.Gap)
+	time.Sleep(30 * time.Millisecond) // let the cleanup loop run
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.Stop(stopCtx))
+	require.NoError(t, b.Stop(stopCtx), "Stop is idempotent")
+	_, err = s2.Next(ctx) // buffered events first, then closed
+	require.NoError(t, err)
+	for {
+		if _, err = s2.Next(ctx); err != nil {
+			break
+		}
+	}
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = b.Subscribe(ctx, "c")
+	assert.ErrorIs(t, err, ErrNotRunning)
+	require.Eventually(t, func() bool { return pool.Stat().AcquiredConns() == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the listener connection is released")
+	pool.Close()
+}
+
+// Stopping via the context given to Start also releases everything.
+func TestStartContextCancelStops(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b, err := New(db.Pool, Config{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	require.NoError(t, b.Start(ctx))
+	s, err := b.Subscribe(ctxT(t), "x")
+	require.NoError(t, err)
+	cancel()
+	_, err = s.Next(ctxT(t))
+	assert.ErrorIs(t, err, ErrClosed)
+	require.Eventually(t, func() bool { return db.Pool.Stat().AcquiredConns() == 0 }, 10*time.Second, 10*time.Millisecond)
+	require.NoError(t, b.Stop(ctxT(t)))
+}
+
+func FuzzValidateChannel(f *testing.F) {
+	for _, s := range []string{"", "a", "user:42", "room.lobby", "x y", `a"b`, "Ü", strings.Repeat("a", 63), strings.Repeat("a", 64), "a\x00b", "@-_.:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		err := ValidateChannel(name)
+		if err != nil {
+			return
+		}
+		if len(name) == 0 || len(name) > 63 {
+			t.Fatalf("accepted %q of length %d", name, len(name))
+		}
+		q, err := quoteChannel(name)
+		if err != nil {
+			t.Fatalf("valid %q does not quote: %v", name, err)
+		}
+		if q != `"`+name+`"` {
+			t.Fatalf("valid %q quoted as %s: the charset must not need escaping", name, q)
+		}
+	})
+}
+
+var _ = pgtest.Main
+
+func FuzzParseEnvelope(f *testing.F) {
+	for _, s := range []string{"", "plain", "\x1e", "\x1eP", "\x1ePx", "\x1eR12", "\x1eR-1", "\x1ee3:hi", "\x1ee:x", "\x1eE9", "\x1eZ1", "\x1ee99999999999999999999:x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		kind, id, body := parseEnvelope(p)
+		switch kind {
+		case envPlain:
+			if body != p || id != 0 {
+				t.Fatalf("plain %q changed to %q", p, body)
+			}
+		case envEscaped:
+			if "\x1eP"+body != p {
+				t.Fatalf("escaped %q -> %q", p, body)
+			}
+		case envEvent:
+			if id <= 0 || !strings.HasSuffix(p, ":"+body) {
+				t.Fatalf("event %q -> %d %q", p, id, body)
+			}
+		case envStored, envBigEvent:
+			if id <= 0 || body != "" {
+				t.Fatalf("reference %q -> %d %q", p, id, body)
+			}
+		default:
+			t.Fatalf("unknown kind %q for %q", kind, p)
+		}
+	})
+}
+
+func FuzzParseResumeAndLastEventID(f *testing.F) {
+	for _, s := range []string{"", "room:1:5", "a=1&b=2", "room%3A1=3", "x:-1", ":5", "%zz", "bad name:1", "a=1&a=2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if m, err := parseResume([]string{s}); err == nil {
+			for ch, id := range m {
+				if ValidateChannel(ch) != nil || id < 0 {
+					t.Fatalf("parseResume(%q) accepted %q=%d", s, ch, id)
+				}
+			}
+		}
+		if m, err := parseLastEventID(s); err == nil {
+			for ch, id := range m {
+				if ValidateChannel(ch) != nil || id < 0 {
+					t.Fatalf("parseLastEventID(%q) accepted %q=%d", s, ch, id)
+				}
+			}
+		}
+	})
+}
+
+func TestResumeBacklogLongerThanBuffer(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	ctx := ctxT(t)
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "backlog", StreamConfig{}))
+	var batch []Message
+	for i := 1; i <= 10; i++ {
+		batch = append(batch, Message{Channel: "backlog", Payload: fmt.Appendf(nil, "%d", i)})
+	}
+	require.NoError(t, b.PublishBatch(ctx, db.Pool, batch))
+	s := subscribe(t, b, "backlog", From(0), WithBuffer(3))
+	for i := 1; i <= 3; i++ {
+		assert.EqualValues(t, i, next(t, s).ID)
+	}
+	ev := next(t, s)
+	assert.Equal(t, GapOverflow, ev.Gap)
+	assert.EqualValues(t, 3, ev.ID)
+	rest, err := b.ReadStream(ctx, db.Pool, "backlog", ev.ID, 0)
+	require.NoError(t, err)
+	require.Len(t, rest, 7)
+	assert.EqualValues(t, 4, rest[0].ID)
+	// Live events continue after the gap.
+	require.NoError(t, b.Publish(ctx, db.Pool, "backlog", []byte("11")))
+	assert.EqualValues(t, 11, next(t, s).ID)
+}

@@ -1,0 +1,221 @@
+package realtime
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/justpg/justpg/internal/ident"
+	"github.com/justpg/justpg/internal/migrate"
+	"github.com/justpg/justpg/internal/pgdb"
+)
+
+// DB runs statements: a *pgxpool.Pool, *pgxpool.Conn, *pgx.Conn or pgx.Tx.
+// Publishing through the caller's transaction delivers on commit and never
+// on rollback.
+type DB = pgdb.DB
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the package's migration files (NNN_name.sql at the
+// root), for teams that keep them in their own migration tool.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embedded directory always exists
+	}
+	return sub
+}
+
+// Migrate creates or upgrades the package's tables and functions in schema
+// "justpg".
+func Migrate(ctx context.Context, db DB) error {
+	return MigrateSchema(ctx, db, migrate.DefaultSchema)
+}
+
+// MigrateSchema is Migrate for another schema; use the same schema in
+// Config.Schema.
+func MigrateSchema(ctx context.Context, db DB, schema string) error {
+	if _, err := migrate.Run(ctx, db, schema, migrate.Line{Name: "realtime", FS: Migrations()}); err != nil {
+		return fmt.Errorf("realtime: %w", err)
+	}
+	return nil
+}
+
+// Errors callers branch on with errors.Is.
+var (
+	// ErrInvalidChannel is wrapped by every channel name validation error.
+	ErrInvalidChannel = errors.New("realtime: invalid channel name")
+	// ErrInvalidPayload means a payload PostgreSQL cannot carry as text: it
+	// contains a NUL byte or is not valid UTF-8.
+	ErrInvalidPayload = errors.New("realtime: invalid payload")
+	// ErrClosed is returned by Subscription.Next after the subscription was
+	// closed or the broker stopped.
+	ErrClosed = errors.New("realtime: subscription closed")
+	// ErrSlowConsumer is returned by Subscription.Next when the subscription
+	// was closed under the Disconnect policy because its buffer was full.
+	ErrSlowConsumer = errors.New("realtime: subscriber too slow, disconnected")
+	// ErrNotRunning is returned by Subscribe before Start or after Stop.
+	ErrNotRunning = errors.New("realtime: broker is not running")
+	// ErrNoStream means the channel has no durable stream.
+	ErrNoStream = errors.New("realtime: channel has no durable stream")
+)
+
+// SlowPolicy says what happens when a subscriber's buffer is full.
+type SlowPolicy int
+
+const (
+	// DropAndGap (the default) drops new messages for that subscriber while
+	// its buffer is full and puts one Gap event (reason GapOverflow) where
+	// they were lost. Other subscribers and the listener are never blocked.
+	DropAndGap SlowPolicy = iota
+	// Disconnect closes the subscription; Next returns the buffered events
+	// and then ErrSlowConsumer.
+	Disconnect
+)
+
+// Config configures a Broker. The zero value is usable.
+type Config struct {
+	// Schema holds the package's tables; "" means "justpg".
+	Schema string
+	// Logger receives connection and delivery problems; nil discards them.
+	Logger *slog.Logger
+	// BufferSize is each subscription's buffer, in events; 0 means 1024.
+	BufferSize int
+	// SlowPolicy applies when a subscription's buffer is full; the zero
+	// value is DropAndGap.
+	SlowPolicy SlowPolicy
+	// PingInterval is how long the listener connection may be idle before
+	// it is pinged to detect a dead connection; 0 means 15s.
+	PingInterval time.Duration
+	// PingTimeout bounds a ping; 0 means 5s.
+	PingTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the exponential backoff (with jitter)
+	// between reconnect attempts; 0 means 50ms and 5s.
+	MinBackoff, MaxBackoff time.Duration
+	// PayloadTTL is how long large payloads stored in realtime_payloads are
+	// kept for listeners to resolve; 0 means 10 minutes.
+	PayloadTTL time.Duration
+	// CleanupInterval is how often a running broker deletes expired large
+	// payloads and trims durable streams; 0 means 1 minute, negative
+	// disables (call Cleanup yourself).
+	CleanupInterval time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if c.Schema == "" {
+		c.Schema = migrate.DefaultSchema
+	}
+	def := func(d *time.Duration, v time.Duration, name string) error {
+		if *d < 0 {
+			return fmt.Errorf("realtime: Config.%s must not be negative", name)
+		}
+		if *d == 0 {
+			*d = v
+		}
+		return nil
+	}
+	if c.BufferSize < 0 {
+		return errors.New("realtime: Config.BufferSize must not be negative")
+	}
+	if c.BufferSize == 0 {
+		c.BufferSize = 1024
+	}
+	if c.SlowPolicy != DropAndGap && c.SlowPolicy != Disconnect {
+		return fmt.Errorf("realtime: unknown Config.SlowPolicy %d", c.SlowPolicy)
+	}
+	for _, d := range []struct {
+		p    *time.Duration
+		v    time.Duration
+		name string
+	}{
+		{&c.PingInterval, 15 * time.Second, "PingInterval"},
+		{&c.PingTimeout, 5 * time.Second, "PingTimeout"},
+		{&c.MinBackoff, 50 * time.Millisecond, "MinBackoff"},
+		{&c.MaxBackoff, 5 * time.Second, "MaxBackoff"},
+		{&c.PayloadTTL, 10 * time.Minute, "PayloadTTL"},
+	} {
+		if err := def(d.p, d.v, d.name); err != nil {
+			return err
+		}
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		return errors.New("realtime: Config.MaxBackoff is less than MinBackoff")
+	}
+	if c.CleanupInterval == 0 {
+		c.CleanupInterval = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Broker publishes messages and, once started, listens on one dedicated
+// connection for every subscription of this process.
+type Broker struct {
+	pool *pgxpool.Pool
+	cfg  Config
+
+	// Qualified SQL names, built once.
+	qPublish, qPublishMany, qStreams, qEvents, qPayloads, qTableChange string
+
+	stats counters
+
+	mu        sync.Mutex
+	running   bool
+	cancel    context.CancelFunc
+	done      chan struct{}
+	subs      map[string][]*Subscription // copy-on-write slices
+	pending   []*Subscription            // registered, not yet active
+	dirty     bool                       // subs changed since the loop last looked
+	wake      context.CancelFunc         // interrupts the current wait
+	connected bool
+
+	onSync func(listening map[string]bool) // test hook, called by the loop
+}
+
+// New returns a broker over pool. Publishing works right away; call Start to
+// receive messages.
+func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
+	if pool == nil {
+		return nil, errors.New("realtime: nil pool")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	q := func(name string) (string, error) {
+		s, err := ident.Quote(cfg.Schema, name)
+		if err != nil {
+			return "", fmt.Errorf("realtime: Config.Schema: %w", err)
+		}
+		return s, nil
+	}
+	b := &Broker{pool: pool, cfg: cfg, subs: map[string][]*Subscription{}}
+	for _, x := range []struct {
+		dst  *string
+		name string
+	}{
+		{&b.qPublish, "realtime_publish"},
+		{&b.qPublishMany, "realtime_publish_many"},
+		{&b.qStreams, "realtime_streams"},
+		{&b.qEvents, "realtime_events"},
+		{&b.qPayloads, "realtime_payloads"},
+		{&b.qTableChange, "realtime_table_change"},
+	} {
+		s, err := q(x.name)
+		if err != nil {
+			return nil, err
+		}
+		*x.dst = s
+	}
+	return b, nil
+}
