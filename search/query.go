@@ -114,8 +114,13 @@ type Hit struct {
 // Result is one page of hits.
 type Result struct {
 	Hits []Hit
-	// Total is the number of rows matching the query and filters.
+	// Total is the number of rows matching the query and filters; when
+	// TotalCapped is set, more than Total rows match (see
+	// Config.MaxCandidates) and Total is a lower bound.
 	Total int64
+	// TotalCapped reports that the match count reached
+	// Config.MaxCandidates: only that many matches were ranked.
+	TotalCapped bool
 	// Next is the cursor for the following page, "" on the last page.
 	Next string
 	// Corrections lists, for each query word that may have a typo, the
@@ -266,6 +271,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		t.%[8]s @@ q.qe AS exact, t.%[8]s @@ q.qp AS prefix
 	FROM %[13]s
 	WHERE querytree(q.qa) <> 'T' AND t.%[8]s @@ q.qa%[14]s
+	LIMIT %[19]d
 ), p AS (
 	SELECT * FROM m %[15]s ORDER BY m.score DESC, m.k LIMIT %[16]d
 )
@@ -274,7 +280,7 @@ FROM p CROSS JOIN q %[18]s
 ORDER BY p.score DESC, p.k`,
 		ix.lang, ix.unaccent, qe, qp, qt, qt1,
 		ix.key, ix.vector, r.Exact, r.Prefix, r.Typo, r.Text,
-		from, filters, keyset, limit+1, hlCols, hl)
+		from, filters, keyset, limit+1, hlCols, hl, ix.cfg.MaxCandidates)
 	rows, err := db.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
@@ -316,6 +322,7 @@ ORDER BY p.score DESC, p.k`,
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
+	res.TotalCapped = res.Total >= int64(ix.cfg.MaxCandidates)
 	if len(res.Hits) > limit {
 		res.Hits = res.Hits[:limit]
 		last := res.Hits[limit-1]
@@ -391,14 +398,7 @@ func (ix *Index) similarWords(ctx context.Context, db DB, ws []string) ([][]cand
 		strconv.FormatFloat(ix.cfg.Typos.Similarity, 'f', -1, 64))
 	out := make([][]candidate, len(ws))
 	for i, w := range ws {
-		var sql string
-		if ix.tenant != "" {
-			sql = fmt.Sprintf(`SELECT word, docs, %[2]s($1) FROM %[1]s(%[2]s($1), $2)`, ix.wordsFn, ix.unaccent)
-		} else {
-			sql = fmt.Sprintf(`SELECT v.word, v.docs, x.w FROM %[1]s v, (SELECT %[2]s($1) AS w) x
-				WHERE v.tenant_id IS NULL AND v.word OPERATOR(%[3]s.%%) x.w
-				ORDER BY v.word OPERATOR(%[3]s.<->) x.w LIMIT $2`, ix.words, ix.unaccent, ix.extSchema)
-		}
+		sql := fmt.Sprintf(`SELECT word, docs, %[2]s($1) FROM %[1]s(%[2]s($1), $2)`, ix.wordsFn, ix.unaccent)
 		b.Queue(sql, w, ix.cfg.Typos.Candidates).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var c candidate
@@ -595,6 +595,17 @@ WHERE %s AND char_length(w.word) BETWEEN 2 AND %d AND w.word ~ '[[:alpha:]]'
 GROUP BY 1, 2`, ix.words, tenantCol, ix.table, doc, pred, MaxWordLen)
 		if _, err := tx.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("search: refreshing words: %w", err)
+		}
+		// Fresh statistics keep the planner on the trigram index. ANALYZE
+		// needs ownership; without it the autovacuum daemon catches up.
+		var own bool
+		if err := tx.QueryRow(ctx, `SELECT pg_has_role((SELECT relowner FROM pg_class WHERE oid = $1::regclass), 'USAGE')`, ix.words).Scan(&own); err != nil {
+			return fmt.Errorf("search: refreshing words: %w", err)
+		}
+		if own {
+			if _, err := tx.Exec(ctx, "ANALYZE "+ix.words); err != nil {
+				return fmt.Errorf("search: analyzing words: %w", err)
+			}
 		}
 		return nil
 	})
