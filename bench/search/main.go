@@ -300,6 +300,7 @@ var (
 )
 
 func clean(s string) string {
+	s = strings.ToValidUTF8(s, "")
 	s = bracketRE.ReplaceAllString(s, "")
 	s = markupRE.ReplaceAllString(s, "")
 	return strings.TrimSpace(spaceRE.ReplaceAllString(s, " "))
