@@ -88,7 +88,8 @@ type Config struct {
 
 // Ranking weighs the signals that order hits: each hit scores
 // Exact·[matches the query exactly] + Prefix·[matches with the last word as a
-// prefix] + Typo·[matches with at most one typo per word] + Text·relevance,
+// prefix] + Typo·[matches with the likeliest correction of each word (fewest
+// typos, then most frequent)] + Text·relevance,
 // where relevance is ts_rank_cd normalised to [0, 1) and weighted by the
 // fields' weights. The defaults make exact > prefix > typo matches, with
 // full-text relevance ordering hits within each class.
@@ -115,7 +116,8 @@ type Typos struct {
 	// means 8.
 	Alternatives int
 	// Similarity is the pg_trgm similarity threshold for proposing
-	// candidates; 0 means 0.3.
+	// candidates; 0 derives it from each word's length and typo budget
+	// (between 0.2 and 0.5).
 	Similarity float64
 }
 
@@ -203,9 +205,6 @@ func New(cfg Config) (*Index, error) {
 	if cfg.Typos.Alternatives == 0 {
 		cfg.Typos.Alternatives = 8
 	}
-	if cfg.Typos.Similarity == 0 {
-		cfg.Typos.Similarity = 0.3
-	}
 	if cfg.MaxCandidates == 0 {
 		cfg.MaxCandidates = 2000
 	}
@@ -226,8 +225,8 @@ func New(cfg Config) (*Index, error) {
 		return bad("Typos: need 1 <= OneTypo <= TwoTypos, got %d and %d", cfg.Typos.OneTypo, cfg.Typos.TwoTypos)
 	case cfg.Typos.Candidates < 1 || cfg.Typos.Candidates > 1000 || cfg.Typos.Alternatives < 1 || cfg.Typos.Alternatives > 100:
 		return bad("Typos: Candidates must be in 1..1000 and Alternatives in 1..100")
-	case cfg.Typos.Similarity <= 0 || cfg.Typos.Similarity >= 1:
-		return bad("Typos.Similarity must be in (0, 1)")
+	case cfg.Typos.Similarity < 0 || cfg.Typos.Similarity >= 1:
+		return bad("Typos.Similarity must be in [0, 1)")
 	case cfg.Ranking.Exact < 0 || cfg.Ranking.Prefix < 0 || cfg.Ranking.Typo < 0 || cfg.Ranking.Text < 0:
 		return bad("Ranking weights must not be negative")
 	}

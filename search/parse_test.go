@@ -89,3 +89,16 @@ func FuzzParseQuery(f *testing.F) {
 		}
 	})
 }
+
+// TestThresholdKeepsOneTypo: the derived threshold never drops a one-typo
+// correction of a common pattern because of rounding.
+func TestThresholdKeepsOneTypo(t *testing.T) {
+	ty := DefaultTypos
+	for n := 1; n < 30; n++ {
+		s := ty.threshold(n)
+		assert.GreaterOrEqual(t, s, 0.2)
+		assert.LessOrEqual(t, s, 0.5)
+	}
+	assert.Less(t, ty.threshold(8), 5.0/13, "recieved/received share 5 of 13 trigrams")
+	assert.Equal(t, 0.3, Typos{Similarity: 0.3}.threshold(8))
+}

@@ -349,7 +349,7 @@ type candidate struct {
 
 // corrections looks the query's longer words up in the word list and keeps
 // the indexed words within the typo budget: alts has every correction,
-// alts1 those at distance one.
+// alts1 the likeliest one per word.
 func (ix *Index) corrections(ctx context.Context, db DB, p parsed) (alts, alts1 alternatives, err error) {
 	ws := p.typoWords(ix.cfg.Typos.OneTypo)
 	if len(ws) == 0 {
@@ -380,10 +380,11 @@ func (ix *Index) corrections(ctx context.Context, db DB, p parsed) (alts, alts1 
 		if len(keep) > ix.cfg.Typos.Alternatives {
 			keep = keep[:ix.cfg.Typos.Alternatives]
 		}
-		for _, c := range keep {
+		for i, c := range keep {
 			alts[w] = append(alts[w], c.word)
-			if c.dist == 1 {
-				alts1[w] = append(alts1[w], c.word)
+			if i == 0 {
+				// The likeliest correction: fewest typos, then most rows.
+				alts1[w] = []string{c.word}
 			}
 		}
 	}
@@ -394,10 +395,10 @@ func (ix *Index) corrections(ctx context.Context, db DB, p parsed) (alts, alts1 
 // to each of ws, in one round trip.
 func (ix *Index) similarWords(ctx context.Context, db DB, ws []string) ([][]candidate, error) {
 	b := &pgx.Batch{}
-	b.Queue(`SELECT set_config('pg_trgm.similarity_threshold', $1, true)`,
-		strconv.FormatFloat(ix.cfg.Typos.Similarity, 'f', -1, 64))
 	out := make([][]candidate, len(ws))
 	for i, w := range ws {
+		b.Queue(`SELECT set_config('pg_trgm.similarity_threshold', $1, true)`,
+			strconv.FormatFloat(ix.cfg.Typos.threshold(utf8.RuneCountInString(w)), 'f', 3, 64))
 		sql := fmt.Sprintf(`SELECT word, docs, %[2]s($1) FROM %[1]s(%[2]s($1), $2)`, ix.wordsFn, ix.unaccent)
 		b.Queue(sql, w, ix.cfg.Typos.Candidates).Query(func(rows pgx.Rows) error {
 			for rows.Next() {

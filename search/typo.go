@@ -1,5 +1,7 @@
 package search
 
+import "math"
+
 // typoDistance is the optimal-string-alignment distance between a and b
 // (insertions, deletions, substitutions and adjacent transpositions, in
 // characters), or max+1 when it exceeds max.
@@ -50,4 +52,25 @@ func (t Typos) budget(n int) int {
 	default:
 		return 2
 	}
+}
+
+// threshold is the pg_trgm similarity above which a word of the list is a
+// candidate correction of a query word of n characters. Unless set, it is
+// the least similarity a word within the typo budget can have: pg_trgm
+// splits a word into n+1 trigrams (with padding), a transposition changes
+// up to four of them and a substitution three, so one typo leaves at least
+// (n-3)/(n+5) and two at least (n-5)/(n+7). A margin of 10% covers words
+// with repeated trigrams, and the result is kept within [0.2, 0.5]: lower
+// would make the lookup slow, higher would lose real corrections.
+func (t Typos) threshold(n int) float64 {
+	if t.Similarity > 0 {
+		return t.Similarity
+	}
+	var s float64
+	if t.budget(n) >= 2 {
+		s = float64(n-5) / float64(n+7)
+	} else {
+		s = float64(n-3) / float64(n+5)
+	}
+	return min(max(math.Floor(s*900)/1000, 0.2), 0.5)
 }

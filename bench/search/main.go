@@ -44,6 +44,7 @@ var (
 	nQueries   = flag.Int("queries", 300, "queries per kind")
 	nSeq       = flag.Int("seq", 15, "sequential-scan ILIKE queries")
 	withBleve  = flag.Bool("bleve", true, "also index and query with Bleve")
+	showMisses = flag.Bool("misses", false, "print the misspellings justpg missed")
 	gcidePath  = flag.String("gcide", "/usr/share/dictd/gcide.dict.dz", "GCIDE dictionary (dict-gcide)")
 	wordnetDir = flag.String("wordnet", "/usr/share/wordnet", "WordNet data files (wordnet-base)")
 )
@@ -139,11 +140,17 @@ func main() {
 		res, err := ix.Search(ctx, pool, search.Query{Text: p.wrong, Limit: 10})
 		typoLat = append(typoLat, time.Since(t))
 		check(err)
+		found := false
 		for _, h := range res.Hits {
 			if contains(keyID(h.Key), p.right) {
-				hits++
+				found = true
 				break
 			}
+		}
+		if found {
+			hits++
+		} else if *showMisses {
+			fmt.Printf("miss: %s -> %s: corrections %v, total %d\n", p.wrong, p.right, res.Corrections[p.wrong], res.Total)
 		}
 	}
 	recall := float64(hits) / float64(len(pairs))
