@@ -76,7 +76,7 @@ type Config struct {
 	// Typos sets the typo tolerance; the zero value means DefaultTypos.
 	Typos Typos
 	// MaxCandidates caps how many matching rows a query ranks; 0 means
-	// 2000. Ranking costs time per matching row, so a query matching more
+	// 1000. Ranking costs time per matching row, so a query matching more
 	// rows ranks the first MaxCandidates the index returns and reports
 	// Result.TotalCapped. Raise it for better ranking of very broad
 	// queries, lower it for speed.
@@ -89,16 +89,17 @@ type Config struct {
 // Ranking weighs the signals that order hits: each hit scores
 // Exact·[matches the query exactly] + Prefix·[matches with the last word as a
 // prefix] + Typo·[matches with the likeliest correction of each word (fewest
-// typos, then most frequent)] + Text·relevance,
-// where relevance is ts_rank_cd normalised to [0, 1) and weighted by the
-// fields' weights. The defaults make exact > prefix > typo matches, with
-// full-text relevance ordering hits within each class.
+// typos, then most frequent)] + Verbatim·[contains a query word or its
+// likeliest correction unstemmed, as a whole word] + Text·relevance, where
+// relevance is ts_rank_cd normalised to [0, 1) and weighted by the fields'
+// weights. The defaults make exact > prefix > typo matches, with verbatim
+// words and then full-text relevance ordering hits within each class.
 type Ranking struct {
-	Exact, Prefix, Typo, Text float64
+	Exact, Prefix, Typo, Verbatim, Text float64
 }
 
 // DefaultRanking is used when Config.Ranking is zero.
-var DefaultRanking = Ranking{Exact: 8, Prefix: 4, Typo: 2, Text: 1}
+var DefaultRanking = Ranking{Exact: 8, Prefix: 4, Typo: 2, Verbatim: 1, Text: 1}
 
 // Typos sets how many typos a query word may have, by its length in
 // characters, as Meilisearch does: words shorter than OneTypo must match
@@ -206,7 +207,7 @@ func New(cfg Config) (*Index, error) {
 		cfg.Typos.Alternatives = 8
 	}
 	if cfg.MaxCandidates == 0 {
-		cfg.MaxCandidates = 2000
+		cfg.MaxCandidates = 1000
 	}
 	if cfg.MaxCandidates < 1 {
 		return bad("MaxCandidates must be positive")
@@ -227,7 +228,7 @@ func New(cfg Config) (*Index, error) {
 		return bad("Typos: Candidates must be in 1..1000 and Alternatives in 1..100")
 	case cfg.Typos.Similarity < 0 || cfg.Typos.Similarity >= 1:
 		return bad("Typos.Similarity must be in [0, 1)")
-	case cfg.Ranking.Exact < 0 || cfg.Ranking.Prefix < 0 || cfg.Ranking.Typo < 0 || cfg.Ranking.Text < 0:
+	case cfg.Ranking.Exact < 0 || cfg.Ranking.Prefix < 0 || cfg.Ranking.Typo < 0 || cfg.Ranking.Verbatim < 0 || cfg.Ranking.Text < 0:
 		return bad("Ranking weights must not be negative")
 	}
 	ix := &Index{cfg: cfg, filters: map[string]string{}}

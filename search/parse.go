@@ -265,3 +265,29 @@ func (p parsed) typoWords(minLen int) []string {
 	}
 	return out
 }
+
+// verbatimWords are the plain positive words as typed, or their likeliest
+// correction when they have one: rows containing them unstemmed rank
+// higher. The query turns them into a regular expression after unaccenting
+// them and dropping anything but letters and digits.
+func (p parsed) verbatimWords(best alternatives) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, g := range p.groups {
+		for _, t := range g {
+			if t.negate {
+				continue
+			}
+			for _, w := range t.words {
+				if b := best[w]; len(b) > 0 {
+					w = b[0]
+				}
+				if !seen[w] {
+					seen[w] = true
+					out = append(out, w)
+				}
+			}
+		}
+	}
+	return out
+}

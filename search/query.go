@@ -220,6 +220,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		return res, nil
 	}
 	prefix := !q.NoPrefix
+	r := ix.cfg.Ranking
 	var alts, alts1 alternatives
 	if !q.NoTypos && !ix.cfg.Typos.Disabled {
 		alts, alts1, err = ix.corrections(ctx, db, p)
@@ -230,11 +231,20 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 			res.Corrections = alts
 		}
 	}
+	verbatim, verbatimWords := "false", []string{}
+	if vw := p.verbatimWords(alts1); len(vw) > 0 && r.Verbatim > 0 {
+		var texts []string
+		for _, f := range ix.fields {
+			texts = append(texts, "coalesce(t."+f.col+", '')")
+		}
+		verbatim = fmt.Sprintf("%s(%s) ~ q.vre", ix.unaccent, strings.Join(texts, " || ' ' || "))
+		verbatimWords = vw
+	}
+	vwords := a.add(verbatimWords)
 	qe := a.add(p.websearch())
 	qp := a.add(p.tsquery(prefix, nil))
 	qt := a.add(p.tsquery(prefix, alts))
 	qt1 := a.add(p.tsquery(prefix, alts1))
-	r := ix.cfg.Ranking
 	var from string
 	if ix.tenant != "" {
 		from = fmt.Sprintf("q, %s(q.qa) AS f(k) JOIN %s t ON t.%s = f.k", ix.matchFn, ix.table, ix.key)
@@ -257,7 +267,11 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		hl = fmt.Sprintf("JOIN %s t ON t.%s = p.key", ix.table, ix.key)
 	}
 	sql := fmt.Sprintf(`WITH q AS MATERIALIZED (
-	SELECT qe, qp, qt, qt1, qe || qp || qt AS qa FROM (SELECT
+	SELECT qe, qp, qt, qt1, qe || qp || qt AS qa, (
+		SELECT '\m(' || string_agg(y, '|') || ')\M'
+		FROM (SELECT regexp_replace(%[2]s(x), '[^[:alnum:]]+', '', 'g') AS y FROM unnest(%[22]s::text[]) AS x) z
+		WHERE y <> '') AS vre
+	FROM (SELECT
 		websearch_to_tsquery(%[1]s, %[2]s(%[3]s)) AS qe,
 		to_tsquery(%[1]s, %[2]s(%[4]s)) AS qp,
 		to_tsquery(%[1]s, %[2]s(%[5]s)) AS qt,
@@ -267,6 +281,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		(CASE WHEN t.%[8]s @@ q.qe THEN %[9]g ELSE 0 END
 		 + CASE WHEN t.%[8]s @@ q.qp THEN %[10]g ELSE 0 END
 		 + CASE WHEN t.%[8]s @@ q.qt1 THEN %[11]g ELSE 0 END
+		 + CASE WHEN %[20]s THEN %[21]g ELSE 0 END
 		 + %[12]g * ts_rank_cd(t.%[8]s, q.qa, 32))::float8 AS score,
 		t.%[8]s @@ q.qe AS exact, t.%[8]s @@ q.qp AS prefix
 	FROM %[13]s
@@ -280,7 +295,7 @@ FROM p CROSS JOIN q %[18]s
 ORDER BY p.score DESC, p.k`,
 		ix.lang, ix.unaccent, qe, qp, qt, qt1,
 		ix.key, ix.vector, r.Exact, r.Prefix, r.Typo, r.Text,
-		from, filters, keyset, limit+1, hlCols, hl, ix.cfg.MaxCandidates)
+		from, filters, keyset, limit+1, hlCols, hl, ix.cfg.MaxCandidates, verbatim, r.Verbatim, vwords)
 	rows, err := db.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
@@ -363,8 +378,10 @@ func (ix *Index) corrections(ctx context.Context, db DB, p parsed) (alts, alts1 
 	for i, w := range ws {
 		budget := ix.cfg.Typos.budget(utf8.RuneCountInString(w))
 		var keep []candidate
+		known := false
 		for _, c := range cands[i] {
 			if c.word == c.typed {
+				known = true
 				continue
 			}
 			if c.dist = typoDistance(c.typed, c.word, budget); c.dist <= budget {
@@ -382,8 +399,9 @@ func (ix *Index) corrections(ctx context.Context, db DB, p parsed) (alts, alts1 
 		}
 		for i, c := range keep {
 			alts[w] = append(alts[w], c.word)
-			if i == 0 {
-				// The likeliest correction: fewest typos, then most rows.
+			if i == 0 && !known {
+				// The likeliest correction: fewest typos, then most rows;
+				// a word that is in the list is its own best reading.
 				alts1[w] = []string{c.word}
 			}
 		}
