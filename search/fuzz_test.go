@@ -14,7 +14,7 @@ func FuzzSearch(f *testing.F) {
 	for _, s := range []string{
 		"", " ", "espresso", `"pocket reference"`, "pocket -knife", "a or b", "-", `"`, "& | ! :* ' \\",
 		"'; DROP TABLE products; --", "<->", "<2>", "(x", "x)", "😀", "кофе", "咖啡", "\x00", "\xff",
-		"or or or", "- - -", `-"`, "espresso:*", "e\u0301", "100%_\\", "a:*b", "!(a & b)",
+		"or or or", "- - -", `-"`, "espresso:*", "e\u0301", "100%_\\", "a:*b", "!(a & b)", "ŉ", "ʼespresso", "ʹ", "ˈx", "⑴ ½",
 	} {
 		f.Add(s)
 	}

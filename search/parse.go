@@ -51,8 +51,15 @@ func (p parsed) positive() bool {
 	return false
 }
 
+// quoteMakers are letters that PostgreSQL's default unaccent rules turn
+// into an apostrophe (ŉ becomes 'n); the query is unaccented after it is
+// built, so they must not reach a quoted tsquery operand. They separate
+// words instead. TestUnaccentKeepsWordsQuotable checks the list against the
+// server's rules.
+var quoteMakers = map[rune]bool{0x149: true, 0x2b9: true, 0x2bb: true, 0x2bc: true, 0x2bd: true, 0x2c8: true}
+
 func isWordRune(r rune) bool {
-	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r)
+	return (unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r)) && !quoteMakers[r]
 }
 
 // parseQuery reads websearch syntax: words are ANDed, "quoted text" is a

@@ -137,7 +137,9 @@ func main() {
 	hits := 0
 	for _, p := range pairs {
 		t := time.Now()
-		res, err := ix.Search(ctx, pool, search.Query{Text: p.wrong, Limit: 10})
+		// A typo query is a complete word, as after a space or Enter: the
+		// word being typed is measured by the prefix queries.
+		res, err := ix.Search(ctx, pool, search.Query{Text: p.wrong + " ", Limit: 10})
 		typoLat = append(typoLat, time.Since(t))
 		check(err)
 		found := false
