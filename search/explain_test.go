@@ -189,7 +189,7 @@ func TestExplainUsesIndexes(t *testing.T) {
 
 	// Stop words only: the plan is gated by a one-time filter and the
 	// table is never scanned.
-	r, err = ix.Search(ctx, pool, search.Query{Text: "the and of"})
+	r, err = ix.Search(ctx, pool, search.Query{Text: "the and of "})
 	require.NoError(t, err)
 	assert.Empty(t, r.Hits)
 	p = plans.take()

@@ -298,3 +298,43 @@ func (p parsed) verbatimWords(best alternatives) []string {
 	}
 	return out
 }
+
+// splitLast separates the word being typed from the rest of the query, for
+// prefix matching: it applies when prefix is wanted, the query ends in a
+// plain word and that word is a group of its own (not part of "a or b").
+func (p parsed) splitLast(prefix bool) (rest, last parsed, word string, ok bool) {
+	if !prefix || !p.prefixable || len(p.groups) == 0 {
+		return p, parsed{}, "", false
+	}
+	g := p.groups[len(p.groups)-1]
+	if len(g) != 1 {
+		return p, parsed{}, "", false
+	}
+	rest = parsed{groups: p.groups[:len(p.groups)-1]}
+	last = parsed{groups: []group{g}}
+	return rest, last, g[0].words[0], true
+}
+
+// substitute returns a copy of the query with each word that has an entry
+// in best replaced by it (misspelled words by their likeliest correction).
+func (p parsed) substitute(best alternatives) parsed {
+	if len(best) == 0 {
+		return p
+	}
+	out := parsed{prefixable: p.prefixable, groups: make([]group, len(p.groups))}
+	for gi, g := range p.groups {
+		out.groups[gi] = make(group, len(g))
+		for ti, t := range g {
+			nt := t
+			nt.words = make([]string, len(t.words))
+			for wi, w := range t.words {
+				if b := best[w]; len(b) > 0 && !t.negate {
+					w = b[0]
+				}
+				nt.words[wi] = w
+			}
+			out.groups[gi][ti] = nt
+		}
+	}
+	return out
+}

@@ -241,10 +241,33 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		verbatimWords = vw
 	}
 	vwords := a.add(verbatimWords)
-	qe := a.add(p.websearch())
-	qp := a.add(p.tsquery(prefix, nil))
-	qt := a.add(p.tsquery(prefix, alts))
-	qt1 := a.add(p.tsquery(prefix, alts1))
+	// A word missing from the word list that has a likeliest correction is
+	// read as that correction for the exact and prefix tiers: its own stem
+	// may coincide with another word's ("explaning" and "explanation" both
+	// stem to explan), which must not outrank the correction.
+	pe := p.substitute(alts1)
+	corrected := len(alts1) > 0
+	qe := a.add(pe.websearch())
+	// The word being typed matches as a literal prefix of the indexed
+	// lexemes (unstemmed: "explaning" must not become the prefix 'explan'
+	// of "explanation"), besides matching as a whole word. The other words
+	// are stemmed as usual.
+	_, _, typed, split := p.splitLast(prefix)
+	pl := "''::tsquery"
+	if split {
+		pl = fmt.Sprintf(`(SELECT CASE WHEN numnode(x) = 0 OR char_length(%[1]s) < 2 THEN x ELSE (x::text || ':*')::tsquery END
+			FROM (SELECT plainto_tsquery('simple', %[2]s(%[1]s)) AS x) y)`, a.add(typed), ix.unaccent)
+	}
+	variant := func(q parsed, alts alternatives) string {
+		rest, last, _, _ := q.splitLast(prefix)
+		if !split {
+			return fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(q.tsquery(prefix, alts)))
+		}
+		return fmt.Sprintf(`(SELECT CASE WHEN numnode(r) = 0 THEN l WHEN numnode(l) = 0 THEN r ELSE r && l END
+			FROM (SELECT to_tsquery(%[1]s, %[2]s(%[3]s)) AS r, to_tsquery(%[1]s, %[2]s(%[4]s)) || pp.pl AS l) v)`,
+			ix.lang, ix.unaccent, a.add(rest.tsquery(false, alts)), a.add(last.tsquery(false, alts)))
+	}
+	qp, qt, qt1 := variant(pe, nil), variant(p, alts), variant(p, alts1)
 	var from string
 	if ix.tenant != "" {
 		from = fmt.Sprintf("q, %s(q.qa) AS f(k) JOIN %s t ON t.%s = f.k", ix.matchFn, ix.table, ix.key)
@@ -273,9 +296,10 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		WHERE y <> '') AS vre
 	FROM (SELECT
 		websearch_to_tsquery(%[1]s, %[2]s(%[3]s)) AS qe,
-		to_tsquery(%[1]s, %[2]s(%[4]s)) AS qp,
-		to_tsquery(%[1]s, %[2]s(%[5]s)) AS qt,
-		to_tsquery(%[1]s, %[2]s(%[6]s)) AS qt1) x
+		%[4]s AS qp,
+		%[5]s AS qt,
+		%[6]s AS qt1
+		FROM (SELECT %[23]s AS pl) pp) x
 ), m AS MATERIALIZED (
 	SELECT t.%[7]s AS key, t.%[7]s::text AS k,
 		(CASE WHEN t.%[8]s @@ q.qe THEN %[9]g ELSE 0 END
@@ -295,7 +319,7 @@ FROM p CROSS JOIN q %[18]s
 ORDER BY p.score DESC, p.k`,
 		ix.lang, ix.unaccent, qe, qp, qt, qt1,
 		ix.key, ix.vector, r.Exact, r.Prefix, r.Typo, r.Text,
-		from, filters, keyset, limit+1, hlCols, hl, ix.cfg.MaxCandidates, verbatim, r.Verbatim, vwords)
+		from, filters, keyset, limit+1, hlCols, hl, ix.cfg.MaxCandidates, verbatim, r.Verbatim, vwords, pl)
 	rows, err := db.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
@@ -317,6 +341,8 @@ ORDER BY p.score DESC, p.k`,
 			return nil, fmt.Errorf("search: %w", err)
 		}
 		switch {
+		case corrected:
+			h.Match = MatchTypo
 		case exact:
 			h.Match = MatchExact
 		case prefix:

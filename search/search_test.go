@@ -326,7 +326,7 @@ func TestBadInput(t *testing.T) {
 		assert.Equal(t, []string{"7"}, keys(r), "%.40q", text)
 	}
 	// Nothing searchable: no hits.
-	for _, text := range []string{"", "  ", "!!!", "the of and", "-espresso", "😀"} {
+	for _, text := range []string{"", "  ", "!!!", "the of and ", "-espresso", "😀"} {
 		r, err := ix.Search(ctx, db.Pool, search.Query{Text: text})
 		require.NoError(t, err)
 		assert.Empty(t, r.Hits, "%q", text)
@@ -450,4 +450,30 @@ func TestInCallerTransaction(t *testing.T) {
 	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "harmonica"})
 	require.NoError(t, err)
 	assert.Empty(t, r.Hits)
+}
+
+// TestPrefixIsLiteral: the word being typed is a prefix of what was typed,
+// not of its stem, so a complete misspelled word finds its correction first.
+func TestPrefixIsLiteral(t *testing.T) {
+	t.Parallel()
+	db, ix := newProducts(t, productsConfig())
+	ctx := context.Background()
+	seed(t, db, []product{{701, "Explanation guide", "", "books", 1}, {702, "Explaining physics", "", "books", 1}})
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+	r, err := ix.Search(ctx, db.Pool, search.Query{Text: "explaning"})
+	require.NoError(t, err)
+	require.NotEmpty(t, r.Hits)
+	assert.Equal(t, "702", r.Hits[0].Key, "the typo correction, not the stem's prefix")
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "explan"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"701"}, keys(r))
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "guide explai"})
+	require.NoError(t, err)
+	assert.Empty(t, keys(r), "all words are required")
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "physics explai"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"702"}, keys(r))
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "physics or explan"})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"701", "702"}, keys(r), "a prefix inside an or-group")
 }
