@@ -274,7 +274,7 @@ func (p parsed) typoWords(minLen int) []string {
 }
 
 // verbatimWords are the plain positive words as typed, or their likeliest
-// correction when they have one: rows containing them unstemmed rank
+// corrections when they have some: rows containing them unstemmed rank
 // higher. The query turns them into a regular expression after unaccenting
 // them and dropping anything but letters and digits.
 func (p parsed) verbatimWords(best alternatives) []string {
@@ -286,12 +286,15 @@ func (p parsed) verbatimWords(best alternatives) []string {
 				continue
 			}
 			for _, w := range t.words {
+				ws := []string{w}
 				if b := best[w]; len(b) > 0 {
-					w = b[0]
+					ws = b
 				}
-				if !seen[w] {
-					seen[w] = true
-					out = append(out, w)
+				for _, w := range ws {
+					if !seen[w] {
+						seen[w] = true
+						out = append(out, w)
+					}
 				}
 			}
 		}
@@ -315,26 +318,27 @@ func (p parsed) splitLast(prefix bool) (rest, last parsed, word string, ok bool)
 	return rest, last, g[0].words[0], true
 }
 
-// substitute returns a copy of the query with each word that has an entry
-// in best replaced by it (misspelled words by their likeliest correction).
+// substitute returns a copy of the query where each plain positive word
+// that has entries in best is replaced by them, as alternatives
+// (misspelled words by their likeliest corrections).
 func (p parsed) substitute(best alternatives) parsed {
 	if len(best) == 0 {
 		return p
 	}
-	out := parsed{prefixable: p.prefixable, groups: make([]group, len(p.groups))}
-	for gi, g := range p.groups {
-		out.groups[gi] = make(group, len(g))
-		for ti, t := range g {
-			nt := t
-			nt.words = make([]string, len(t.words))
-			for wi, w := range t.words {
-				if b := best[w]; len(b) > 0 && !t.negate {
-					w = b[0]
-				}
-				nt.words[wi] = w
+	out := parsed{prefixable: p.prefixable}
+	for _, g := range p.groups {
+		var ng group
+		for _, t := range g {
+			b := best[t.words[0]]
+			if t.negate || t.phrase || len(t.words) != 1 || len(b) == 0 {
+				ng = append(ng, t)
+				continue
 			}
-			out.groups[gi][ti] = nt
+			for _, w := range b {
+				ng = append(ng, term{words: []string{w}})
+			}
 		}
+		out.groups = append(out.groups, ng)
 	}
 	return out
 }

@@ -259,8 +259,8 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 			FROM (SELECT plainto_tsquery('simple', %[2]s(%[1]s)) AS x) y)`, a.add(typed), ix.unaccent)
 	}
 	variant := func(q parsed, alts alternatives) string {
-		rest, last, _, _ := q.splitLast(prefix)
-		if !split {
+		rest, last, _, ok := q.splitLast(prefix)
+		if !split || !ok {
 			return fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(q.tsquery(prefix, alts)))
 		}
 		return fmt.Sprintf(`(SELECT CASE WHEN numnode(r) = 0 THEN l WHEN numnode(l) = 0 THEN r ELSE r && l END
@@ -390,7 +390,7 @@ type candidate struct {
 
 // corrections looks the query's longer words up in the word list and keeps
 // the indexed words within the typo budget: alts has every correction,
-// alts1 the likeliest one per word.
+// alts1 the likeliest ones (fewest typos) of each word missing from the list.
 func (ix *Index) corrections(ctx context.Context, db DB, p parsed) (alts, alts1 alternatives, err error) {
 	ws := p.typoWords(ix.cfg.Typos.OneTypo)
 	if len(ws) == 0 {
@@ -423,12 +423,13 @@ func (ix *Index) corrections(ctx context.Context, db DB, p parsed) (alts, alts1 
 		if len(keep) > ix.cfg.Typos.Alternatives {
 			keep = keep[:ix.cfg.Typos.Alternatives]
 		}
-		for i, c := range keep {
+		for _, c := range keep {
 			alts[w] = append(alts[w], c.word)
-			if i == 0 && !known {
-				// The likeliest correction: fewest typos, then most rows;
-				// a word that is in the list is its own best reading.
-				alts1[w] = []string{c.word}
+			if !known && c.dist == keep[0].dist {
+				// The likeliest corrections: those with the fewest typos,
+				// most frequent first; a word that is in the list is its
+				// own best reading.
+				alts1[w] = append(alts1[w], c.word)
 			}
 		}
 	}
