@@ -41,19 +41,26 @@
 //   - exact: websearch_to_tsquery over the query rebuilt from its words
 //     (stemmed, accent-insensitive);
 //   - prefix: the last word, while it is being typed (no trailing space),
-//     also matches as a prefix ('postgr':*);
+//     also matches as a literal prefix of the indexed words ('postgr':*
+//     finds postgresql; the prefix is not stemmed, so "explaning" does not
+//     become the prefix of "explanation");
 //   - typo: each plain word of five characters or more may have one typo,
 //     of nine or more two (Typos; insertions, deletions, substitutions,
 //     transpositions). Candidates come from the word list's trigram index
-//     with the % operator, the threshold set per query with
+//     with the % operator, the threshold (derived from the word's length
+//     and typo budget) set per query with
 //     set_config('pg_trgm.similarity_threshold', $1, true); the edit
 //     distance rule then keeps the real corrections, which join the word as
-//     alternatives in the tsquery;
+//     alternatives in the tsquery. A word that is not in the word list is
+//     read as its likeliest corrections (fewest typos) for the exact and
+//     prefix tiers, so a stemmer coincidence cannot outrank the correction;
+//   - verbatim: rows containing a query word (or its likeliest correction)
+//     unstemmed, as a whole word;
 //   - relevance: ts_rank_cd with the field weights.
 //
-// Ranking (Config.Ranking) adds fixed amounts for an exact, a prefix and a
-// one-typo match to the relevance, so exact > prefix > typo > relevance by
-// default. Filters (Eq, Ne, Lt, Le, Gt, Ge, In) are bound parameters on the
+// Ranking (Config.Ranking) adds fixed amounts for an exact, a prefix, a
+// likeliest-correction and a verbatim match to the relevance, so exact >
+// prefix > typo > verbatim > relevance by default. Filters (Eq, Ne, Lt, Le, Gt, Ge, In) are bound parameters on the
 // declared filter columns. Pages are keyset pages (Result.Next), stable
 // while the matching rows do not change. Result.Total counts the matches
 // (up to Config.MaxCandidates: broad queries rank the first MaxCandidates
