@@ -99,7 +99,10 @@
 // without this (EXPLAIN through auto_explain, as a role subject to the
 // policies). The functions must be owned by a role that is not subject to
 // the policy (the table owner without FORCE ROW LEVEL SECURITY, or a role
-// with BYPASSRLS); otherwise they stay correct but lose the index. The word
+// with BYPASSRLS); otherwise they stay correct but lose the index. They trust
+// the app.tenant_id setting exactly as the policy does; revoke EXECUTE on
+// them from PUBLIC and grant it to your application role if other roles can
+// reach the schema. The word
 // list is kept per tenant: RefreshWords in a tenant's transaction rebuilds
 // that tenant's words; enable the same policy on the word table.
 //

@@ -427,5 +427,3 @@ func (ix *Index) Create(ctx context.Context, db DB) error {
 		return nil
 	})
 }
-
-var pgInTx = pgdb.InTx

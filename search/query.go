@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/justpg/justpg/internal/pgdb"
 )
 
 // Query is one search.
@@ -173,6 +175,9 @@ func (ix *Index) filterSQL(fs []Filter, a *args) (string, error) {
 		if !ok {
 			return "", fmt.Errorf("%w: %q is not a filter column", ErrQuery, f.Column)
 		}
+		if f.Value == nil {
+			return "", fmt.Errorf("%w: filter on %q has a nil value", ErrQuery, f.Column)
+		}
 		switch f.Op {
 		case OpEq, OpNe, OpLt, OpLe, OpGt, OpGe:
 			fmt.Fprintf(&b, " AND t.%s %s %s", col, f.Op, a.add(f.Value))
@@ -180,9 +185,6 @@ func (ix *Index) filterSQL(fs []Filter, a *args) (string, error) {
 			fmt.Fprintf(&b, " AND t.%s = ANY(%s)", col, a.add(f.Value))
 		default:
 			return "", fmt.Errorf("%w: unknown filter operator %q", ErrQuery, f.Op)
-		}
-		if f.Value == nil {
-			return "", fmt.Errorf("%w: filter on %q has a nil value", ErrQuery, f.Column)
 		}
 	}
 	return b.String(), nil
@@ -627,7 +629,7 @@ func (ix *Index) RefreshWords(ctx context.Context, db DB) error {
 		pred = "t." + ix.tenant + " IS NOT DISTINCT FROM " + tenantSetting
 		del = "tenant_id IS NOT DISTINCT FROM " + tenantSetting
 	}
-	return pgInTx(ctx, db, func(tx pgx.Tx) error {
+	return pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "justpg.search.words:"+ix.words); err != nil {
 			return fmt.Errorf("search: refreshing words: %w", err)
 		}
