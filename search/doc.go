@@ -1,0 +1,116 @@
+// Package search is typo-tolerant full-text search on your own tables:
+// what Algolia or Meilisearch do, done by PostgreSQL's full-text search and
+// pg_trgm behind GIN indexes.
+//
+// # Describe an index
+//
+// A Config names one of your tables, its key column, the text columns to
+// search with their weights (A to D), the text-search language ("english"
+// by default) and the columns queries may filter on:
+//
+//	ix, err := search.New(search.Config{
+//		Table:   "products",
+//		Key:     "id",
+//		Fields:  []search.Field{{Column: "title", Weight: search.A}, {Column: "description", Weight: search.C}},
+//		Filters: []string{"category", "price"},
+//	})
+//	err = ix.Create(ctx, pool)      // or put ix.SQL() into your own migrations
+//	err = ix.RefreshWords(ctx, pool) // build the word list typo tolerance uses
+//
+// Create (idempotent; DDL returns the same statements as text) makes:
+//   - the pg_trgm and unaccent extensions, only with Config.CreateExtensions;
+//   - justpg_unaccent(text), an IMMUTABLE lower(unaccent()) wrapper usable
+//     in indexes and generated columns (unaccent itself is only STABLE);
+//   - a generated, stored, weighted tsvector column (Config.VectorColumn,
+//     "search_vector") over the unaccented fields, with a GIN index;
+//   - a trigram GIN index (gin_trgm_ops) on justpg_unaccent(field) for each
+//     field, for substring search;
+//   - a word list table <name>_search_words (every distinct unstemmed,
+//     unaccented word with its row count) with a trigram GIN index, and a
+//     lookup function for it;
+//   - with Config.TenantColumn, three SECURITY DEFINER lookup functions (see
+//     "Row-level security" below).
+//
+// Every identifier is validated and quoted; every value is a bind parameter.
+//
+// # Query
+//
+// Search takes what the user typed, in websearch syntax ("quoted phrase",
+// or, -exclude), and blends four ways of matching, best first:
+//
+//   - exact: websearch_to_tsquery over the query rebuilt from its words
+//     (stemmed, accent-insensitive);
+//   - prefix: the last word, while it is being typed (no trailing space),
+//     also matches as a literal prefix of the indexed words ('postgr':*
+//     finds postgresql; the prefix is not stemmed, so "explaning" does not
+//     become the prefix of "explanation");
+//   - typo: each plain word of five characters or more may have one typo,
+//     of nine or more two (Typos; insertions, deletions, substitutions,
+//     transpositions). Candidates come from the word list's trigram index
+//     with the % operator, the threshold (derived from the word's length
+//     and typo budget) set per query with
+//     set_config('pg_trgm.similarity_threshold', $1, true); the edit
+//     distance rule then keeps the real corrections, which join the word as
+//     alternatives in the tsquery. A word that is not in the word list is
+//     read as its likeliest corrections (fewest typos) for the exact and
+//     prefix tiers, so a stemmer coincidence cannot outrank the correction;
+//   - verbatim: rows containing a query word (or its likeliest correction)
+//     unstemmed, as a whole word;
+//   - relevance: ts_rank_cd with the field weights.
+//
+// Ranking (Config.Ranking) adds fixed amounts for an exact, a prefix, a
+// likeliest-correction and a verbatim match to the relevance, so exact >
+// prefix > typo > verbatim > relevance by default. Filters (Eq, Ne, Lt, Le, Gt, Ge, In) are bound parameters on the
+// declared filter columns. Pages are keyset pages (Result.Next), stable
+// while the matching rows do not change. Result.Total counts the matches
+// (up to Config.MaxCandidates: broad queries rank the first MaxCandidates
+// matches the index yields). Highlights are ts_headline snippets,
+// HTML-escaped, with the configured markers.
+//
+// The query text never causes an error: everything but letters and digits
+// separates words, so nothing of it reaches tsquery syntax; only the first
+// MaxTerms words of at most MaxWordLen bytes are used. A query with no
+// positive word returns no hits without touching the database; one of stop
+// words only returns no hits from a plan gated by querytree(), never a scan.
+//
+// Substring is ILIKE '%text%' (with %, _ and \ escaped; case- and
+// accent-insensitive) served by the trigram indexes; text without a run of
+// three letters or digits returns ErrTooShort instead of scanning the table.
+//
+// Suggest ("did you mean") returns the word list's closest words to a
+// typed word, fewest typos first, then most frequent.
+//
+// # Transactions, tenants and row-level security
+//
+// Every call takes a DB: a pool, a connection or your transaction, so
+// searches see the transaction's own writes. Tables following justpg's
+// tenancy convention carry tenant_id and are protected by policies such as
+// USING (tenant_id = current_setting('app.tenant_id')::uuid).
+//
+// Under row-level security PostgreSQL does not use an index for a
+// condition whose operator is not LEAKPROOF (it must apply the policy
+// first), and @@, ILIKE and % are not: a plain search of a protected table
+// filters every row of the tenant. With Config.TenantColumn set, the index
+// instead looks the GIN indexes up through SECURITY DEFINER SQL functions
+// owned by the table's owner, which restrict the matches to the current
+// tenant themselves (tenant column IS NOT DISTINCT FROM the app.tenant_id
+// setting) and return keys only; the query then joins back to the table,
+// where your policies apply again. The tests show the plans with and
+// without this (EXPLAIN through auto_explain, as a role subject to the
+// policies). The functions must be owned by a role that is not subject to
+// the policy (the table owner without FORCE ROW LEVEL SECURITY, or a role
+// with BYPASSRLS); otherwise they stay correct but lose the index. They trust
+// the app.tenant_id setting exactly as the policy does; revoke EXECUTE on
+// them from PUBLIC and grant it to your application role if other roles can
+// reach the schema. The word
+// list is kept per tenant: RefreshWords in a tenant's transaction rebuilds
+// that tenant's words; enable the same policy on the word table.
+//
+// # Limits
+//
+// Highlights are computed on the original text, so an accented word found
+// by an unaccented query (café for cafe) matches but is not marked. Words
+// of rows written after the last RefreshWords match exactly and by prefix
+// but get no typo corrections until the next refresh. Create adds a stored
+// column, which rewrites the table under an exclusive lock.
+package search

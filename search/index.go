@@ -1,0 +1,429 @@
+package search
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/justpg/justpg/internal/ident"
+	"github.com/justpg/justpg/internal/pgdb"
+)
+
+// DB runs statements: a *pgxpool.Pool, *pgxpool.Conn, *pgx.Conn or pgx.Tx.
+type DB = pgdb.DB
+
+// Weight is a full-text weight class, "A" (most important) to "D".
+type Weight string
+
+// The four weights of PostgreSQL's setweight.
+const (
+	A Weight = "A"
+	B Weight = "B"
+	C Weight = "C"
+	D Weight = "D"
+)
+
+// Field is a text column that is searched, with its weight.
+type Field struct {
+	// Column is the name of a text (or varchar) column of the table.
+	Column string
+	// Weight ranks matches in this column; empty means D.
+	Weight Weight
+}
+
+// Config describes a search index over one of the caller's tables.
+type Config struct {
+	// Schema of the table; empty means "public".
+	Schema string
+	// Table is the table to search. Required.
+	Table string
+	// Key is a unique, non-null column that identifies a row (usually the
+	// primary key). Hits report it as text. Required.
+	Key string
+	// Fields are the searched text columns with their weights. At least one
+	// is required.
+	Fields []Field
+	// Language is the text-search configuration; empty means "english".
+	// Use "simple" for no stemming and no stop words.
+	Language string
+	// Filters are the columns queries may filter on (equality, range, IN).
+	Filters []string
+	// TenantColumn, when set, names a uuid column holding the row's tenant
+	// (justpg's tenancy convention: "tenant_id", stamped from the
+	// app.tenant_id setting). The index then creates SECURITY DEFINER
+	// functions that look the GIN indexes up for the current tenant only, so
+	// that searches still use the indexes when row-level security is on (see
+	// the package documentation), and the word list is kept per tenant.
+	TenantColumn string
+	// Name prefixes the objects the index creates (column, indexes, word
+	// table, functions); empty means the table name.
+	Name string
+	// VectorColumn is the generated tsvector column; empty means
+	// "search_vector".
+	VectorColumn string
+	// ExtensionSchema is where pg_trgm and unaccent live (or are created);
+	// empty means "public".
+	ExtensionSchema string
+	// CreateExtensions makes Create run CREATE EXTENSION IF NOT EXISTS for
+	// pg_trgm and unaccent, which needs a role allowed to create them. When
+	// false they must exist already.
+	CreateExtensions bool
+	// Ranking blends the match kinds; the zero value means DefaultRanking.
+	Ranking Ranking
+	// Typos sets the typo tolerance; the zero value means DefaultTypos.
+	Typos Typos
+	// MaxCandidates caps how many matching rows a query ranks; 0 means
+	// 1000. Ranking costs time per matching row, so a query matching more
+	// rows ranks the first MaxCandidates the index returns and reports
+	// Result.TotalCapped. Raise it for better ranking of very broad
+	// queries, lower it for speed.
+	MaxCandidates int
+	// Highlight sets the markers put around matched words in highlights;
+	// the zero value means "<mark>" and "</mark>".
+	Highlight Markers
+}
+
+// Ranking weighs the signals that order hits: each hit scores
+// Exact·[matches the query exactly] + Prefix·[matches with the last word as a
+// prefix] + Typo·[matches with the likeliest correction of each word (fewest
+// typos, then most frequent)] + Verbatim·[contains a query word or its
+// likeliest correction unstemmed, as a whole word] + Text·relevance, where
+// relevance is ts_rank_cd normalised to [0, 1) and weighted by the fields'
+// weights. The defaults make exact > prefix > typo matches, with verbatim
+// words and then full-text relevance ordering hits within each class.
+type Ranking struct {
+	Exact, Prefix, Typo, Verbatim, Text float64
+}
+
+// DefaultRanking is used when Config.Ranking is zero.
+var DefaultRanking = Ranking{Exact: 8, Prefix: 4, Typo: 2, Verbatim: 1, Text: 1}
+
+// Typos sets how many typos a query word may have, by its length in
+// characters, as Meilisearch does: words shorter than OneTypo must match
+// exactly, words of OneTypo characters or more may have one typo, words of
+// TwoTypos or more two. A typo is an insertion, deletion, substitution or
+// transposition of adjacent characters.
+type Typos struct {
+	OneTypo, TwoTypos int
+	// Disabled turns typo tolerance off.
+	Disabled bool
+	// Candidates is how many similar words the trigram index proposes per
+	// query word before the typo rule is applied; 0 means 40.
+	Candidates int
+	// Alternatives caps how many corrections are used per query word; 0
+	// means 8.
+	Alternatives int
+	// Similarity is the pg_trgm similarity threshold for proposing
+	// candidates; 0 derives it from each word's length and typo budget
+	// (between 0.2 and 0.5).
+	Similarity float64
+}
+
+// DefaultTypos is used when Config.Typos is zero.
+var DefaultTypos = Typos{OneTypo: 5, TwoTypos: 9}
+
+// Markers surround matched words in highlights.
+type Markers struct {
+	Start, Stop string
+}
+
+// Errors callers branch on with errors.Is.
+var (
+	// ErrConfig wraps every configuration error reported by New.
+	ErrConfig = errors.New("search: invalid config")
+	// ErrQuery wraps errors about a query's options (unknown filter column,
+	// bad cursor, bad limit). Query text itself is never an error.
+	ErrQuery = errors.New("search: invalid query")
+	// ErrTooShort is returned by Substring for a pattern with fewer than
+	// three characters, which no trigram index can serve.
+	ErrTooShort = errors.New("search: substring too short")
+)
+
+// Index is a configured search index. It is safe for concurrent use. New
+// validates the configuration; Create (or the SQL from DDL) builds the
+// database objects; Search, Substring and Suggest query them.
+type Index struct {
+	cfg Config
+
+	table     string // quoted schema.table
+	key       string // quoted key column
+	vector    string // quoted tsvector column
+	lang      string // regconfig literal
+	unaccent  string // quoted schema.function
+	extSchema string // quoted extension schema
+	words     string // quoted schema.words table
+	matchFn   string // quoted tenant-mode functions
+	containFn string
+	wordsFn   string
+	tenant    string // quoted tenant column or ""
+	fields    []quotedField
+	filters   map[string]string // column -> quoted
+	names     objectNames
+}
+
+type quotedField struct {
+	name, col string
+	weight    Weight
+}
+
+type objectNames struct {
+	vectorIdx, wordsTable, wordsIdx, match, contains, words string
+	trgmIdx                                                 []string
+}
+
+// New validates cfg and returns the index. It does not touch the database.
+func New(cfg Config) (*Index, error) {
+	bad := func(format string, args ...any) (*Index, error) {
+		return nil, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = "public"
+	}
+	if cfg.Language == "" {
+		cfg.Language = "english"
+	}
+	if cfg.Name == "" {
+		cfg.Name = cfg.Table
+	}
+	if cfg.VectorColumn == "" {
+		cfg.VectorColumn = "search_vector"
+	}
+	if cfg.ExtensionSchema == "" {
+		cfg.ExtensionSchema = "public"
+	}
+	if cfg.Ranking == (Ranking{}) {
+		cfg.Ranking = DefaultRanking
+	}
+	if cfg.Typos.OneTypo == 0 && cfg.Typos.TwoTypos == 0 {
+		cfg.Typos.OneTypo, cfg.Typos.TwoTypos = DefaultTypos.OneTypo, DefaultTypos.TwoTypos
+	}
+	if cfg.Typos.Candidates == 0 {
+		cfg.Typos.Candidates = 40
+	}
+	if cfg.Typos.Alternatives == 0 {
+		cfg.Typos.Alternatives = 8
+	}
+	if cfg.MaxCandidates == 0 {
+		cfg.MaxCandidates = 1000
+	}
+	if cfg.MaxCandidates < 1 {
+		return bad("MaxCandidates must be positive")
+	}
+	if cfg.Highlight == (Markers{}) {
+		cfg.Highlight = Markers{Start: "<mark>", Stop: "</mark>"}
+	}
+	switch {
+	case cfg.Table == "":
+		return bad("Table is required")
+	case cfg.Key == "":
+		return bad("Key is required")
+	case len(cfg.Fields) == 0:
+		return bad("at least one Field is required")
+	case cfg.Typos.OneTypo < 1 || cfg.Typos.TwoTypos < cfg.Typos.OneTypo:
+		return bad("Typos: need 1 <= OneTypo <= TwoTypos, got %d and %d", cfg.Typos.OneTypo, cfg.Typos.TwoTypos)
+	case cfg.Typos.Candidates < 1 || cfg.Typos.Candidates > 1000 || cfg.Typos.Alternatives < 1 || cfg.Typos.Alternatives > 100:
+		return bad("Typos: Candidates must be in 1..1000 and Alternatives in 1..100")
+	case cfg.Typos.Similarity < 0 || cfg.Typos.Similarity >= 1:
+		return bad("Typos.Similarity must be in [0, 1)")
+	case cfg.Ranking.Exact < 0 || cfg.Ranking.Prefix < 0 || cfg.Ranking.Typo < 0 || cfg.Ranking.Verbatim < 0 || cfg.Ranking.Text < 0:
+		return bad("Ranking weights must not be negative")
+	}
+	ix := &Index{cfg: cfg, filters: map[string]string{}}
+	var err error
+	q := func(parts ...string) string {
+		if err != nil {
+			return ""
+		}
+		var s string
+		s, err = ident.Quote(parts...)
+		return s
+	}
+	ix.table = q(cfg.Schema, cfg.Table)
+	ix.key = q(cfg.Key)
+	ix.vector = q(cfg.VectorColumn)
+	ix.extSchema = q(cfg.ExtensionSchema)
+	ix.unaccent = q(cfg.Schema, "justpg_unaccent")
+	n := &ix.names
+	n.vectorIdx = cfg.Name + "_search_vector_idx"
+	n.wordsTable = cfg.Name + "_search_words"
+	n.wordsIdx = cfg.Name + "_search_words_trgm_idx"
+	n.match = cfg.Name + "_search_match"
+	n.contains = cfg.Name + "_search_contains"
+	n.words = cfg.Name + "_search_similar_words"
+	q(n.vectorIdx)
+	q(n.wordsIdx)
+	ix.words = q(cfg.Schema, n.wordsTable)
+	ix.matchFn = q(cfg.Schema, n.match)
+	ix.containFn = q(cfg.Schema, n.contains)
+	ix.wordsFn = q(cfg.Schema, n.words)
+	if cfg.TenantColumn != "" {
+		ix.tenant = q(cfg.TenantColumn)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w (set a shorter Name when a generated name is too long)", ErrConfig, err)
+	}
+	lang, lerr := ident.Literal(cfg.Language)
+	if lerr != nil {
+		return bad("Language: %v", lerr)
+	}
+	ix.lang = lang + "::regconfig"
+	seen := map[string]bool{}
+	for _, f := range cfg.Fields {
+		w := f.Weight
+		if w == "" {
+			w = D
+		}
+		if w != A && w != B && w != C && w != D {
+			return bad("field %q: weight %q is not A, B, C or D", f.Column, f.Weight)
+		}
+		if seen[f.Column] {
+			return bad("field %q listed twice", f.Column)
+		}
+		seen[f.Column] = true
+		col, err := ident.Quote(f.Column)
+		if err != nil {
+			return bad("field: %v", err)
+		}
+		idx := cfg.Name + "_" + f.Column + "_trgm_idx"
+		if _, err := ident.Quote(idx); err != nil {
+			return bad("index name for field %q: %v (set a shorter Name)", f.Column, err)
+		}
+		n.trgmIdx = append(n.trgmIdx, idx)
+		ix.fields = append(ix.fields, quotedField{name: f.Column, col: col, weight: w})
+	}
+	for _, f := range cfg.Filters {
+		col, err := ident.Quote(f)
+		if err != nil {
+			return bad("filter: %v", err)
+		}
+		ix.filters[f] = col
+	}
+	return ix, nil
+}
+
+// Config returns the configuration with defaults filled in.
+func (ix *Index) Config() Config { return ix.cfg }
+
+// unaccentExpr is the accent- and case-insensitive form of a column, as the
+// trigram indexes store it.
+func (ix *Index) unaccentExpr(expr string) string {
+	return ix.unaccent + "(" + expr + ")"
+}
+
+// vectorExpr is the generated column's expression.
+func (ix *Index) vectorExpr() string {
+	parts := make([]string, len(ix.fields))
+	for i, f := range ix.fields {
+		parts[i] = fmt.Sprintf("setweight(to_tsvector(%s, %s(coalesce(%s, ''))), '%s')",
+			ix.lang, ix.unaccent, f.col, f.weight)
+	}
+	return strings.Join(parts, " || ")
+}
+
+// DDL returns the statements Create runs, in order, for callers who apply
+// schema changes with their own migration tool. The statements are
+// idempotent (IF NOT EXISTS / OR REPLACE). CREATE EXTENSION statements are
+// included only when Config.CreateExtensions is set.
+//
+// Adding the generated column rewrites the table under an ACCESS EXCLUSIVE
+// lock; on a large, busy table plan for it (or add the column and indexes
+// with your own CONCURRENTLY steps).
+func (ix *Index) DDL() []string {
+	var s []string
+	if ix.cfg.CreateExtensions {
+		s = append(s,
+			"CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA "+ix.extSchema,
+			"CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA "+ix.extSchema)
+	}
+	dict, _ := ident.Literal(ix.extSchema + ".unaccent")
+	// A SQL-standard function body is parsed when it is created, so it does
+	// not depend on the search_path of whoever later inserts a row.
+	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	RETURN lower(%s.unaccent(%s::regdictionary, $1))`, ix.unaccent, ix.extSchema, dict))
+	s = append(s, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s tsvector
+	GENERATED ALWAYS AS (%s) STORED`, ix.table, ix.vector, ix.vectorExpr()))
+	s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin (%s)`,
+		ident.MustQuote(ix.names.vectorIdx), ix.table, ix.vector))
+	for i, f := range ix.fields {
+		s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin (%s %s.gin_trgm_ops)`,
+			ident.MustQuote(ix.names.trgmIdx[i]), ix.table, ix.unaccentExpr(f.col), ix.extSchema))
+	}
+	s = append(s, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+	word      text    NOT NULL,
+	docs      integer NOT NULL,
+	UNIQUE NULLS NOT DISTINCT (tenant_id, word))`, ix.words))
+	s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin (word %s.gin_trgm_ops)`,
+		ident.MustQuote(ix.names.wordsIdx), ix.words, ix.extSchema))
+	// The planner underestimates what evaluating % row by row costs and
+	// would scan a mid-sized word list sequentially; the lookup function
+	// turns sequential scans off for its own statement only.
+	security, pred := "SECURITY INVOKER", "true"
+	if ix.tenant != "" {
+		security, pred = "SECURITY DEFINER", "v.tenant_id IS NOT DISTINCT FROM "+tenantSetting
+	}
+	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(w text, n integer) RETURNS TABLE (word text, docs integer)
+	LANGUAGE sql STABLE %s PARALLEL SAFE ROWS 50 SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
+BEGIN ATOMIC
+	SELECT v.word, v.docs FROM %s v WHERE v.word OPERATOR(%s.%%) w AND %s ORDER BY v.word OPERATOR(%s.<->) w LIMIT n;
+END`,
+		ix.wordsFn, security, ix.words, ix.extSchema, pred, ix.extSchema))
+	if ix.tenant != "" {
+		s = append(s, ix.tenantFunctions()...)
+	}
+	return s
+}
+
+// tenantSetting is the current tenant as the tenancy convention sets it.
+const tenantSetting = `NULLIF(current_setting('app.tenant_id', true), '')::uuid`
+
+// tenantFunctions are SECURITY DEFINER lookups: they run as the table's
+// owner, so row-level security does not stop the GIN indexes from serving
+// the non-leakproof @@, ILIKE and % operators, and they restrict the result
+// to the current tenant themselves. They return keys only; the caller's
+// query joins back to the table, where its own policies apply again.
+func (ix *Index) tenantFunctions() []string {
+	tenantPred := func(col string) string {
+		return col + " IS NOT DISTINCT FROM " + tenantSetting
+	}
+	var likes []string
+	for _, f := range ix.fields {
+		likes = append(likes, ix.unaccentExpr("t."+f.col)+" ILIKE p")
+	}
+	common := "LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE ROWS 50 SET search_path = pg_catalog, pg_temp"
+	var s []string
+	keyType := ix.table + "." + ix.key + "%TYPE"
+	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(q tsquery) RETURNS SETOF %s %s
+BEGIN ATOMIC
+	SELECT t.%s FROM %s t WHERE t.%s @@ q AND %s;
+END`,
+		ix.matchFn, keyType, common, ix.key, ix.table, ix.vector, tenantPred("t."+ix.tenant)))
+	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(p text) RETURNS SETOF %s %s
+BEGIN ATOMIC
+	SELECT t.%s FROM %s t WHERE (%s) AND %s;
+END`,
+		ix.containFn, keyType, common, ix.key, ix.table, strings.Join(likes, " OR "), tenantPred("t."+ix.tenant)))
+	return s
+}
+
+// SQL returns DDL joined into one script.
+func (ix *Index) SQL() string {
+	return strings.Join(ix.DDL(), ";\n\n") + ";\n"
+}
+
+// Create applies DDL in one transaction (a savepoint when db is a
+// transaction). It is idempotent.
+func (ix *Index) Create(ctx context.Context, db DB) error {
+	return pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
+		for _, stmt := range ix.DDL() {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("search: creating index %s: %w", ix.cfg.Name, err)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,104 @@
+package search
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestParseQuery(t *testing.T) {
+	p := parseQuery(`"Pocket Reference" or guide -knife -"steel blade" postgr`)
+	assert.Equal(t, `"pocket reference" or guide -knife -"steel blade" postgr`, p.websearch())
+	assert.True(t, p.prefixable)
+	assert.Equal(t, `( ( 'pocket' <-> 'reference' ) | ( 'guide' ) ) & ( !( 'knife' ) ) & ( !( 'steel' <-> 'blade' ) ) & ( ( 'postgr':* ) )`,
+		p.tsquery(true, nil))
+	assert.Equal(t, `( ( 'postgr' | 'postgre' ) )`, parseQuery("postgr ").tsquery(true, alternatives{"postgr": {"postgre"}}))
+	assert.False(t, parseQuery("postgr ").prefixable)
+	assert.False(t, parseQuery("-knife").positive())
+	assert.True(t, parseQuery("x-ray").positive())
+	assert.Equal(t, "x ray", parseQuery("x-ray").websearch(), "an inner dash is a separator, not a negation")
+	assert.Equal(t, "", parseQuery(":* & | ! ' \\ ()").websearch())
+	assert.Len(t, parseQuery(strings.Repeat("word ", 5000)).groups, MaxTerms)
+	assert.Equal(t, []string{"recieved", "wisdom"}, parseQuery("recieved wisdom of it -other").typoWords(5))
+}
+
+func TestTypoDistance(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{
+		{"recieved", "received", 1}, {"teh", "the", 1}, {"abc", "abc", 0}, {"kitten", "sitting", 3},
+		{"café", "cafe", 1}, {"", "abc", 3}, {"distribtued", "distributed", 1},
+	} {
+		assert.Equal(t, c.want, typoDistance(c.a, c.b, 3), "%s/%s", c.a, c.b)
+	}
+	assert.Equal(t, 3, typoDistance("kitten", "sitting", 2), "beyond max reports max+1")
+}
+
+// FuzzParseQuery checks what the builder hands to to_tsquery: balanced
+// parentheses, operands that are quoted runs of letters and digits, and no
+// more than MaxTerms words.
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{"", "a b", `"a b" or -c d`, "& | ! :* ' \\ ( ) <->", "😀 кофе", "\xff\x00", `-"x`, "or"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := parseQuery(s)
+		words := 0
+		for _, g := range p.groups {
+			for _, term := range g {
+				words += len(term.words)
+				for _, w := range term.words {
+					if w == "" || len(w) > MaxWordLen || !utf8.ValidString(w) || strings.IndexFunc(w, func(r rune) bool { return !isWordRune(r) }) >= 0 {
+						t.Fatalf("bad word %q from %q", w, s)
+					}
+				}
+			}
+		}
+		if words > MaxTerms {
+			t.Fatalf("%d words from %q", words, s)
+		}
+		for _, prefix := range []bool{false, true} {
+			q := p.tsquery(prefix, nil)
+			depth, inQuote := 0, false
+			for _, r := range q {
+				switch {
+				case r == '\'':
+					inQuote = !inQuote
+				case inQuote:
+				case r == '(':
+					depth++
+				case r == ')':
+					depth--
+					if depth < 0 {
+						t.Fatalf("unbalanced %q", q)
+					}
+				case strings.ContainsRune(" &|!<->:*", r):
+				default:
+					t.Fatalf("unexpected %q outside quotes in %q", r, q)
+				}
+			}
+			if depth != 0 || inQuote {
+				t.Fatalf("unbalanced %q", q)
+			}
+		}
+		if ws := p.websearch(); strings.ContainsAny(ws, "&|!():*'\\<>") {
+			t.Fatalf("websearch text %q carries operators", ws)
+		}
+	})
+}
+
+// TestThresholdKeepsOneTypo: the derived threshold never drops a one-typo
+// correction of a common pattern because of rounding.
+func TestThresholdKeepsOneTypo(t *testing.T) {
+	ty := DefaultTypos
+	for n := 1; n < 30; n++ {
+		s := ty.threshold(n)
+		assert.GreaterOrEqual(t, s, 0.2)
+		assert.LessOrEqual(t, s, 0.5)
+	}
+	assert.Less(t, ty.threshold(8), 5.0/13, "recieved/received share 5 of 13 trigrams")
+	assert.Equal(t, 0.3, Typos{Similarity: 0.3}.threshold(8))
+}

@@ -1,0 +1,660 @@
+package search
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/justpg/justpg/internal/pgdb"
+)
+
+// Query is one search.
+type Query struct {
+	// Text is what the user typed, in websearch syntax: words are all
+	// required, "quoted words" must appear together, a or b matches either,
+	// -word excludes. Punctuation, operators of other syntaxes, emoji and
+	// the like are ignored; only the first MaxTerms words are used.
+	Text string
+	// Filters restrict hits; their columns must be in Config.Filters.
+	Filters []Filter
+	// Limit is the page size; 0 means 20. At most 1000.
+	Limit int
+	// After is the Next cursor of the previous page ("" for the first).
+	After string
+	// Highlight asks for highlighted snippets of the fields.
+	Highlight bool
+	// NoPrefix matches the last word exactly even when the text does not
+	// end with a space (by default it is taken as a word being typed and
+	// matches as a prefix).
+	NoPrefix bool
+	// NoTypos disables typo tolerance for this query.
+	NoTypos bool
+}
+
+// Op is a filter comparison.
+type Op string
+
+// The filter comparisons.
+const (
+	OpEq Op = "="
+	OpNe Op = "<>"
+	OpLt Op = "<"
+	OpLe Op = "<="
+	OpGt Op = ">"
+	OpGe Op = ">="
+	OpIn Op = "IN"
+)
+
+// Filter compares a filter column with a value, always bound as a
+// parameter. Build one with Eq, Ne, Lt, Le, Gt, Ge or In.
+type Filter struct {
+	Column string
+	Op     Op
+	// Value is the operand; for OpIn a slice (see In).
+	Value any
+}
+
+// Eq keeps rows whose column equals v.
+func Eq(column string, v any) Filter { return Filter{column, OpEq, v} }
+
+// Ne keeps rows whose column differs from v (NULLs excluded).
+func Ne(column string, v any) Filter { return Filter{column, OpNe, v} }
+
+// Lt keeps rows whose column is less than v.
+func Lt(column string, v any) Filter { return Filter{column, OpLt, v} }
+
+// Le keeps rows whose column is at most v.
+func Le(column string, v any) Filter { return Filter{column, OpLe, v} }
+
+// Gt keeps rows whose column is greater than v.
+func Gt(column string, v any) Filter { return Filter{column, OpGt, v} }
+
+// Ge keeps rows whose column is at least v.
+func Ge(column string, v any) Filter { return Filter{column, OpGe, v} }
+
+// In keeps rows whose column is one of vs.
+func In[T any](column string, vs ...T) Filter {
+	if vs == nil {
+		vs = []T{}
+	}
+	return Filter{column, OpIn, vs}
+}
+
+// Match says how a hit matched the query.
+type Match string
+
+// The match kinds, best first.
+const (
+	MatchExact  Match = "exact"  // every word as typed (after stemming)
+	MatchPrefix Match = "prefix" // the last word as a prefix
+	MatchTypo   Match = "typo"   // with typo corrections
+)
+
+// Hit is one matching row.
+type Hit struct {
+	// Key is the row's key column, as text.
+	Key string
+	// Score orders hits (higher first); see Ranking.
+	Score float64
+	// Match is the best way the row matched.
+	Match Match
+	// Highlights maps each field's column to a snippet with the matched
+	// words between the configured markers. The text is HTML-escaped; the
+	// markers are not. Set only when Query.Highlight is.
+	Highlights map[string]string
+}
+
+// Result is one page of hits.
+type Result struct {
+	Hits []Hit
+	// Total is the number of rows matching the query and filters; when
+	// TotalCapped is set, more than Total rows match (see
+	// Config.MaxCandidates) and Total is a lower bound.
+	Total int64
+	// TotalCapped reports that the match count reached
+	// Config.MaxCandidates: only that many matches were ranked.
+	TotalCapped bool
+	// Next is the cursor for the following page, "" on the last page.
+	Next string
+	// Corrections lists, for each query word that may have a typo, the
+	// indexed words used in its place.
+	Corrections map[string][]string
+}
+
+type cursor struct {
+	S float64 `json:"s"`
+	K string  `json:"k"`
+}
+
+func encodeCursor(c cursor) string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (cursor, error) {
+	var c cursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &c) != nil {
+		return c, fmt.Errorf("%w: malformed cursor", ErrQuery)
+	}
+	return c, nil
+}
+
+// args collects bind parameters.
+type args []any
+
+func (a *args) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+func (ix *Index) limit(n int) (int, error) {
+	switch {
+	case n == 0:
+		return 20, nil
+	case n < 0 || n > 1000:
+		return 0, fmt.Errorf("%w: limit %d is not in 1..1000", ErrQuery, n)
+	}
+	return n, nil
+}
+
+// filterSQL renders the filters against alias t.
+func (ix *Index) filterSQL(fs []Filter, a *args) (string, error) {
+	var b strings.Builder
+	for _, f := range fs {
+		col, ok := ix.filters[f.Column]
+		if !ok {
+			return "", fmt.Errorf("%w: %q is not a filter column", ErrQuery, f.Column)
+		}
+		if f.Value == nil {
+			return "", fmt.Errorf("%w: filter on %q has a nil value", ErrQuery, f.Column)
+		}
+		switch f.Op {
+		case OpEq, OpNe, OpLt, OpLe, OpGt, OpGe:
+			fmt.Fprintf(&b, " AND t.%s %s %s", col, f.Op, a.add(f.Value))
+		case OpIn:
+			fmt.Fprintf(&b, " AND t.%s = ANY(%s)", col, a.add(f.Value))
+		default:
+			return "", fmt.Errorf("%w: unknown filter operator %q", ErrQuery, f.Op)
+		}
+	}
+	return b.String(), nil
+}
+
+// Search runs q. A query with no word that can be searched for (empty, only
+// punctuation, only excluded words) returns an empty result without
+// touching the database; one whose words are all stop words returns an
+// empty result from a plan that does not scan the table.
+//
+// Typo tolerance costs one extra round trip to the word list (a batch that
+// also sets pg_trgm.similarity_threshold for the transaction); when db is
+// the caller's transaction, that setting stays until it ends.
+func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
+	limit, err := ix.limit(q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	var after *cursor
+	if q.After != "" {
+		c, err := decodeCursor(q.After)
+		if err != nil {
+			return nil, err
+		}
+		after = &c
+	}
+	p := parseQuery(q.Text)
+	res := &Result{}
+	var a args
+	filters, err := ix.filterSQL(q.Filters, &a)
+	if err != nil {
+		return nil, err
+	}
+	if !p.positive() {
+		return res, nil
+	}
+	prefix := !q.NoPrefix
+	r := ix.cfg.Ranking
+	var alts, alts1 alternatives
+	if !q.NoTypos && !ix.cfg.Typos.Disabled {
+		alts, alts1, err = ix.corrections(ctx, db, p)
+		if err != nil {
+			return nil, err
+		}
+		if len(alts) > 0 {
+			res.Corrections = alts
+		}
+	}
+	verbatim, verbatimWords := "false", []string{}
+	if vw := p.verbatimWords(alts1); len(vw) > 0 && r.Verbatim > 0 {
+		var texts []string
+		for _, f := range ix.fields {
+			texts = append(texts, "coalesce(t."+f.col+", '')")
+		}
+		verbatim = fmt.Sprintf("%s(%s) ~ q.vre", ix.unaccent, strings.Join(texts, " || ' ' || "))
+		verbatimWords = vw
+	}
+	vwords := a.add(verbatimWords)
+	// A word missing from the word list that has a likeliest correction is
+	// read as that correction for the exact and prefix tiers: its own stem
+	// may coincide with another word's ("explaning" and "explanation" both
+	// stem to explan), which must not outrank the correction.
+	pe := p.substitute(alts1)
+	corrected := len(alts1) > 0
+	qe := a.add(pe.websearch())
+	// The word being typed matches as a literal prefix of the indexed
+	// lexemes (unstemmed: "explaning" must not become the prefix 'explan'
+	// of "explanation"), besides matching as a whole word. The other words
+	// are stemmed as usual.
+	_, _, typed, split := p.splitLast(prefix)
+	pl := "''::tsquery"
+	if split {
+		pl = fmt.Sprintf(`(SELECT CASE WHEN numnode(x) = 0 OR char_length(%[1]s) < 2 THEN x ELSE (x::text || ':*')::tsquery END
+			FROM (SELECT plainto_tsquery('simple', %[2]s(%[1]s)) AS x) y)`, a.add(typed), ix.unaccent)
+	}
+	variant := func(q parsed, alts alternatives) string {
+		rest, last, _, ok := q.splitLast(prefix)
+		if !split || !ok {
+			return fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(q.tsquery(prefix, alts)))
+		}
+		return fmt.Sprintf(`(SELECT CASE WHEN numnode(r) = 0 THEN l WHEN numnode(l) = 0 THEN r ELSE r && l END
+			FROM (SELECT to_tsquery(%[1]s, %[2]s(%[3]s)) AS r, to_tsquery(%[1]s, %[2]s(%[4]s)) || pp.pl AS l) v)`,
+			ix.lang, ix.unaccent, a.add(rest.tsquery(false, alts)), a.add(last.tsquery(false, alts)))
+	}
+	qp, qt, qt1 := variant(pe, nil), variant(p, alts), variant(p, alts1)
+	var from string
+	if ix.tenant != "" {
+		from = fmt.Sprintf("q, %s(q.qa) AS f(k) JOIN %s t ON t.%s = f.k", ix.matchFn, ix.table, ix.key)
+	} else {
+		from = fmt.Sprintf("q, %s t", ix.table)
+	}
+	keyset := ""
+	if after != nil {
+		s, k := a.add(after.S), a.add(after.K)
+		keyset = fmt.Sprintf("WHERE (m.score < %s OR (m.score = %s AND m.k > %s))", s, s, k)
+	}
+	hl, hlCols := "", ""
+	if q.Highlight {
+		opts := a.add("StartSel=\x01, StopSel=\x02, MaxWords=30, MinWords=12, HighlightAll=false")
+		var cols []string
+		for _, f := range ix.fields {
+			cols = append(cols, fmt.Sprintf("ts_headline(%s, translate(coalesce(t.%s, ''), E'\\x01\\x02', ''), q.qa, %s)", ix.lang, f.col, opts))
+		}
+		hlCols = ", " + strings.Join(cols, ", ")
+		hl = fmt.Sprintf("JOIN %s t ON t.%s = p.key", ix.table, ix.key)
+	}
+	sql := fmt.Sprintf(`WITH q AS MATERIALIZED (
+	SELECT qe, qp, qt, qt1, qe || qp || qt AS qa, (
+		SELECT '\m(' || string_agg(y, '|') || ')\M'
+		FROM (SELECT regexp_replace(%[2]s(x), '[^[:alnum:]]+', '', 'g') AS y FROM unnest(%[22]s::text[]) AS x) z
+		WHERE y <> '') AS vre
+	FROM (SELECT
+		websearch_to_tsquery(%[1]s, %[2]s(%[3]s)) AS qe,
+		%[4]s AS qp,
+		%[5]s AS qt,
+		%[6]s AS qt1
+		FROM (SELECT %[23]s AS pl) pp) x
+), m AS MATERIALIZED (
+	SELECT t.%[7]s AS key, t.%[7]s::text AS k,
+		(CASE WHEN t.%[8]s @@ q.qe THEN %[9]g ELSE 0 END
+		 + CASE WHEN t.%[8]s @@ q.qp THEN %[10]g ELSE 0 END
+		 + CASE WHEN t.%[8]s @@ q.qt1 THEN %[11]g ELSE 0 END
+		 + CASE WHEN %[20]s THEN %[21]g ELSE 0 END
+		 + %[12]g * ts_rank_cd(t.%[8]s, q.qa, 32))::float8 AS score,
+		t.%[8]s @@ q.qe AS exact, t.%[8]s @@ q.qp AS prefix
+	FROM %[13]s
+	WHERE querytree(q.qa) <> 'T' AND t.%[8]s @@ q.qa%[14]s
+	LIMIT %[19]d
+), p AS (
+	SELECT * FROM m %[15]s ORDER BY m.score DESC, m.k LIMIT %[16]d
+)
+SELECT p.k, p.score, p.exact, p.prefix, (SELECT count(*) FROM m)%[17]s
+FROM p CROSS JOIN q %[18]s
+ORDER BY p.score DESC, p.k`,
+		ix.lang, ix.unaccent, qe, qp, qt, qt1,
+		ix.key, ix.vector, r.Exact, r.Prefix, r.Typo, r.Text,
+		from, filters, keyset, limit+1, hlCols, hl, ix.cfg.MaxCandidates, verbatim, r.Verbatim, vwords, pl)
+	rows, err := db.Query(ctx, sql, a...)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			h             Hit
+			exact, prefix bool
+			hls           = make([]*string, len(ix.fields))
+		)
+		dest := []any{&h.Key, &h.Score, &exact, &prefix, &res.Total}
+		if q.Highlight {
+			for i := range hls {
+				dest = append(dest, &hls[i])
+			}
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		switch {
+		case corrected:
+			h.Match = MatchTypo
+		case exact:
+			h.Match = MatchExact
+		case prefix:
+			h.Match = MatchPrefix
+		default:
+			h.Match = MatchTypo
+		}
+		if q.Highlight {
+			h.Highlights = make(map[string]string, len(ix.fields))
+			for i, f := range ix.fields {
+				if hls[i] != nil {
+					h.Highlights[f.name] = ix.markup(*hls[i])
+				}
+			}
+		}
+		res.Hits = append(res.Hits, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	res.TotalCapped = res.Total >= int64(ix.cfg.MaxCandidates)
+	if len(res.Hits) > limit {
+		res.Hits = res.Hits[:limit]
+		last := res.Hits[limit-1]
+		res.Next = encodeCursor(cursor{S: last.Score, K: last.Key})
+	}
+	return res, nil
+}
+
+// markup HTML-escapes a ts_headline snippet and turns its sentinel bytes
+// into the configured markers.
+func (ix *Index) markup(s string) string {
+	s = html.EscapeString(s)
+	s = strings.ReplaceAll(s, "\x01", ix.cfg.Highlight.Start)
+	return strings.ReplaceAll(s, "\x02", ix.cfg.Highlight.Stop)
+}
+
+// candidate is a word of the word list close to a query word.
+type candidate struct {
+	word  string
+	typed string // the query word, unaccented
+	docs  int
+	dist  int
+}
+
+// corrections looks the query's longer words up in the word list and keeps
+// the indexed words within the typo budget: alts has every correction,
+// alts1 the likeliest ones (fewest typos) of each word missing from the list.
+func (ix *Index) corrections(ctx context.Context, db DB, p parsed) (alts, alts1 alternatives, err error) {
+	ws := p.typoWords(ix.cfg.Typos.OneTypo)
+	if len(ws) == 0 {
+		return nil, nil, nil
+	}
+	cands, err := ix.similarWords(ctx, db, ws)
+	if err != nil {
+		return nil, nil, err
+	}
+	alts, alts1 = alternatives{}, alternatives{}
+	for i, w := range ws {
+		budget := ix.cfg.Typos.budget(utf8.RuneCountInString(w))
+		var keep []candidate
+		known := false
+		for _, c := range cands[i] {
+			if c.word == c.typed {
+				known = true
+				continue
+			}
+			if c.dist = typoDistance(c.typed, c.word, budget); c.dist <= budget {
+				keep = append(keep, c)
+			}
+		}
+		sort.SliceStable(keep, func(a, b int) bool {
+			if keep[a].dist != keep[b].dist {
+				return keep[a].dist < keep[b].dist
+			}
+			return keep[a].docs > keep[b].docs
+		})
+		if len(keep) > ix.cfg.Typos.Alternatives {
+			keep = keep[:ix.cfg.Typos.Alternatives]
+		}
+		for _, c := range keep {
+			alts[w] = append(alts[w], c.word)
+			if !known && c.dist == keep[0].dist {
+				// The likeliest corrections: those with the fewest typos,
+				// most frequent first; a word that is in the list is its
+				// own best reading.
+				alts1[w] = append(alts1[w], c.word)
+			}
+		}
+	}
+	return alts, alts1, nil
+}
+
+// similarWords asks the word list's trigram index for the words most similar
+// to each of ws, in one round trip.
+func (ix *Index) similarWords(ctx context.Context, db DB, ws []string) ([][]candidate, error) {
+	b := &pgx.Batch{}
+	out := make([][]candidate, len(ws))
+	for i, w := range ws {
+		b.Queue(`SELECT set_config('pg_trgm.similarity_threshold', $1, true)`,
+			strconv.FormatFloat(ix.cfg.Typos.threshold(utf8.RuneCountInString(w)), 'f', 3, 64))
+		sql := fmt.Sprintf(`SELECT word, docs, %[2]s($1) FROM %[1]s(%[2]s($1), $2)`, ix.wordsFn, ix.unaccent)
+		b.Queue(sql, w, ix.cfg.Typos.Candidates).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var c candidate
+				if err := rows.Scan(&c.word, &c.docs, &c.typed); err != nil {
+					return err
+				}
+				out[i] = append(out[i], c)
+			}
+			return rows.Err()
+		})
+	}
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("search: looking up typo corrections: %w", err)
+	}
+	return out, nil
+}
+
+// Suggestion is a correctly spelled word close to what was typed.
+type Suggestion struct {
+	Word string
+	// Docs is the number of rows the word appears in.
+	Docs int
+	// Typos is the edit distance from the typed word.
+	Typos int
+}
+
+// Suggest returns up to n words of the word list closest to word ("did you
+// mean"), fewest typos first, then most frequent. Words shorter than three
+// characters, or with no close indexed word, give none. The word list is
+// built by RefreshWords.
+func (ix *Index) Suggest(ctx context.Context, db DB, word string, n int) ([]Suggestion, error) {
+	if n <= 0 || n > 100 {
+		return nil, fmt.Errorf("%w: n %d is not in 1..100", ErrQuery, n)
+	}
+	ws := words(word)
+	if len(ws) != 1 || utf8.RuneCountInString(ws[0]) < 3 {
+		return nil, nil
+	}
+	w := ws[0]
+	cands, err := ix.similarWords(ctx, db, []string{w})
+	if err != nil {
+		return nil, err
+	}
+	maxTypos := max(ix.cfg.Typos.budget(utf8.RuneCountInString(w)), 1)
+	var out []Suggestion
+	for _, c := range cands[0] {
+		if d := typoDistance(c.typed, c.word, maxTypos+1); d <= maxTypos+1 {
+			out = append(out, Suggestion{Word: c.word, Docs: c.docs, Typos: d})
+		}
+	}
+	sort.SliceStable(out, func(a, b int) bool {
+		if out[a].Typos != out[b].Typos {
+			return out[a].Typos < out[b].Typos
+		}
+		if out[a].Docs != out[b].Docs {
+			return out[a].Docs > out[b].Docs
+		}
+		return out[a].Word < out[b].Word
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out, nil
+}
+
+// Substring finds rows where some field contains q.Text as typed (case- and
+// accent-insensitive, like ILIKE '%text%' with %, _ and \ taken literally),
+// served by the trigram indexes. The text needs a run of at least three
+// letters or digits, else ErrTooShort: no index could serve it. Hits are
+// ordered by key; Score is 0 and Match is empty. q.Highlight, q.NoPrefix and
+// q.NoTypos are ignored.
+func (ix *Index) Substring(ctx context.Context, db DB, q Query) (*Result, error) {
+	limit, err := ix.limit(q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	text := strings.TrimSpace(strings.ToValidUTF8(q.Text, ""))
+	if longestWordRun(text) < 3 {
+		return nil, fmt.Errorf("%w: %q", ErrTooShort, text)
+	}
+	var after *cursor
+	if q.After != "" {
+		c, err := decodeCursor(q.After)
+		if err != nil {
+			return nil, err
+		}
+		after = &c
+	}
+	var a args
+	filters, err := ix.filterSQL(q.Filters, &a)
+	if err != nil {
+		return nil, err
+	}
+	pat := a.add("%" + escapeLike(text) + "%")
+	var from, where string
+	if ix.tenant != "" {
+		from = fmt.Sprintf("%s(%s(%s)) AS f(k) JOIN %s t ON t.%s = f.k", ix.containFn, ix.unaccent, pat, ix.table, ix.key)
+		where = "true"
+	} else {
+		from = ix.table + " t"
+		var likes []string
+		for _, f := range ix.fields {
+			likes = append(likes, fmt.Sprintf("%s ILIKE %s(%s)", ix.unaccentExpr("t."+f.col), ix.unaccent, pat))
+		}
+		where = "(" + strings.Join(likes, " OR ") + ")"
+	}
+	keyset := ""
+	if after != nil {
+		keyset = "WHERE m.k > " + a.add(after.K)
+	}
+	sql := fmt.Sprintf(`WITH m AS MATERIALIZED (
+	SELECT t.%s::text AS k FROM %s WHERE %s%s
+)
+SELECT m.k, (SELECT count(*) FROM m) FROM m %s ORDER BY m.k LIMIT %d`,
+		ix.key, from, where, filters, keyset, limit+1)
+	rows, err := db.Query(ctx, sql, a...)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	defer rows.Close()
+	res := &Result{}
+	for rows.Next() {
+		var h Hit
+		if err := rows.Scan(&h.Key, &res.Total); err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		res.Hits = append(res.Hits, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	if len(res.Hits) > limit {
+		res.Hits = res.Hits[:limit]
+		res.Next = encodeCursor(cursor{K: res.Hits[limit-1].Key})
+	}
+	return res, nil
+}
+
+// escapeLike makes s match literally in LIKE with the default escape \.
+func escapeLike(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// longestWordRun is the longest run of letters and digits in s, in
+// characters: trigram indexes can only serve patterns with three or more.
+func longestWordRun(s string) int {
+	best, cur := 0, 0
+	for _, r := range s {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			cur++
+			best = max(best, cur)
+		} else {
+			cur = 0
+		}
+	}
+	return best
+}
+
+// RefreshWords rebuilds the word list that typo tolerance and Suggest use,
+// from the indexed text: every distinct unstemmed, unaccented, lower-cased
+// word with the number of rows it appears in. Run it after bulk changes
+// (for example from a periodic job); words of rows added since the last
+// refresh still match exactly and by prefix, only their typo corrections
+// wait for the next refresh.
+//
+// With Config.TenantColumn set it rebuilds the current tenant's list (the
+// rows whose tenant column equals the app.tenant_id setting, or the
+// untenanted rows when it is unset). It runs in one transaction (a
+// savepoint of db's) under an advisory lock, so concurrent refreshes queue.
+func (ix *Index) RefreshWords(ctx context.Context, db DB) error {
+	var texts []string
+	for _, f := range ix.fields {
+		texts = append(texts, "coalesce(t."+f.col+", '')")
+	}
+	doc := ix.unaccent + "(" + strings.Join(texts, " || ' ' || ") + ")"
+	tenantCol, pred, del := "NULL::uuid", "true", "tenant_id IS NULL"
+	if ix.tenant != "" {
+		tenantCol = "t." + ix.tenant
+		pred = "t." + ix.tenant + " IS NOT DISTINCT FROM " + tenantSetting
+		del = "tenant_id IS NOT DISTINCT FROM " + tenantSetting
+	}
+	return pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "justpg.search.words:"+ix.words); err != nil {
+			return fmt.Errorf("search: refreshing words: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM "+ix.words+" WHERE "+del); err != nil {
+			return fmt.Errorf("search: refreshing words: %w", err)
+		}
+		sql := fmt.Sprintf(`INSERT INTO %s (tenant_id, word, docs)
+SELECT %s, w.word, count(*)
+FROM %s t, LATERAL unnest(tsvector_to_array(to_tsvector('simple', %s))) AS w(word)
+WHERE %s AND char_length(w.word) BETWEEN 2 AND %d AND w.word ~ '[[:alpha:]]'
+GROUP BY 1, 2`, ix.words, tenantCol, ix.table, doc, pred, MaxWordLen)
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("search: refreshing words: %w", err)
+		}
+		// Fresh statistics keep the planner on the trigram index. ANALYZE
+		// needs ownership; without it the autovacuum daemon catches up.
+		var own bool
+		if err := tx.QueryRow(ctx, `SELECT pg_has_role((SELECT relowner FROM pg_class WHERE oid = $1::regclass), 'USAGE')`, ix.words).Scan(&own); err != nil {
+			return fmt.Errorf("search: refreshing words: %w", err)
+		}
+		if own {
+			if _, err := tx.Exec(ctx, "ANALYZE "+ix.words); err != nil {
+				return fmt.Errorf("search: analyzing words: %w", err)
+			}
+		}
+		return nil
+	})
+}
