@@ -121,10 +121,18 @@ func newRolePool(t testing.TB, db *pgtest.DB, role string, create func(pw string
 	t.Cleanup(func() {
 		pool.Close()
 		q := pgx.Identifier{role}.Sanitize()
-		if _, err := db.Pool.Exec(ctx, "DROP OWNED BY "+q); err != nil {
+		// A fresh connection: the pool's idle ones may have been killed by
+		// a fault test (terminated backends, a server restart).
+		conn, err := pgx.Connect(ctx, db.URL)
+		if err != nil {
+			t.Errorf("connecting to drop role %s: %v", role, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP OWNED BY "+q); err != nil {
 			t.Errorf("dropping what %s owns: %v", role, err)
 		}
-		if _, err := db.Pool.Exec(ctx, "DROP ROLE "+q); err != nil {
+		if _, err := conn.Exec(ctx, "DROP ROLE "+q); err != nil {
 			t.Errorf("dropping role %s: %v", role, err)
 		}
 	})
