@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"os/exec"
 	"runtime"
 	"sort"
 	"strings"
@@ -356,7 +357,7 @@ func loadCorpus() []string {
 	}
 	n2 := len(out)
 	commentRE := regexp.MustCompile(`^\s*//\s*(.*)$`)
-	_ = filepath.WalkDir(filepath.Join(runtime.GOROOT(), "src"), func(path string, d fs.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(goRoot(), "src"), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.Contains(path, "testdata") {
 			return nil
 		}
@@ -375,4 +376,12 @@ func loadCorpus() []string {
 	fmt.Printf("corpus sources: %d GCIDE lines (dict-gcide), %d WordNet 3.0 glosses (wordnet-base), %d Go %s source comment lines\n",
 		n1, n2-n1, len(out)-n2, runtime.Version())
 	return out
+}
+
+// goRoot is the GOROOT of the go command on PATH, whose source comments are
+// part of the corpus.
+func goRoot() string {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	check(err)
+	return strings.TrimSpace(string(out))
 }
