@@ -335,10 +335,12 @@ func TestLoss(t *testing.T) {
 			count(*) FILTER (WHERE state <> 'running' AND attempted_by = $1) FROM justpg.jobs WHERE attempted_by = $1`, childID).Scan(&running, &done))
 		return running > 0 && done > 100
 	}, 60*time.Second, 5*time.Millisecond)
-	start(t, a)
-	start(t, mk())
+	// Kill it at once, while it alone works the queue and so still holds
+	// running jobs; only then start the clients that finish and rescue.
 	require.NoError(t, child.Process.Signal(syscall.SIGKILL))
 	_ = child.Wait()
+	start(t, a)
+	start(t, mk())
 
 	completed, discarded := checkExactlyOnce(t, db.Pool, n)
 	assert.Equal(t, n, completed+discarded)
