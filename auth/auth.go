@@ -27,11 +27,7 @@ var migrationFiles embed.FS
 // Migrations returns the package's migration files (NNN_name.sql at the
 // root), for teams that apply migrations with their own tool.
 func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory always exists
-	}
-	return sub
+	return migrate.Sub(migrationFiles, "migrations")
 }
 
 // Migrate creates or upgrades the auth tables in the schema "justpg".
@@ -41,10 +37,7 @@ func Migrate(ctx context.Context, db DB) error {
 
 // MigrateSchema creates or upgrades the auth tables in schema.
 func MigrateSchema(ctx context.Context, db DB, schema string) error {
-	if _, err := migrate.Run(ctx, db, schema, migrate.Line{Name: "auth", FS: Migrations()}); err != nil {
-		return fmt.Errorf("auth: %w", err)
-	}
-	return nil
+	return migrate.Apply(ctx, db, schema, "auth", Migrations())
 }
 
 // Errors callers branch on with errors.Is.

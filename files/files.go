@@ -30,11 +30,7 @@ var migrationFiles embed.FS
 // Migrations returns the package's SQL migrations (NNN_name.sql at the root),
 // for teams that keep their own migration history.
 func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory always exists
-	}
-	return sub
+	return migrate.Sub(migrationFiles, "migrations")
 }
 
 // Migrate creates or upgrades the package's tables in schema "justpg".
@@ -44,10 +40,7 @@ func Migrate(ctx context.Context, db DB) error {
 
 // MigrateSchema creates or upgrades the package's tables in schema.
 func MigrateSchema(ctx context.Context, db DB, schema string) error {
-	if _, err := migrate.Run(ctx, db, schema, migrate.Line{Name: "files", FS: Migrations()}); err != nil {
-		return fmt.Errorf("files: migrating: %w", err)
-	}
-	return nil
+	return migrate.Apply(ctx, db, schema, "files", Migrations())
 }
 
 // Storage says where a file's bytes live.

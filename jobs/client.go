@@ -312,11 +312,7 @@ func Migrate(ctx context.Context, db DB) error { return MigrateSchema(ctx, db, m
 
 // MigrateSchema creates or updates the jobs tables in schema.
 func MigrateSchema(ctx context.Context, db DB, schema string) error {
-	_, err := migrate.Run(ctx, db, schema, migrate.Line{Name: "jobs", FS: Migrations()})
-	if err != nil {
-		return fmt.Errorf("jobs: migrate: %w", err)
-	}
-	return nil
+	return migrate.Apply(ctx, db, schema, "jobs", Migrations())
 }
 
 // Start registers the client and starts working its queues, listening for
@@ -907,9 +903,5 @@ func (c *Client) listenOnce(r *run, failures *int) error {
 // Migrations returns the jobs migration files, for teams that apply
 // migrations with their own tool.
 func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationsFS, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	return sub
+	return migrate.Sub(migrationsFS, "migrations")
 }

@@ -28,11 +28,7 @@ var migrationFiles embed.FS
 // Migrations returns the package's migration files (NNN_name.sql at the
 // root), for teams that keep them in their own migration tool.
 func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory always exists
-	}
-	return sub
+	return migrate.Sub(migrationFiles, "migrations")
 }
 
 // Migrate creates or upgrades the package's tables and functions in schema
@@ -44,10 +40,7 @@ func Migrate(ctx context.Context, db DB) error {
 // MigrateSchema is Migrate for another schema; use the same schema in
 // Config.Schema.
 func MigrateSchema(ctx context.Context, db DB, schema string) error {
-	if _, err := migrate.Run(ctx, db, schema, migrate.Line{Name: "realtime", FS: Migrations()}); err != nil {
-		return fmt.Errorf("realtime: %w", err)
-	}
-	return nil
+	return migrate.Apply(ctx, db, schema, "realtime", Migrations())
 }
 
 // Errors callers branch on with errors.Is.

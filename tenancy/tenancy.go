@@ -45,11 +45,7 @@ var migrationFiles embed.FS
 // Migrations returns the package's migration files (for teams that keep their
 // own migration history).
 func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory always exists
-	}
-	return sub
+	return migrate.Sub(migrationFiles, "migrations")
 }
 
 // Migrate creates or upgrades the package's tables in the justpg schema.
@@ -59,10 +55,7 @@ func Migrate(ctx context.Context, db DB) error {
 
 // MigrateSchema creates or upgrades the package's tables in schema.
 func MigrateSchema(ctx context.Context, db DB, schema string) error {
-	if _, err := migrate.Run(ctx, db, schema, migrate.Line{Name: "tenancy", FS: Migrations()}); err != nil {
-		return fmt.Errorf("tenancy: migrate: %w", err)
-	}
-	return nil
+	return migrate.Apply(ctx, db, schema, "tenancy", Migrations())
 }
 
 // Errors callers branch on with errors.Is.

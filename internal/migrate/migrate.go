@@ -285,3 +285,23 @@ func AppliedMigrations(ctx context.Context, db pgdb.DB, schema, line string) ([]
 	}
 	return appliedIn(ctx, db, qschema, line)
 }
+
+// Sub returns directory dir of a package's embedded files: the fs.FS a
+// package exports as its Migrations. It panics if dir is missing, which for
+// an embed.FS is a build mistake, not a run-time condition.
+func Sub(embedded fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(embedded, dir)
+	if err != nil {
+		panic(fmt.Sprintf("migrate: embedded %q: %v", dir, err))
+	}
+	return sub
+}
+
+// Apply runs one package's line on schema and prefixes any error with the
+// package's name, as its MigrateSchema reports it.
+func Apply(ctx context.Context, db pgdb.DB, schema, pkg string, fsys fs.FS) error {
+	if _, err := Run(ctx, db, schema, Line{Name: pkg, FS: fsys}); err != nil {
+		return fmt.Errorf("%s: %w", pkg, err)
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -187,4 +188,15 @@ func TestRunRejectsLineWithoutFS(t *testing.T) {
 	t.Parallel()
 	_, err := migrate.Run(context.Background(), nil, "", migrate.Line{Name: "x"})
 	require.True(t, errors.Is(err, migrate.ErrBadMigration), err)
+}
+
+func TestApplyPrefixesPackageAndSubPanicsOnMissingDir(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	bad := fstest.MapFS{"migrations/001_bad.sql": {Data: []byte(`SELECT no_such_function();`)}}
+	err := migrate.Apply(context.Background(), db.Pool, "", "things", migrate.Sub(bad, "migrations"))
+	var merr *migrate.Error
+	require.ErrorAs(t, err, &merr)
+	assert.True(t, strings.HasPrefix(err.Error(), "things: migrate: things 001_bad failed"), err.Error())
+	assert.Panics(t, func() { migrate.Sub(bad, "../outside") })
 }
