@@ -6,7 +6,9 @@
 //  1. JUSTPG_TEST_DATABASE_URL, when set: any reachable server, used as is
 //     (the role needs CREATEDB);
 //  2. a PostgreSQL container through testcontainers-go, when a Docker engine
-//     answers (image from JUSTPG_TEST_IMAGE, default DefaultImage);
+//     answers (image from JUSTPG_TEST_IMAGE, else postgres:<major>-alpine
+//     matching the local client tools so they are never older than the
+//     server, else DefaultImage);
 //  3. a throwaway cluster from the local server binaries (initdb and postgres
 //     on PATH or under /usr/lib/postgresql/<ver>/bin, newest first), in a
 //     temporary directory, on a free loopback port, with durability off. As
@@ -28,6 +30,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -242,11 +247,45 @@ func newServer(s *Server) *Server {
 	return s
 }
 
+// containerImage is JUSTPG_TEST_IMAGE, else the official image of the major
+// version of the local client tools when there are any (so that pg_dump and
+// friends are never older than the server, which backup tests need), else
+// DefaultImage.
 func containerImage() string {
 	if img := os.Getenv(EnvImage); img != "" {
 		return img
 	}
+	if major := localMajor(); major != "" {
+		return "postgres:" + major + "-alpine"
+	}
 	return DefaultImage
+}
+
+// localMajor is the major version of the local PostgreSQL binaries, or "".
+func localMajor() string {
+	dir, err := FindBinDir()
+	if err != nil {
+		return ""
+	}
+	out, err := exec.Command(filepath.Join(dir, "postgres"), "--version").Output()
+	if err != nil {
+		return ""
+	}
+	return majorOf(string(out))
+}
+
+// majorOf extracts the major version from "postgres (PostgreSQL) 15.18 (…)".
+func majorOf(version string) string {
+	fields := strings.Fields(version)
+	for i, f := range fields {
+		if f == "(PostgreSQL)" && i+1 < len(fields) {
+			major, _, _ := strings.Cut(fields[i+1], ".")
+			if _, err := strconv.Atoi(major); err == nil {
+				return major
+			}
+		}
+	}
+	return ""
 }
 
 func fromURL(ctx context.Context, u string) (*Server, error) {
