@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -77,26 +76,9 @@ func Example() {
 	// after logout: true
 }
 
-// exampleTB lets the example borrow pgtest's throwaway databases outside a
-// test: it runs cleanups when done and turns failures into log.Fatal.
-type exampleTB struct {
-	testing.TB
-	cleanups []func()
-}
-
-func (e *exampleTB) Helper()                   {}
-func (e *exampleTB) Cleanup(f func())          { e.cleanups = append(e.cleanups, f) }
-func (e *exampleTB) Fatal(args ...any)         { log.Fatal(args...) }
-func (e *exampleTB) Errorf(f string, a ...any) { log.Printf(f, a...) }
-
 func exampleDB() (*pgxpool.Pool, func()) {
-	tb := &exampleTB{}
-	db := pgtest.NewDB(tb)
-	return db.Pool, func() {
-		for i := len(tb.cleanups) - 1; i >= 0; i-- {
-			tb.cleanups[i]()
-		}
-	}
+	db, done := pgtest.ForExample()
+	return db.Pool, done
 }
 
 // The middleware resolves the session cookie (or a bearer API key) into a

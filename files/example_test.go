@@ -6,7 +6,6 @@ import (
 	"io"
 	"log"
 	"strings"
-	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -14,28 +13,10 @@ import (
 	"github.com/justpg/justpg/internal/pgtest"
 )
 
-// exampleTB lets the example borrow the test harness's database: only the
-// methods pgtest.NewDB calls are implemented.
-type exampleTB struct {
-	testing.TB
-	cleanups []func()
-}
-
-func (e *exampleTB) Helper()                   {}
-func (e *exampleTB) Fatal(args ...any)         { log.Fatal(args...) }
-func (e *exampleTB) Fatalf(f string, a ...any) { log.Fatalf(f, a...) }
-func (e *exampleTB) Errorf(f string, a ...any) { log.Printf(f, a...) }
-func (e *exampleTB) Cleanup(f func())          { e.cleanups = append(e.cleanups, f) }
-
 // exampleDB gives the example a fresh database on the test server.
 func exampleDB() (*pgxpool.Pool, func()) {
-	tb := &exampleTB{}
-	db := pgtest.NewDB(tb)
-	return db.Pool, func() {
-		for i := len(tb.cleanups) - 1; i >= 0; i-- {
-			tb.cleanups[i]()
-		}
-	}
+	db, done := pgtest.ForExample()
+	return db.Pool, done
 }
 
 func Example() {

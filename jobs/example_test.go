@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/justpg/justpg/internal/pgtest"
 	"github.com/justpg/justpg/jobs"
@@ -26,16 +25,9 @@ func (WelcomeEmail) Kind() string { return "welcome_email" }
 // a worker processes it, failing once and succeeding on the retry.
 func Example() {
 	ctx := context.Background()
-	url, stop, err := pgtest.ExampleDatabase(ctx, "jobs_example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer stop()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer pool.Close()
+	db, dropDB := pgtest.ForExample() // an application: pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	defer dropDB()
+	pool := db.Pool
 	if err := jobs.Migrate(ctx, pool); err != nil {
 		log.Fatal(err)
 	}

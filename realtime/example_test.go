@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -77,23 +76,6 @@ func Example() {
 // examplePool gives the example a fresh database on the test server; an
 // application would use pgxpool.New(ctx, os.Getenv("DATABASE_URL")).
 func examplePool() (*pgxpool.Pool, func()) {
-	tb := &exampleTB{}
-	db := pgtest.NewDB(tb)
-	return db.Pool, func() {
-		for i := len(tb.cleanups) - 1; i >= 0; i-- {
-			tb.cleanups[i]()
-		}
-	}
+	db, done := pgtest.ForExample()
+	return db.Pool, done
 }
-
-// exampleTB lets an Example use pgtest, which expects a testing.TB.
-type exampleTB struct {
-	testing.TB
-	cleanups []func()
-}
-
-func (*exampleTB) Helper()                   {}
-func (tb *exampleTB) Cleanup(f func())       { tb.cleanups = append(tb.cleanups, f) }
-func (*exampleTB) Fatal(args ...any)         { log.Fatal(args...) }
-func (*exampleTB) Fatalf(f string, a ...any) { log.Fatalf(f, a...) }
-func (*exampleTB) Errorf(f string, a ...any) { log.Printf(f, a...) }

@@ -5,25 +5,16 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/justpg/justpg/internal/pgtest"
 	"github.com/justpg/justpg/search"
 )
 
 func Example() {
 	ctx := context.Background()
-	url, stop, err := pgtest.ExampleDatabase(ctx, "search_example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer stop()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer pool.Close()
-	_, err = pool.Exec(ctx, `
+	db, dropDB := pgtest.ForExample() // an application: pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	defer dropDB()
+	pool := db.Pool
+	_, err := pool.Exec(ctx, `
 		CREATE TABLE IF NOT EXISTS books (id int PRIMARY KEY, title text, blurb text, year int);
 		TRUNCATE books;
 		INSERT INTO books VALUES

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log"
 	"os"
 	"strings"
 	"sync"
@@ -303,3 +304,30 @@ func ExampleDatabase(ctx context.Context, name string) (dbURL string, stop func(
 	}
 	return srv.DatabaseURL(name), func() { _ = srv.Stop(context.Background()) }, nil
 }
+
+// ForExample gives a package's Example function what NewDB gives a test: a
+// fresh database on the process's shared server. Call done to close the pool
+// and drop the database. It exits the process (log.Fatal) if no server can be
+// had, since an Example has no testing.TB to fail.
+func ForExample() (db *DB, done func()) {
+	tb := &exampleTB{}
+	db = NewDB(tb)
+	return db, func() {
+		for i := len(tb.cleanups) - 1; i >= 0; i-- {
+			tb.cleanups[i]()
+		}
+	}
+}
+
+// exampleTB is the part of testing.TB that NewDB uses, for ForExample.
+type exampleTB struct {
+	testing.TB // nil: any other method panics, which NewDB never calls
+	cleanups   []func()
+}
+
+func (*exampleTB) Helper()                   {}
+func (tb *exampleTB) Cleanup(f func())       { tb.cleanups = append(tb.cleanups, f) }
+func (*exampleTB) Fatal(args ...any)         { log.Fatal(args...) }
+func (*exampleTB) Fatalf(f string, a ...any) { log.Fatalf(f, a...) }
+func (*exampleTB) Errorf(f string, a ...any) { log.Printf(f, a...) }
+func (*exampleTB) Skipf(f string, a ...any)  { log.Fatalf(f, a...) }
