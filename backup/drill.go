@@ -49,6 +49,9 @@ type DrillReport struct {
 	// Mismatches lists the tables whose restored contents differ from the
 	// manifest.
 	Mismatches []TableMismatch
+	// DrillDatabase is the temporary database the backup was restored into
+	// and dropped afterwards; empty when the drill failed before restoring.
+	DrillDatabase string
 }
 
 // TableMismatch is a table whose restored row count differs from the
@@ -272,6 +275,7 @@ func (m *Manager) drill(ctx context.Context, id string, rep *DrillReport) error 
 		return err
 	}
 	tmpDB := "justpg_drill_" + randomHex(6)
+	rep.DrillDatabase = tmpDB
 	qdb := pgx.Identifier{tmpDB}.Sanitize()
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+qdb+" TEMPLATE template0"); err != nil {
 		return fmt.Errorf("backup: creating the drill database (the role needs CREATEDB): %w", err)

@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/justpg/justpg/backup"
@@ -125,14 +124,15 @@ func tableRows(m *backup.Manifest, schema, table string) int64 {
 	return -1
 }
 
-// drillDatabases lists leftover drill databases on the server.
-func drillDatabases(t *testing.T, db *pgtest.DB) []string {
+// drillDatabaseExists reports whether the drill database name is still on
+// the server. (Other tests drill in parallel on the same server, so only a
+// drill's own database can be checked.)
+func drillDatabaseExists(t *testing.T, db *pgtest.DB, name string) bool {
 	t.Helper()
-	rows, err := db.Pool.Query(context.Background(), `SELECT datname FROM pg_database WHERE datname LIKE 'justpg\_drill\_%'`)
-	require.NoError(t, err)
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
-	return names
+	var exists bool
+	require.NoError(t, db.Pool.QueryRow(context.Background(),
+		`SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&exists))
+	return exists
 }
 
 // killPgDump kills the pg_dump process whose command line mentions snapshot
