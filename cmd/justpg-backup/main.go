@@ -124,6 +124,24 @@ type opts struct {
 	needRepo bool
 }
 
+// repoCommand parses the flags of a sub-command that needs only the
+// repository, checks it got nargs arguments (any number when nargs < 0),
+// and opens the repository.
+func (c *cli) repoCommand(name string, args []string, nargs int, usage string) (*opts, *backup.DirRepository, error) {
+	o := c.flags(name, false, true)
+	if err := o.parse(args); err != nil {
+		return nil, nil, err
+	}
+	if nargs >= 0 && o.fs.NArg() != nargs {
+		return nil, nil, usageError{usage}
+	}
+	repo, err := backup.NewDirRepository(*o.repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return o, repo, nil
+}
+
 func (c *cli) flags(name string, needDB, needRepo bool) *opts {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(c.errw)
@@ -209,11 +227,7 @@ func (c *cli) dump(ctx context.Context, args []string) error {
 }
 
 func (c *cli) list(ctx context.Context, args []string) error {
-	o := c.flags("list", false, true)
-	if err := o.parse(args); err != nil {
-		return err
-	}
-	repo, err := backup.NewDirRepository(*o.repo)
+	o, repo, err := c.repoCommand("list", args, -1, "")
 	if err != nil {
 		return err
 	}
@@ -254,14 +268,7 @@ func (c *cli) list(ctx context.Context, args []string) error {
 }
 
 func (c *cli) verify(ctx context.Context, args []string) error {
-	o := c.flags("verify", false, true)
-	if err := o.parse(args); err != nil {
-		return err
-	}
-	if o.fs.NArg() != 1 {
-		return usageError{"want one backup ID"}
-	}
-	repo, err := backup.NewDirRepository(*o.repo)
+	o, repo, err := c.repoCommand("verify", args, 1, "want one backup ID")
 	if err != nil {
 		return err
 	}
@@ -381,14 +388,7 @@ func (c *cli) verifyBase(ctx context.Context, args []string) error {
 }
 
 func (c *cli) archiveWAL(ctx context.Context, args []string) error {
-	o := c.flags("archive-wal", false, true)
-	if err := o.parse(args); err != nil {
-		return err
-	}
-	if o.fs.NArg() != 2 {
-		return usageError{"want %p %f"}
-	}
-	repo, err := backup.NewDirRepository(*o.repo)
+	o, repo, err := c.repoCommand("archive-wal", args, 2, "want %p %f")
 	if err != nil {
 		return err
 	}
@@ -396,14 +396,7 @@ func (c *cli) archiveWAL(ctx context.Context, args []string) error {
 }
 
 func (c *cli) restoreWAL(ctx context.Context, args []string) error {
-	o := c.flags("restore-wal", false, true)
-	if err := o.parse(args); err != nil {
-		return err
-	}
-	if o.fs.NArg() != 2 {
-		return usageError{"want %f %p"}
-	}
-	repo, err := backup.NewDirRepository(*o.repo)
+	o, repo, err := c.repoCommand("restore-wal", args, 2, "want %f %p")
 	if err != nil {
 		return err
 	}
