@@ -81,6 +81,12 @@ type JobRow struct {
 	FinalizedAt *time.Time
 	// UniqueKey is the key of a unique job while it holds it.
 	UniqueKey string
+	// TenantID is the tenant the job was inserted under: the app.tenant_id
+	// setting of the inserting transaction (see the tenancy package), or ""
+	// for a job that is not tenant-scoped. Workers run outside any tenant;
+	// a worker that touches tenant data scopes its own transaction to
+	// TenantID, for example with tenancy's WithTenant.
+	TenantID string
 }
 
 // Job is a job with its decoded arguments, as a worker receives it.

@@ -10,7 +10,7 @@ import (
 // jobCols is the column list every query returning jobs selects, in the
 // order scanJob reads.
 const jobCols = `id, kind, queue, state, priority, args, metadata, tags, attempt, max_attempts, errors,
-	created_at, scheduled_at, attempted_at, attempted_by, finalized_at, unique_key`
+	created_at, scheduled_at, attempted_at, attempted_by, finalized_at, unique_key, tenant_id`
 
 func prefixCols(alias string) string {
 	parts := strings.Split(jobCols, ",")
@@ -24,9 +24,9 @@ func scanJob(row pgx.CollectableRow) (*JobRow, error) {
 	var j JobRow
 	var state string
 	var errs []byte
-	var by, key *string
+	var by, key, tenant *string
 	if err := row.Scan(&j.ID, &j.Kind, &j.Queue, &state, &j.Priority, &j.EncodedArgs, &j.Metadata, &j.Tags,
-		&j.Attempt, &j.MaxAttempts, &errs, &j.CreatedAt, &j.ScheduledAt, &j.AttemptedAt, &by, &j.FinalizedAt, &key); err != nil {
+		&j.Attempt, &j.MaxAttempts, &errs, &j.CreatedAt, &j.ScheduledAt, &j.AttemptedAt, &by, &j.FinalizedAt, &key, &tenant); err != nil {
 		return nil, err
 	}
 	j.State = State(state)
@@ -35,6 +35,9 @@ func scanJob(row pgx.CollectableRow) (*JobRow, error) {
 	}
 	if key != nil {
 		j.UniqueKey = *key
+	}
+	if tenant != nil {
+		j.TenantID = *tenant
 	}
 	if len(errs) > 2 {
 		if err := json.Unmarshal(errs, &j.Errors); err != nil {

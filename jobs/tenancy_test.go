@@ -46,6 +46,7 @@ CREATE POLICY tenant ON justpg.jobs USING (tenant_id = (SELECT NULLIF(current_se
 		res, err := c.Insert(ctx, tx, noopArgs{N: 1}, &InsertOpts{Unique: &UniqueOpts{Key: "same"}})
 		require.NoError(t, err)
 		idA = res.Job.ID
+		assert.Equal(t, tenantA, res.Job.TenantID)
 	})
 	asTenant(tenantB, func(tx pgx.Tx) {
 		// The same unique key in another tenant is another job.
@@ -53,6 +54,7 @@ CREATE POLICY tenant ON justpg.jobs USING (tenant_id = (SELECT NULLIF(current_se
 		require.NoError(t, err)
 		assert.False(t, res.Skipped)
 		idB = res.Job.ID
+		assert.Equal(t, tenantB, res.Job.TenantID)
 		page, err := c.List(ctx, tx, ListParams{})
 		require.NoError(t, err)
 		require.Len(t, page.Jobs, 1)
@@ -77,4 +79,7 @@ CREATE POLICY tenant ON justpg.jobs USING (tenant_id = (SELECT NULLIF(current_se
 	start(t, c)
 	waitState(t, c, idA, StateCompleted)
 	waitState(t, c, idB, StateCompleted)
+	done, err := c.JobByID(ctx, db.Pool, idB)
+	require.NoError(t, err)
+	assert.Equal(t, tenantB, done.TenantID, "the job keeps its tenant through the worker's fetch and completion")
 }
