@@ -12,8 +12,10 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,8 +43,12 @@ type DrillReport struct {
 	// Verify is the time spent checking the files' SHA-256.
 	Verify time.Duration
 	// Restore is the time pg_restore took: the recovery time objective
-	// this backup actually achieves.
+	// this backup actually achieves. The checksums are verified and the
+	// tables loaded so far counted while it runs.
 	Restore time.Duration
+	// Count is the time spent after pg_restore finished, counting the
+	// tables not counted yet and comparing with the manifest.
+	Count time.Duration
 	// Tables and Rows are what the restored database held.
 	Tables int
 	Rows   int64
@@ -240,11 +246,13 @@ func (m *Manager) drill(ctx context.Context, id string, rep *DrillReport) error 
 		return err
 	}
 	rep.Database = man.Database
-	t0 := time.Now()
-	if err := m.verify(ctx, man); err != nil {
+	// Cheap checks first (every file present with its size, a pg_dump
+	// header): a truncated, emptied or missing dump fails before anything
+	// is restored. The full SHA-256 check reads every byte; it runs
+	// alongside the restore below and decides the outcome.
+	if err := precheckFiles(ctx, m.cfg.Repository, man); err != nil {
 		return err
 	}
-	rep.Verify = time.Since(t0)
 
 	// Where to restore: the drill server, or the pool's.
 	target, pgxCfg := m.conn, m.pool.Config().ConnConfig.Copy()
@@ -274,39 +282,81 @@ func (m *Manager) drill(ctx context.Context, id string, rep *DrillReport) error 
 	if err != nil {
 		return err
 	}
-	tmpDB := "justpg_drill_" + randomHex(6)
+	// Databases left behind by drills that crashed long ago go first.
+	if dropped, err := sweepDrills(ctx, admin, DefaultDrillMaxAge, time.Now()); err != nil {
+		m.log.WarnContext(ctx, "backup: sweeping stale drill databases", "err", err)
+	} else if len(dropped) > 0 {
+		m.log.InfoContext(ctx, "backup: dropped stale drill databases", "databases", dropped)
+	}
+	tmpDB := drillDatabaseName(time.Now())
 	rep.DrillDatabase = tmpDB
 	qdb := pgx.Identifier{tmpDB}.Sanitize()
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+qdb+" TEMPLATE template0"); err != nil {
+		rep.DrillDatabase = ""
 		return fmt.Errorf("backup: creating the drill database (the role needs CREATEDB): %w", err)
 	}
+	var conns []*pgx.Conn
 	defer func() {
+		for _, c := range conns {
+			c.Close(context.WithoutCancel(ctx))
+		}
 		if _, err := admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+qdb+" WITH (FORCE)"); err != nil {
 			m.log.ErrorContext(ctx, "backup: dropping the drill database", "database", tmpDB, "err", err)
 		}
 	}()
-	dst := target.withDB(tmpDB)
-
-	t1 := time.Now()
-	if err := m.restore(ctx, tool, man, dst); err != nil {
-		return err
-	}
-	rep.Restore = time.Since(t1)
-
+	// The counting connections are opened at once and held until the end:
+	// a drill database with a session is never taken for a stale one
+	// (SweepDrills drops without FORCE).
 	dbCfg := pgxCfg.Copy()
 	dbCfg.Database = tmpDB
-	conn, err := pgx.ConnectConfig(ctx, dbCfg)
-	if err != nil {
-		return fmt.Errorf("backup: connecting to the drill database: %w", err)
+	for range countConns + 1 {
+		c, err := pgx.ConnectConfig(ctx, dbCfg)
+		if err != nil {
+			return fmt.Errorf("backup: connecting to the drill database: %w", err)
+		}
+		conns = append(conns, c)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	got, err := listTables(ctx, conn)
+	dst := target.withDB(tmpDB)
+
+	// Verify the checksums while restoring; a mismatch cancels the
+	// restore and is what the drill reports.
+	rctx, cancelRestore := context.WithCancelCause(ctx)
+	defer cancelRestore(nil)
+	verified := make(chan error, 1)
+	go func() {
+		t0 := time.Now()
+		err := m.verify(rctx, man)
+		rep.Verify = time.Since(t0)
+		if err != nil {
+			cancelRestore(err)
+		}
+		verified <- err
+	}()
+	// Count every table as soon as pg_restore has loaded it, while it
+	// loads the next ones and builds indexes.
+	cnt := newCounter(rctx, conns[1:], man.Tables)
+	t1 := time.Now()
+	restoreErr := m.restore(rctx, tool, man, dst, cnt.loaded)
+	rep.Restore = time.Since(t1)
+	verr := <-verified
+	if verr != nil {
+		cnt.abort()
+		return verr
+	}
+	if restoreErr != nil {
+		cnt.abort()
+		return restoreErr
+	}
+	t2 := time.Now()
+	got, err := listTables(ctx, conns[0])
 	if err != nil {
+		cnt.abort()
 		return err
 	}
-	if err := countRows(ctx, conn, got); err != nil {
+	if err := cnt.finish(conns[0], got); err != nil {
 		return fmt.Errorf("backup: counting restored rows: %w", err)
 	}
+	rep.Count = time.Since(t2)
 	rep.Tables = len(got)
 	for _, t := range got {
 		rep.Rows += t.Rows
@@ -322,6 +372,201 @@ func (m *Manager) drill(ctx context.Context, id string, rep *DrillReport) error 
 			parts = append(parts, mm.String())
 		}
 		return fmt.Errorf("%w: restored tables differ from the manifest: %s", ErrDrillFailed, strings.Join(parts, "; "))
+	}
+	return nil
+}
+
+// countConns is how many connections count restored tables at once (the
+// drill holds one more, to list the restored tables).
+const countConns = 2
+
+// precheckFiles checks that every file of man exists with its recorded
+// size and that the dump starts like a pg_dump archive, without reading
+// the files.
+func precheckFiles(ctx context.Context, repo Repository, man *Manifest) error {
+	if len(man.Files) == 0 || man.Size <= 0 {
+		return fmt.Errorf("%w: backup %s lists no data", ErrChecksum, man.ID)
+	}
+	for _, f := range man.Files {
+		if err := ValidateName(f.Name); err != nil {
+			return fmt.Errorf("%w: backup %s: %w", ErrChecksum, man.ID, err)
+		}
+		name := logicalPrefix + man.ID + "/" + f.Name
+		st, err := repo.Stat(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%w: %s is missing", ErrChecksum, name)
+		}
+		if err != nil {
+			return err
+		}
+		if st.Size != f.Size {
+			return fmt.Errorf("%w: %s has %d bytes, the manifest says %d (truncated or changed after writing)", ErrChecksum, name, st.Size, f.Size)
+		}
+		if f.Name == "dump" || f.Name == "dump.d/toc.dat" {
+			r, err := repo.Open(ctx, name)
+			if err != nil {
+				return err
+			}
+			var head [5]byte
+			n, _ := io.ReadFull(r, head[:])
+			r.Close()
+			if string(head[:n]) != "PGDMP" {
+				return fmt.Errorf("%w: %s is not a pg_dump archive", ErrChecksum, name)
+			}
+		}
+	}
+	return nil
+}
+
+// counter counts restored tables on a few connections, each table as soon
+// as pg_restore reports it loaded. Counts taken early that disagree with
+// the manifest are taken again at the end (a report may come before the
+// load committed); only the final counts are compared.
+type counter struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	queue  chan *TableCount
+	// stopped is set once restoring is over: loaded queues nothing more.
+	stopped bool
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error
+	early  map[string]*TableCount // key: schema\x00table
+	want   map[string]int64
+	// byLabel maps pg_restore's "schema.table" (and, for parallel
+	// restores, bare table names) to manifest tables; ambiguous labels
+	// map to nothing.
+	byLabel map[string]*TableCount
+	byName  map[string]*TableCount
+}
+
+func tableKey(schema, table string) string { return schema + "\x00" + table }
+
+func newCounter(ctx context.Context, conns []*pgx.Conn, tables []TableCount) *counter {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &counter{ctx: ctx, cancel: cancel, queue: make(chan *TableCount, len(tables)+1),
+		early: map[string]*TableCount{}, want: map[string]int64{},
+		byLabel: map[string]*TableCount{}, byName: map[string]*TableCount{}}
+	labels, names := map[string]int{}, map[string]int{}
+	for _, t := range tables {
+		labels[t.Schema+"."+t.Table]++
+		names[t.Table]++
+		c.want[tableKey(t.Schema, t.Table)] = t.Rows
+	}
+	for _, t := range tables {
+		tc := &TableCount{Schema: t.Schema, Table: t.Table, Rows: -1}
+		if labels[t.Schema+"."+t.Table] == 1 {
+			c.byLabel[t.Schema+"."+t.Table] = tc
+		}
+		if names[t.Table] == 1 {
+			c.byName[t.Table] = tc
+		}
+	}
+	for _, conn := range conns {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			for t := range c.queue {
+				if c.ctx.Err() != nil {
+					continue
+				}
+				if err := countTable(c.ctx, conn, t); err != nil {
+					c.fail(err)
+				}
+			}
+		}()
+	}
+	return c
+}
+
+func countTable(ctx context.Context, db DB, t *TableCount) error {
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{t.Schema, t.Table}.Sanitize()).Scan(&t.Rows); err != nil {
+		return fmt.Errorf("%s.%s: %w", t.Schema, t.Table, err)
+	}
+	return nil
+}
+
+func (c *counter) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+	c.cancel()
+}
+
+// loaded queues the table pg_restore just finished loading: label is
+// "schema.table" (single restore) or the bare table name (parallel). It
+// never blocks: each table is queued at most once.
+func (c *counter) loaded(label string, bare bool) {
+	m := c.byLabel
+	if bare {
+		m = c.byName
+	}
+	t := m[label]
+	if t == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := tableKey(t.Schema, t.Table)
+	if _, dup := c.early[k]; dup || c.stopped {
+		return
+	}
+	c.early[k] = t
+	c.queue <- t
+}
+
+// abort stops counting and waits for the counting goroutines; call it
+// instead of finish.
+func (c *counter) abort() {
+	c.cancel()
+	c.mu.Lock()
+	c.stopped = true
+	close(c.queue)
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// finish counts the restored tables got (listed on conn, which it also uses
+// for recounts) that were not counted early, waits,
+// recounts early counts that disagree with the manifest, and fills in
+// got's Rows.
+func (c *counter) finish(conn *pgx.Conn, got []TableCount) error {
+	c.mu.Lock()
+	c.stopped = true
+	early := c.early
+	var late []*TableCount
+	for i := range got {
+		if _, ok := early[tableKey(got[i].Schema, got[i].Table)]; !ok {
+			late = append(late, &got[i])
+		}
+	}
+	c.mu.Unlock()
+	for _, t := range late {
+		c.queue <- t // the counting goroutines drain the queue
+	}
+	close(c.queue)
+	c.wg.Wait()
+	defer c.cancel()
+	if c.err != nil {
+		return c.err
+	}
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	for i := range got {
+		t, ok := early[tableKey(got[i].Schema, got[i].Table)]
+		if !ok {
+			continue
+		}
+		if t.Rows != c.want[tableKey(t.Schema, t.Table)] {
+			// Counted too early? Count again now that pg_restore is done.
+			if err := countTable(c.ctx, conn, t); err != nil {
+				return err
+			}
+		}
+		got[i].Rows = t.Rows
 	}
 	return nil
 }
@@ -354,13 +599,20 @@ func compareCounts(want, got []TableCount) []TableMismatch {
 // restore runs pg_restore of man into the database dst. Local files are
 // given to pg_restore directly (parallel jobs possible); otherwise a custom
 // dump is streamed to its stdin and a directory dump copied to TempDir.
-func (m *Manager) restore(ctx context.Context, tool Tool, man *Manifest, dst conninfo) error {
+//
+// loaded, if not nil, is called as each table's data has been loaded, with
+// "schema.table" (bare false) or, in a parallel restore, the bare table
+// name (bare true). It must not block.
+func (m *Manager) restore(ctx context.Context, tool Tool, man *Manifest, dst conninfo, loaded func(label string, bare bool)) error {
 	env, cleanup, err := dst.env()
 	if err != nil {
 		return err
 	}
 	defer cleanup()
 	args := []string{"--no-password", "--exit-on-error", "--dbname=" + dst.String()}
+	if loaded != nil {
+		args = append(args, "--verbose")
+	}
 	var stdin io.Reader
 	prefix := logicalPrefix + man.ID + "/"
 	local, isLocal := m.cfg.Repository.(LocalRepository)
@@ -403,12 +655,81 @@ func (m *Manager) restore(ctx context.Context, tool Tool, man *Manifest, dst con
 	cmd.WaitDelay = 10 * time.Second
 	stderr := &tailBuffer{max: 16 << 10}
 	cmd.Stderr = stderr
+	if loaded != nil {
+		cmd.Stderr = &restoreLog{tail: stderr, loaded: loaded, parallel: slices.ContainsFunc(args, func(a string) bool {
+			return strings.HasPrefix(a, "--jobs=") && a != "--jobs=1"
+		})}
+	}
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	if err := cmd.Run(); err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			err = cause
+		}
 		return fmt.Errorf("%w: pg_restore: %w: %s", ErrDrillFailed, err, stderr.String())
 	}
 	return nil
+}
+
+// restoreLog reads pg_restore --verbose output line by line. It reports
+// each table whose data is loaded: in a single-job restore, the table of a
+// "processing data for table" line once the next entry starts (pg_restore
+// logs each entry before working on it, and a table's COPY has ended
+// before the next one); in a parallel restore, the table of a "finished
+// item N TABLE DATA name" line. Routine progress lines are dropped, the
+// rest (warnings, errors and their context) go to tail.
+type restoreLog struct {
+	tail     *tailBuffer
+	loaded   func(label string, bare bool)
+	parallel bool
+	partial  []byte
+	pending  string // single-job: the table being loaded
+}
+
+func (r *restoreLog) Write(p []byte) (int, error) {
+	r.partial = append(r.partial, p...)
+	for {
+		i := bytes.IndexByte(r.partial, '\n')
+		if i < 0 {
+			break
+		}
+		r.line(string(r.partial[:i]))
+		r.partial = r.partial[i+1:]
+	}
+	if len(r.partial) > 64<<10 { // a runaway line: keep its end only
+		_, _ = r.tail.Write(r.partial)
+		r.partial = r.partial[:0]
+	}
+	return len(p), nil
+}
+
+func (r *restoreLog) line(l string) {
+	msg, isMsg := strings.CutPrefix(l, "pg_restore: ")
+	if isMsg && !r.parallel && !strings.HasPrefix(msg, "warning: ") {
+		if r.pending != "" {
+			r.loaded(r.pending, false)
+			r.pending = ""
+		}
+		if t, ok := strings.CutPrefix(msg, `processing data for table "`); ok && strings.HasSuffix(t, `"`) {
+			r.pending = strings.TrimSuffix(t, `"`)
+			return
+		}
+	}
+	if isMsg && r.parallel {
+		if rest, ok := strings.CutPrefix(msg, "finished item "); ok {
+			if _, name, ok := strings.Cut(rest, " TABLE DATA "); ok {
+				r.loaded(name, true)
+			}
+			return
+		}
+	}
+	if isMsg && (strings.HasPrefix(msg, "creating ") || strings.HasPrefix(msg, "executing ") ||
+		strings.HasPrefix(msg, "processing ") || strings.HasPrefix(msg, "launching item ") ||
+		strings.HasPrefix(msg, "connecting to database") || strings.HasPrefix(msg, "entering ") ||
+		strings.HasPrefix(msg, "finished main") || strings.HasPrefix(msg, "finished item ")) {
+		return
+	}
+	_, _ = r.tail.Write([]byte(l + "\n"))
 }
 
 // copyOut copies object name to the local file dst.

