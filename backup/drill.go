@@ -428,11 +428,11 @@ type counter struct {
 	queue  chan *TableCount
 	// stopped is set once restoring is over: loaded queues nothing more.
 	stopped bool
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	err    error
-	early  map[string]*TableCount // key: schema\x00table
-	want   map[string]int64
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	err     error
+	early   map[string]*TableCount // key: schema\x00table
+	want    map[string]int64
 	// byLabel maps pg_restore's "schema.table" (and, for parallel
 	// restores, bare table names) to manifest tables; ambiguous labels
 	// map to nothing.
