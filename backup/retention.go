@@ -32,6 +32,38 @@ func (r Retention) validate() error {
 // Plan splits backups into those to keep and those to delete, both newest
 // first. It does not touch any repository.
 func (r Retention) Plan(backups []Backup) (keep, remove []Backup, err error) {
+	items := make([]retItem, len(backups))
+	for i, b := range backups {
+		items[i] = retItem{id: b.ID, started: b.Started, good: b.Good()}
+	}
+	return planBy(r, backups, items)
+}
+
+// retItem is what retention needs to know of a backup.
+type retItem struct {
+	id      string
+	started time.Time
+	good    bool
+}
+
+// planBy applies r to backups, described by items (same order).
+func planBy[T any](r Retention, backups []T, items []retItem) (keep, remove []T, err error) {
+	kept, order, err := r.keepSet(items)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, i := range order {
+		if kept[items[i].id] {
+			keep = append(keep, backups[i])
+		} else {
+			remove = append(remove, backups[i])
+		}
+	}
+	return keep, remove, nil
+}
+
+// keepSet returns the IDs to keep and the indexes of items newest first.
+func (r Retention) keepSet(items []retItem) (map[string]bool, []int, error) {
 	if err := r.validate(); err != nil {
 		return nil, nil, err
 	}
@@ -39,36 +71,41 @@ func (r Retention) Plan(backups []Backup) (keep, remove []Backup, err error) {
 	if loc == nil {
 		loc = time.UTC
 	}
-	sorted := append([]Backup(nil), backups...)
-	sort.SliceStable(sorted, func(i, j int) bool {
-		if !sorted[i].Started.Equal(sorted[j].Started) {
-			return sorted[i].Started.After(sorted[j].Started)
+	order := make([]int, len(items))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := items[order[i]], items[order[j]]
+		if !a.started.Equal(b.started) {
+			return a.started.After(b.started)
 		}
-		return sorted[i].ID > sorted[j].ID
+		return a.id > b.id
 	})
 	kept := map[string]bool{}
 	pick := func(n int, period func(time.Time) string) {
 		if n == 0 {
 			return
 		}
-		var order []string
-		best := map[string]Backup{}
-		for _, b := range sorted { // newest first
-			p := period(b.Started.In(loc))
+		var periods []string
+		best := map[string]retItem{}
+		for _, i := range order { // newest first
+			b := items[i]
+			p := period(b.started.In(loc))
 			cur, seen := best[p]
 			switch {
 			case !seen:
-				order = append(order, p)
+				periods = append(periods, p)
 				best[p] = b
-			case !cur.Good() && b.Good():
+			case !cur.good && b.good:
 				best[p] = b
 			}
 		}
-		for i, p := range order {
+		for i, p := range periods {
 			if i == n {
 				break
 			}
-			kept[best[p].ID] = true
+			kept[best[p].id] = true
 		}
 	}
 	pick(r.Daily, func(t time.Time) string { return t.Format("2006-01-02") })
@@ -76,26 +113,19 @@ func (r Retention) Plan(backups []Backup) (keep, remove []Backup, err error) {
 	pick(r.Monthly, func(t time.Time) string { return t.Format("2006-01") })
 	// Never the last good backup (nor, when none is good, the newest).
 	lastGood := ""
-	for _, b := range sorted {
-		if b.Good() {
-			lastGood = b.ID
+	for _, i := range order {
+		if items[i].good {
+			lastGood = items[i].id
 			break
 		}
 	}
-	if lastGood == "" && len(sorted) > 0 {
-		lastGood = sorted[0].ID
+	if lastGood == "" && len(order) > 0 {
+		lastGood = items[order[0]].id
 	}
 	if lastGood != "" {
 		kept[lastGood] = true
 	}
-	for _, b := range sorted {
-		if kept[b.ID] {
-			keep = append(keep, b)
-		} else {
-			remove = append(remove, b)
-		}
-	}
-	return keep, remove, nil
+	return kept, order, nil
 }
 
 // PruneReport lists what Prune kept and deleted.

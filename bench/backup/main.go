@@ -124,63 +124,98 @@ func run(ctx context.Context, sizeMB, runs int, skipBackRest bool) error {
 	}
 
 	// 1. raw pg_dump + pg_restore, custom format, default compression.
-	err = best("pg_dump + pg_restore", func() (time.Duration, time.Duration, int64, error) {
+	raw := func() (step, error) {
+		var s step
 		file := filepath.Join(work, "raw.dump")
 		defer os.Remove(file)
 		t := time.Now()
 		if err := cmd(filepath.Join(binDir, "pg_dump"), "--format=custom", "--no-password", "--file="+file, "--dbname="+srv.DatabaseURL("shop")); err != nil {
-			return 0, 0, 0, err
+			return s, err
 		}
-		bt := time.Since(t)
+		s.dump = time.Since(t)
 		st, _ := os.Stat(file)
+		s.size = st.Size()
 		// A hand-made restore test does what the drill does around
 		// pg_restore: create a scratch database and drop it afterwards.
 		t = time.Now()
 		if _, err := admin.Exec(ctx, "CREATE DATABASE raw_restore TEMPLATE template0"); err != nil {
-			return 0, 0, 0, err
+			return s, err
 		}
+		t1 := time.Now()
 		err := cmd(filepath.Join(binDir, "pg_restore"), "--no-password", "--exit-on-error", "--dbname="+srv.DatabaseURL("raw_restore"), file)
+		s.pgRestore = time.Since(t1)
 		if _, derr := admin.Exec(ctx, "DROP DATABASE raw_restore WITH (FORCE)"); err == nil {
 			err = derr
 		}
-		rt := time.Since(t)
-		return bt, rt, st.Size(), err
-	})
-	if err != nil {
-		return err
+		s.restore = time.Since(t)
+		return s, err
 	}
-
 	// 2. justpg: Dump (snapshot, counts, SHA-256, atomic write) + Drill
 	// (verify, restore, count, drop).
-	err = best("justpg Dump + Drill", func() (time.Duration, time.Duration, int64, error) {
+	justpg := func() (step, error) {
+		var s step
 		repoDir := filepath.Join(work, "justpg")
 		defer os.RemoveAll(repoDir)
 		repo, err := backup.NewDirRepository(repoDir)
 		if err != nil {
-			return 0, 0, 0, err
+			return s, err
 		}
 		m, err := backup.New(pool, backup.Config{Repository: repo, BinDir: binDir})
 		if err != nil {
-			return 0, 0, 0, err
+			return s, err
 		}
 		t := time.Now()
 		man, err := m.Dump(ctx)
 		if err != nil {
-			return 0, 0, 0, err
+			return s, err
 		}
-		bt := time.Since(t)
+		s.dump = time.Since(t)
+		s.size = man.Size
 		t = time.Now()
 		rep, err := m.Drill(ctx, man.ID)
 		if err != nil {
-			return 0, 0, 0, err
+			return s, err
 		}
-		rt := time.Since(t)
-		fmt.Printf("  (drill: verify %s, pg_restore %s, %d rows matched)\n", rep.Verify.Round(time.Millisecond), rep.Restore.Round(time.Millisecond), rep.Rows)
-		return bt, rt, man.Size, nil
-	})
-	if err != nil {
-		return err
+		s.restore = time.Since(t)
+		s.pgRestore, s.verify, s.count, s.rows = rep.Restore, rep.Verify, rep.Count, rep.Rows
+		return s, nil
 	}
+	// Alternate the contenders (raw first in even runs, justpg first in
+	// odd ones) so that drift in the machine's load favours neither.
+	var rawSteps, jpSteps []step
+	for i := 0; i < runs; i++ {
+		order := []string{"raw", "justpg"}
+		if i%2 == 1 {
+			order = []string{"justpg", "raw"}
+		}
+		for _, who := range order {
+			if who == "raw" {
+				s, err := raw()
+				if err != nil {
+					return fmt.Errorf("pg_dump + pg_restore: %w", err)
+				}
+				rawSteps = append(rawSteps, s)
+				fmt.Printf("  run %d %-22s dump %8s  restore %8s (pg_restore %s)  total %8s  %s\n", i+1, "pg_dump + pg_restore",
+					ms(s.dump), ms(s.restore), ms(s.pgRestore), ms(s.dump+s.restore), mib(s.size))
+			} else {
+				s, err := justpg()
+				if err != nil {
+					return fmt.Errorf("justpg: %w", err)
+				}
+				jpSteps = append(jpSteps, s)
+				fmt.Printf("  run %d %-22s dump %8s  drill   %8s (pg_restore %s, verify %s alongside, count after restore %s, %d rows)  total %8s  %s\n",
+					i+1, "justpg Dump + Drill", ms(s.dump), ms(s.restore), ms(s.pgRestore), ms(s.verify), ms(s.count), s.rows, ms(s.dump+s.restore), mib(s.size))
+			}
+		}
+	}
+	results = append(results, mean("pg_dump + pg_restore", rawSteps), mean("justpg Dump + Drill", jpSteps))
+	rawAdded, jpAdded := time.Duration(0), time.Duration(0)
+	for i := range rawSteps {
+		rawAdded += rawSteps[i].dump + rawSteps[i].restore - rawSteps[i].pgRestore
+		jpAdded += jpSteps[i].dump + jpSteps[i].restore - jpSteps[i].pgRestore
+	}
+	n := time.Duration(len(rawSteps))
+	fmt.Printf("\nmean time outside pg_restore (dump, create/drop, verify, count): raw %s, justpg %s\n", ms(rawAdded/n), ms(jpAdded/n))
 
 	// 3. pgBackRest full backup of the cluster + restore into a new data
 	// directory (files only; the server still has to start and replay WAL).
@@ -249,14 +284,15 @@ pg1-user=postgres
 		}
 	}
 
-	fmt.Printf("\n%-28s %10s %10s %10s %8s %10s\n", "contender", "backup", "restore", "total", "ratio", "size")
+	fmt.Printf("\nmeans over %d alternating runs (pgBackRest: best of %d)\n", runs, runs)
+	fmt.Printf("%-28s %10s %10s %10s %8s %10s\n", "contender", "backup", "restore", "total", "ratio", "size")
 	base := results[0].backup + results[0].rest
 	for _, r := range results {
 		tot := r.backup + r.rest
 		fmt.Printf("%-28s %10s %10s %10s %7.3fx %10s\n", r.name, r.backup.Round(time.Millisecond), r.rest.Round(time.Millisecond),
 			tot.Round(time.Millisecond), float64(tot)/float64(base), mib(r.size))
 	}
-	fmt.Printf("\njustpg overhead over raw pg_dump + pg_restore: %+.1f%% (target <= 5%%)\n",
+	fmt.Printf("\njustpg overhead over raw pg_dump + pg_restore (means): %+.1f%% (target <= 5%%)\n",
 		100*(float64(results[1].backup+results[1].rest)/float64(base)-1))
 	return nil
 }
@@ -362,5 +398,31 @@ func dirSize(dir string) int64 {
 	})
 	return n
 }
+
+// step is one run of a contender, split into its steps.
+type step struct {
+	dump, restore time.Duration // restore: everything after the dump
+	pgRestore     time.Duration // the pg_restore command alone
+	verify, count time.Duration // justpg: checksum check (alongside pg_restore), counting after it
+	rows, size    int64
+}
+
+func mean(name string, steps []step) (r struct {
+	name         string
+	backup, rest time.Duration
+	size         int64
+}) {
+	r.name = name
+	for _, s := range steps {
+		r.backup += s.dump
+		r.rest += s.restore
+		r.size = s.size
+	}
+	r.backup /= time.Duration(len(steps))
+	r.rest /= time.Duration(len(steps))
+	return r
+}
+
+func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
