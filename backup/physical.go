@@ -31,6 +31,13 @@ type BaseBackupOptions struct {
 	// MaxRate limits the transfer rate, in pg_basebackup's syntax ("32M");
 	// empty: unlimited.
 	MaxRate string
+	// Compress gzips the tar files (StoreBaseBackup only).
+	Compress bool
+	// TempDir stages the tar files before StoreBaseBackup stores them; it
+	// needs room for one base backup. Default os.TempDir().
+	TempDir string
+
+	tar bool // tar format (StoreBaseBackup)
 }
 
 // BaseBackupInfo describes a finished base backup.
@@ -76,8 +83,15 @@ func BaseBackup(ctx context.Context, opts BaseBackupOptions) (*BaseBackupInfo, e
 	if opts.Spread {
 		checkpoint = "spread"
 	}
-	args := []string{"--pgdata=" + opts.Dir, "--format=plain", "--wal-method=stream", "--checkpoint=" + checkpoint,
+	format := "--format=plain"
+	if opts.tar {
+		format = "--format=tar"
+	}
+	args := []string{"--pgdata=" + opts.Dir, format, "--wal-method=stream", "--checkpoint=" + checkpoint,
 		"--manifest-checksums=SHA256", "--no-password", "--dbname=" + ci.String()}
+	if opts.tar && opts.Compress {
+		args = append(args, "--gzip")
+	}
 	if opts.MaxRate != "" {
 		args = append(args, "--max-rate="+opts.MaxRate)
 	}

@@ -87,11 +87,29 @@ func TestPITREndToEnd(t *testing.T) {
 	_, err = pool.Exec(ctx, `INSERT INTO orders SELECT g, 'before base backup' FROM generate_series(1, 1000) g`)
 	require.NoError(t, err)
 
-	baseDir := filepath.Join(t.TempDir(), "base")
-	info, err := backup.BaseBackup(ctx, backup.BaseBackupOptions{ConnString: primary.AdminURL(), Dir: baseDir, BinDir: binDir})
+	// The base backup goes into the repository (tar files, each with its
+	// SHA-256, manifest last), is verified by unpacking it and running
+	// pg_verifybackup, and is unpacked again for the recovery.
+	repo, err := backup.NewDirRepository(repoDir)
+	require.NoError(t, err)
+	info, err := backup.StoreBaseBackup(ctx, repo, backup.BaseBackupOptions{ConnString: primary.AdminURL(), BinDir: binDir,
+		Compress: true, TempDir: t.TempDir()})
 	require.NoError(t, err)
 	assert.Positive(t, info.Size)
-	require.NoError(t, backup.VerifyBaseBackup(ctx, binDir, baseDir))
+	names := []string{}
+	for _, f := range info.Files {
+		names = append(names, f.Name)
+	}
+	assert.Subset(t, names, []string{"base.tar.gz", "pg_wal.tar.gz", "backup_manifest"})
+	require.NoError(t, backup.VerifyStoredBaseBackup(ctx, repo, info.ID, binDir, t.TempDir()))
+	bases, err := backup.ListBaseBackups(ctx, repo)
+	require.NoError(t, err)
+	require.Len(t, bases, 1)
+	require.NotNil(t, bases[0].LastVerify)
+	assert.True(t, bases[0].LastVerify.Passed)
+	baseDir := filepath.Join(t.TempDir(), "base")
+	_, err = backup.RestoreBaseBackup(ctx, repo, info.ID, baseDir)
+	require.NoError(t, err)
 
 	_, err = pool.Exec(ctx, `INSERT INTO orders SELECT g, 'after base backup' FROM generate_series(1001, 1500) g`)
 	require.NoError(t, err)
@@ -153,4 +171,22 @@ func TestPITREndToEnd(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(baseDir, "PG_VERSION"), []byte("99\n"), 0o600))
 	err = backup.VerifyBaseBackup(ctx, binDir, baseDir)
 	assert.ErrorIs(t, err, backup.ErrChecksum)
+	// So does a stored one: the failure is recorded, and neither a restore
+	// nor retention treats it as good.
+	stored := filepath.Join(repoDir, "base", info.ID, "base.tar.gz")
+	b, err := os.ReadFile(stored)
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0x55
+	require.NoError(t, os.WriteFile(stored, b, 0o640))
+	err = backup.VerifyStoredBaseBackup(ctx, repo, info.ID, binDir, t.TempDir())
+	assert.ErrorIs(t, err, backup.ErrChecksum)
+	bad := filepath.Join(t.TempDir(), "bad")
+	_, err = backup.RestoreBaseBackup(ctx, repo, info.ID, bad)
+	assert.ErrorIs(t, err, backup.ErrChecksum)
+	_, err = os.Stat(bad)
+	assert.ErrorIs(t, err, os.ErrNotExist, "a failed restore leaves nothing behind")
+	bases, err = backup.ListBaseBackups(ctx, repo)
+	require.NoError(t, err)
+	require.Len(t, bases, 1)
+	assert.False(t, bases[0].Good())
 }

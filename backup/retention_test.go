@@ -1,9 +1,12 @@
 package backup_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -194,5 +197,66 @@ func TestPrune(t *testing.T) {
 		assert.Contains(t, o.Name, made[2])
 	}
 	_, err = m.Prune(ctx, backup.Retention{})
+	assert.ErrorIs(t, err, backup.ErrConfig)
+}
+
+// Base backups in a repository follow the same retention: weekly base
+// backups on Sundays Sep 6 .. Nov 1, the two newest failed verification.
+// Weekly 2 keeps the only backup of each of the last two weeks (Nov 1,
+// Oct 25, failed as they are); Monthly 3 keeps the newest good one of
+// November (none: Nov 1), October (Oct 18) and September (Sep 27); Oct 18
+// is also the newest good one.
+func TestPruneBaseBackups(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	repo, err := backup.NewDirRepository(t.TempDir())
+	require.NoError(t, err)
+	put := func(name string, v any) {
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		_, err = repo.Put(ctx, name, bytes.NewReader(b))
+		require.NoError(t, err)
+	}
+	t0 := time.Date(2026, 9, 6, 3, 30, 0, 0, time.UTC) // a Sunday
+	var all []string
+	for i := 0; i < 9; i++ {
+		started := t0.AddDate(0, 0, 7*i)
+		id := started.Format("20060102T150405.000Z") + fmt.Sprintf("-%06x", i)
+		all = append(all, id)
+		put("base/"+id+"/base.tar", "data")
+		put("base/"+id+"/manifest.json", backup.BaseManifest{ID: id, Started: started, Files: []backup.File{{Name: "base.tar"}}})
+		if i >= 7 {
+			put("base/"+id+"/verify-20261201T000000.000000000Z.json", backup.DrillRecord{At: started, Passed: false, Error: "checksum"})
+		}
+	}
+	list, err := backup.ListBaseBackups(ctx, repo)
+	require.NoError(t, err)
+	require.Len(t, list, 9)
+	assert.False(t, list[8].Good())
+	assert.True(t, list[6].Good())
+
+	kept, removed, err := backup.PruneBaseBackups(ctx, repo, backup.Retention{Weekly: 2, Monthly: 3})
+	require.NoError(t, err)
+	var keptIDs []string
+	for _, b := range kept {
+		keptIDs = append(keptIDs, b.ID)
+	}
+	want := []string{all[8], all[7], all[6], all[3]} // Nov 1, Oct 25, Oct 18, Sep 27
+	assert.ElementsMatch(t, want, keptIDs)
+	assert.Len(t, removed, 5)
+	list, err = backup.ListBaseBackups(ctx, repo)
+	require.NoError(t, err)
+	var left []string
+	for _, b := range list {
+		left = append(left, b.ID)
+	}
+	assert.ElementsMatch(t, want, left)
+	objs, err := repo.List(ctx, "base/")
+	require.NoError(t, err)
+	for _, o := range objs {
+		id, _, _ := strings.Cut(strings.TrimPrefix(o.Name, "base/"), "/")
+		assert.Contains(t, want, id, "no file of a pruned base backup is left: %s", o.Name)
+	}
+	_, _, err = backup.PruneBaseBackups(ctx, repo, backup.Retention{})
 	assert.ErrorIs(t, err, backup.ErrConfig)
 }
