@@ -7,8 +7,12 @@
 //	justpg-backup verify      --repo DIR ID
 //	justpg-backup drill       --db URL --repo DIR [--id ID] [--drill-db URL]
 //	justpg-backup prune       --db URL --repo DIR --daily 7 --weekly 4 --monthly 6 [--dry-run]
-//	justpg-backup basebackup  --db URL --dir DIR [--no-verify]
-//	justpg-backup verify-base DIR
+//	justpg-backup basebackup  --db URL (--repo DIR [--gzip] | --dir DIR) [--no-verify]
+//	justpg-backup list-base   --repo DIR
+//	justpg-backup restore-base --repo DIR ID DIR
+//	justpg-backup prune-base  --repo DIR --daily 0 --weekly 4 --monthly 3
+//	justpg-backup verify-base DIR | --repo DIR ID
+//	justpg-backup sweep-drills --db URL [--drill-db URL] [--max-age 24h]
 //	justpg-backup archive-wal --repo DIR %p %f
 //	justpg-backup restore-wal --repo DIR %f %p
 //	justpg-backup configure-archiving --db URL --repo DIR
@@ -52,8 +56,12 @@ commands:
   verify ID            check a backup's files against its manifest (SHA-256)
   drill                restore a backup into a temporary database and compare row counts
   prune                delete backups outside the retention policy (never the last good one)
-  basebackup           take a physical base backup (pg_basebackup) and verify it
-  verify-base DIR      verify a base backup with pg_verifybackup
+  basebackup           take a physical base backup (pg_basebackup), into the repository or a directory, and verify it
+  list-base            list the base backups in a repository
+  restore-base ID DIR  unpack a stored base backup into a data directory (checking SHA-256)
+  prune-base           delete base backups outside the retention policy (never the last good one)
+  verify-base DIR|ID   verify a base backup (a directory, or --repo and an ID) with pg_verifybackup
+  sweep-drills         drop temporary databases left by crashed drills
   archive-wal %p %f    archive_command: archive one WAL file
   restore-wal %f %p    restore_command: fetch one archived WAL file
   configure-archiving  turn on WAL archiving with this program (ALTER SYSTEM)
@@ -80,7 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"dump": c.dump, "list": c.list, "verify": c.verify, "drill": c.drill, "prune": c.prune,
 		"basebackup": c.basebackup, "verify-base": c.verifyBase, "archive-wal": c.archiveWAL,
 		"restore-wal": c.restoreWAL, "configure-archiving": c.configureArchiving,
-		"archiver-status": c.archiverStatus, "pitr": c.pitr,
+		"archiver-status": c.archiverStatus, "pitr": c.pitr, "list-base": c.listBase,
+		"restore-base": c.restoreBase, "prune-base": c.pruneBase, "sweep-drills": c.sweepDrills,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {
@@ -301,8 +310,8 @@ func (c *cli) drill(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.out, "drill %s FAILED\n", rep.ID)
 		return err
 	}
-	fmt.Fprintf(c.out, "drill %s passed: %d tables, %d rows match the manifest; verify %s, restore (RTO) %s\n",
-		rep.ID, rep.Tables, rep.Rows, rep.Verify.Round(time.Millisecond), rep.Restore.Round(time.Millisecond))
+	fmt.Fprintf(c.out, "drill %s passed: %d tables, %d rows match the manifest; restore (RTO) %s, counting after it %s (SHA-256 verified alongside in %s)\n",
+		rep.ID, rep.Tables, rep.Rows, rep.Restore.Round(time.Millisecond), rep.Count.Round(time.Millisecond), rep.Verify.Round(time.Millisecond))
 	return nil
 }
 
@@ -349,13 +358,33 @@ func (c *cli) prune(ctx context.Context, args []string) error {
 
 func (c *cli) basebackup(ctx context.Context, args []string) error {
 	o := c.flags("basebackup", true, false)
-	dir := o.fs.String("dir", "", "target directory (must not exist or be empty)")
-	noVerify := o.fs.Bool("no-verify", false, "skip pg_verifybackup")
+	dir := o.fs.String("dir", "", "target directory for a plain base backup (must not exist or be empty)")
+	gz := o.fs.Bool("gzip", false, "compress the tar files (with --repo)")
+	noVerify := o.fs.Bool("no-verify", false, "skip the verification with pg_verifybackup")
 	if err := o.parse(args); err != nil {
 		return err
 	}
-	if *dir == "" {
-		return usageError{"--dir is required"}
+	if (*dir == "") == (*o.repo == "") {
+		return usageError{"want --repo (stored in the repository) or --dir (a plain directory)"}
+	}
+	if *o.repo != "" {
+		repo, err := backup.NewDirRepository(*o.repo)
+		if err != nil {
+			return err
+		}
+		man, err := backup.StoreBaseBackup(ctx, repo, backup.BaseBackupOptions{ConnString: *o.db, BinDir: *o.bindir, Compress: *gz})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "base backup %s: %s in %d file(s) in %s\n", man.ID, human(man.Size), len(man.Files), man.Finished.Sub(man.Started).Round(time.Millisecond))
+		if *noVerify {
+			return nil
+		}
+		if err := backup.VerifyStoredBaseBackup(ctx, repo, man.ID, *o.bindir, ""); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.out, "verified: unpacked and checked with pg_verifybackup")
+		return nil
 	}
 	info, err := backup.BaseBackup(ctx, backup.BaseBackupOptions{ConnString: *o.db, Dir: *dir, BinDir: *o.bindir})
 	if err != nil {
@@ -378,12 +407,116 @@ func (c *cli) verifyBase(ctx context.Context, args []string) error {
 		return err
 	}
 	if o.fs.NArg() != 1 {
-		return usageError{"want the base backup directory"}
+		return usageError{"want the base backup directory, or --repo and a base backup ID"}
 	}
-	if err := backup.VerifyBaseBackup(ctx, *o.bindir, o.fs.Arg(0)); err != nil {
+	if *o.repo != "" {
+		repo, err := backup.NewDirRepository(*o.repo)
+		if err != nil {
+			return err
+		}
+		if err := backup.VerifyStoredBaseBackup(ctx, repo, o.fs.Arg(0), *o.bindir, ""); err != nil {
+			return err
+		}
+	} else if err := backup.VerifyBaseBackup(ctx, *o.bindir, o.fs.Arg(0)); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.out, "%s verified\n", o.fs.Arg(0))
+	return nil
+}
+
+func (c *cli) listBase(ctx context.Context, args []string) error {
+	_, repo, err := c.repoCommand("list-base", args, 0, "takes no arguments")
+	if err != nil {
+		return err
+	}
+	list, err := backup.ListBaseBackups(ctx, repo)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSERVER\tSTARTED\tSIZE\tLAST VERIFY")
+	for _, b := range list {
+		v := "never"
+		if r := b.LastVerify; r != nil {
+			v = "FAILED " + r.At.Format(time.RFC3339)
+			if r.Passed {
+				v = "passed " + r.At.Format(time.RFC3339)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.ID, b.ServerVersion, b.Started.Format(time.RFC3339), human(b.Size), v)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "%d base backup(s)\n", len(list))
+	return nil
+}
+
+func (c *cli) restoreBase(ctx context.Context, args []string) error {
+	o, repo, err := c.repoCommand("restore-base", args, 2, "want a base backup ID and a target directory")
+	if err != nil {
+		return err
+	}
+	man, err := backup.RestoreBaseBackup(ctx, repo, o.fs.Arg(0), o.fs.Arg(1))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "base backup %s unpacked into %s (%s checked)\n", man.ID, o.fs.Arg(1), human(man.Size))
+	return nil
+}
+
+func (c *cli) pruneBase(ctx context.Context, args []string) error {
+	o := c.flags("prune-base", false, true)
+	daily := o.fs.Int("daily", 0, "daily base backups to keep")
+	weekly := o.fs.Int("weekly", 4, "weekly base backups to keep")
+	monthly := o.fs.Int("monthly", 3, "monthly base backups to keep")
+	if err := o.parse(args); err != nil {
+		return err
+	}
+	repo, err := backup.NewDirRepository(*o.repo)
+	if err != nil {
+		return err
+	}
+	kept, removed, err := backup.PruneBaseBackups(ctx, repo, backup.Retention{Daily: *daily, Weekly: *weekly, Monthly: *monthly})
+	for _, b := range removed {
+		fmt.Fprintf(c.out, "deleted %s\n", b.ID)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "pruned: kept %d, deleted %d\n", len(kept), len(removed))
+	return nil
+}
+
+func (c *cli) sweepDrills(ctx context.Context, args []string) error {
+	o := c.flags("sweep-drills", true, false)
+	drillDB := o.fs.String("drill-db", "", "server the drills restore on (default: the database's server)")
+	maxAge := o.fs.Duration("max-age", backup.DefaultDrillMaxAge, "drop drill databases older than this that nobody uses")
+	if err := o.parse(args); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, *o.db)
+	if err != nil {
+		return fmt.Errorf("connecting: %w", err)
+	}
+	defer pool.Close()
+	// The repository is not used; any directory will do.
+	repo, err := backup.NewDirRepository(os.TempDir())
+	if err != nil {
+		return err
+	}
+	m, err := backup.New(pool, backup.Config{Repository: repo, DrillConnString: *drillDB})
+	if err != nil {
+		return err
+	}
+	dropped, err := m.SweepDrills(ctx, *maxAge)
+	for _, d := range dropped {
+		fmt.Fprintf(c.out, "dropped %s\n", d)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "%d stale drill database(s) dropped\n", len(dropped))
 	return nil
 }
 

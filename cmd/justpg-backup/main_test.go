@@ -75,6 +75,21 @@ func TestCLIDumpListVerifyDrillPrune(t *testing.T) {
 	code, out, _ = runCLI(t, "drill", "--quiet", "--db", db.URL, "--repo", repo, "--id", id)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "FAILED")
+
+	// Nothing is old enough to sweep; no base backups yet; a base backup
+	// wants exactly one of --repo and --dir.
+	code, out, errOut = runCLI(t, "sweep-drills", "--db", db.URL, "--max-age", "10000h")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "0 stale drill database(s) dropped")
+	code, out, errOut = runCLI(t, "list-base", "--repo", repo)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "0 base backup(s)")
+	code, _, errOut = runCLI(t, "basebackup", "--db", db.URL, "--repo", repo, "--dir", t.TempDir())
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "want --repo")
+	code, _, errOut = runCLI(t, "restore-base", "--repo", repo, "not-an-id", t.TempDir())
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "is not a backup ID")
 }
 
 func TestCLIArchiveRestoreWAL(t *testing.T) {
