@@ -1,8 +1,10 @@
 // Command backup compares justpg's dump + restore drill with raw pg_dump +
 // pg_restore (same options) and with a pgBackRest full backup and restore
-// of the same cluster, and prints times and ratios.
+// of the same cluster, and prints times per step and ratios. Raw and justpg
+// runs alternate (raw first in odd runs, justpg first in even ones) so that
+// drift in the machine's load favours neither; their means are compared.
 //
-//	go run ./backup -size-mb 1024
+//	go run ./backup -size-mb 1024 -runs 2 [-no-pgbackrest]
 //
 // It starts its own local cluster (archive_mode on, archive_command
 // pgBackRest's archive-push) from the local server binaries and needs
