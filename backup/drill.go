@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -428,6 +429,9 @@ type counter struct {
 	queue  chan *TableCount
 	// stopped is set once restoring is over: loaded queues nothing more.
 	stopped bool
+	// counted is the number of counts finished (their Rows may be read
+	// once it is seen).
+	counted atomic.Int64
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	err     error
@@ -473,6 +477,7 @@ func newCounter(ctx context.Context, conns []*pgx.Conn, tables []TableCount) *co
 				if err := countTable(c.ctx, conn, t); err != nil {
 					c.fail(err)
 				}
+				c.counted.Add(1)
 			}
 		}()
 	}

@@ -264,8 +264,9 @@ func indexOf(s, sub string) int {
 	return -1
 }
 
-// A pg_dump killed midway, a cancelled dump and a full disk each fail the
-// dump, leave no trace of it, and leave the earlier backup intact.
+// A pg_dump killed midway, a cancelled dump, terminated connections, an
+// unwritable repository and a full disk each fail the dump, leave no trace
+// of it, and leave the earlier backup intact.
 func TestDumpFaultsKeepGoodBackups(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -325,6 +326,21 @@ func TestDumpFaultsKeepGoodBackups(t *testing.T) {
 			return
 		}
 		assert.ErrorIs(t, err, backup.ErrDumpFailed)
+	})
+	t.Run("unwritable repository", func(t *testing.T) {
+		bad := t.TempDir()
+		// A file where the repository needs a directory (permissions do not
+		// stop root, which the tests may run as).
+		require.NoError(t, os.WriteFile(bad+"/logical", nil, 0o600))
+		r, err := backup.NewDirRepository(bad)
+		require.NoError(t, err)
+		m, _ := newManager(t, db, backup.Config{Repository: r})
+		_, err = m.Dump(ctx)
+		require.Error(t, err)
+		assert.ErrorIs(t, err, syscall.ENOTDIR)
+		objs, err := r.List(ctx, "logical/")
+		require.NoError(t, err)
+		assert.Empty(t, objs)
 	})
 	t.Run("disk full", func(t *testing.T) {
 		m, _ := newManager(t, db, backup.Config{Repository: &fullRepo{DirRepository: repo, limit: 256 << 10}, Compression: "0"})

@@ -58,7 +58,7 @@ func clusterPool(t *testing.T, srv *pgtest.Server) *pgxpool.Pool {
 // second cluster.
 func TestPITREndToEnd(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	primary := pgtest.NewCluster(t, pgtest.ClusterOptions{})
 	binDir, err := primary.BinDir()

@@ -22,7 +22,7 @@ func TestSweepDrillsDropsOnlyStaleUnusedDatabases(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	seed(t, db, 20000)
+	seed(t, db, 2000)
 	m, _ := newManager(t, db, backup.Config{})
 	man, err := m.Dump(ctx)
 	require.NoError(t, err)
