@@ -310,6 +310,9 @@ func (m *Manager) drill(ctx context.Context, id string, rep *DrillReport) error 
 	// (SweepDrills drops without FORCE).
 	dbCfg := pgxCfg.Copy()
 	dbCfg.Database = tmpDB
+	// Counting, like the dump's, must see every row or fail, never count
+	// fewer (restored tables keep their FORCE ROW LEVEL SECURITY).
+	dbCfg.RuntimeParams["row_security"] = "off"
 	for range countConns + 1 {
 		c, err := pgx.ConnectConfig(ctx, dbCfg)
 		if err != nil {

@@ -7,9 +7,11 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/justpg/justpg/backup"
 	"github.com/justpg/justpg/internal/pgtest"
+	"github.com/justpg/justpg/jobs"
 )
 
 // Take a dump and prove it by restoring it: the drill restores into a
@@ -68,4 +70,53 @@ func Example() {
 	// Output:
 	// dumped 1 table(s), 3 rows
 	// drill passed: true, restored 3 rows
+}
+
+// Let the jobs package run the backups: every night a dump, its drill and
+// retention; every Sunday a base backup into the same repository, its
+// verification and retention. Run the jobs client on a pool whose role
+// bypasses row-level security, and work the "backup" queue one job at a
+// time. (Not run: it needs a server and its replication access.)
+func ExampleManager_PeriodicJobs() {
+	ctx := context.Background()
+	systemPool, err := pgxpool.New(ctx, os.Getenv("SYSTEM_DATABASE_URL"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	repo, err := backup.NewDirRepository("/var/backups/shop")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m, err := backup.New(systemPool, backup.Config{Repository: repo,
+		OnDrill: func(r backup.DrillReport) {
+			if !r.Passed {
+				fmt.Println("ALERT: backup drill failed:", r.Err)
+			}
+		}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	w := jobs.NewWorkers()
+	periodic, err := m.PeriodicJobs(w, backup.Schedule{
+		Dump:          "CRON_TZ=Europe/Berlin 15 2 * * *",
+		Retention:     backup.Retention{Daily: 7, Weekly: 4, Monthly: 6},
+		BaseBackup:    &backup.BaseBackupOptions{ConnString: os.Getenv("REPLICATION_DATABASE_URL"), Compress: true},
+		BaseRetention: backup.Retention{Weekly: 4, Monthly: 3},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	client, err := jobs.New(systemPool, jobs.Config{Workers: w, Periodic: periodic,
+		Queues: map[string]jobs.QueueConfig{"backup": {MaxWorkers: 1}}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := client.Start(ctx); err != nil {
+		fmt.Println(err)
+	}
 }

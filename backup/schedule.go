@@ -63,7 +63,8 @@ func (BaseBackupJobArgs) Kind() string { return "justpg.backup.base" }
 //	client, err := jobs.New(systemPool, jobs.Config{Workers: w, Periodic: periodic,
 //		Queues: map[string]jobs.QueueConfig{"backup": {MaxWorkers: 1}}})
 //
-// The jobs client's elected leader inserts each slot once however many
+// Call it once per Workers: like jobs.AddWorker, registering the same kind
+// twice panics. The jobs client's elected leader inserts each slot once however many
 // instances run. A failed dump is retried (three attempts); a failed drill
 // is not (the backup stays as it is, marked bad, and Config.OnDrill has
 // raised the alert): the job is cancelled with the drill's error and the
