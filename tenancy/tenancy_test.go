@@ -244,6 +244,38 @@ func TestNestedTransactionIsRefused(t *testing.T) {
 	assert.ErrorIs(t, err, tenancy.ErrNestedTx)
 }
 
+func TestWithTenantTxModes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	a := e.tenant(t, "acme", tenancy.Shared)
+	e.insertNotes(t, a.ID, 2)
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	err := e.m.WithTenantTx(ctx, e.app, a.ID, opts, func(tx pgx.Tx) error {
+		var iso, ro string
+		var n int
+		require.NoError(t, tx.QueryRow(ctx, `SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only'),
+			(SELECT count(*) FROM notes)`).Scan(&iso, &ro, &n))
+		assert.Equal(t, "repeatable read", iso)
+		assert.Equal(t, "on", ro)
+		assert.Equal(t, 2, n, "the tenant is set in a read-only transaction too")
+		got, err := tenancy.Current(ctx, tx)
+		require.NoError(t, err)
+		assert.Equal(t, a.ID, got)
+		_, err = tx.Exec(ctx, `INSERT INTO notes (body) VALUES ('x')`)
+		assert.Equal(t, "25006", pgCode(err), "read only")
+		return err
+	})
+	require.Error(t, err)
+	err = e.m.WithTenantTx(ctx, e.app, a.ID, pgx.TxOptions{BeginQuery: "BEGIN"}, func(pgx.Tx) error { return nil })
+	assert.ErrorIs(t, err, tenancy.ErrInvalid)
+	// Bad modes reach the server and come back as its error, on a
+	// connection that stays usable.
+	err = e.m.WithTenantTx(ctx, e.app, a.ID, pgx.TxOptions{IsoLevel: "chaotic"}, func(pgx.Tx) error { return nil })
+	assert.Equal(t, "42601", pgCode(err))
+	assert.Len(t, e.visible(t, e.app, a.ID), 2)
+}
+
 // A connection goes back to the pool after an error or a rollback in the
 // middle of a tenant's transaction; nothing of the tenant stays on it.
 func TestReusedConnectionKeepsNothing(t *testing.T) {
