@@ -52,6 +52,40 @@
 // role has BYPASSRLS, with an actor and a reason that are recorded (and
 // committed) before the work runs; AccessLog reads the record.
 //
+// # Background components: the system role
+//
+// Under FORCE ROW LEVEL SECURITY a row whose tenant_id does not match
+// app.tenant_id, NULL included, is invisible. The justpg components that
+// serve every tenant from the background (jobs workers fetching and
+// completing jobs, the realtime listener resolving stored payloads, the
+// files janitor, backup drills) therefore run on a separate pool whose role
+// has BYPASSRLS: the system role, created with CreateSystemRole (NOSUPERUSER,
+// BYPASSRLS, owning nothing, DML on the schemas it is given) and used for
+// nothing else. WithTenant and Check refuse that pool, so it cannot be
+// mistaken for the application's.
+//
+// Request-scoped work runs on the application pool (CreateAppRole: no
+// BYPASSRLS, not the owner) through WithTenant. A job carries its tenant
+// (jobs.JobRow.TenantID, stamped from app.tenant_id when it was inserted); a
+// worker that touches tenant data opens its own tenant-scoped transaction on
+// the application pool:
+//
+//	jobs.AddWorker(workers, func(ctx context.Context, job *jobs.Job[SendInvoice]) error {
+//		tenant, err := tenancy.ParseID(job.TenantID)
+//		if err != nil {
+//			return err // a job inserted outside any tenant has TenantID ""
+//		}
+//		return tm.WithTenant(ctx, appPool, tenant, func(tx pgx.Tx) error {
+//			// reads and writes as the job's tenant, and only that tenant
+//		})
+//	})
+//
+// The worker's own bookkeeping (fetching, completing the job) stays on the
+// system pool; only the tenant's data goes through WithTenant. A job
+// inserted outside any tenant has no tenant, and ParseID refuses it
+// (ErrMalformedID) rather than guessing. The system role also suits AsAdmin,
+// which records every use.
+//
 // # Tenants
 //
 // The tenancy_tenants table (in the justpg schema, see Migrate) holds id,

@@ -232,6 +232,66 @@ func TestBypassingConnectionsAreRefused(t *testing.T) {
 	assert.False(t, byp)
 }
 
+// The background components' role (see the package documentation): it
+// sees every tenant, WithTenant and Check refuse it, and per-tenant work it
+// hands over runs on the application pool under the tenant.
+func TestSystemRoleForBackgroundComponents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	var super bool
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super))
+	if !super {
+		t.Skip("creating a BYPASSRLS role needs a superuser")
+	}
+	a, b := e.tenant(t, "acme", tenancy.Shared), e.tenant(t, "globex", tenancy.Shared)
+	e.insertNotes(t, a.ID, 2)
+	e.insertNotes(t, b.ID, 3)
+
+	// A name built to inject is a name, nothing more.
+	role := `tenancy_sys_" SUPERUSER --` + randHex(4)
+	create := func(pw string) error {
+		return e.m.CreateSystemRole(ctx, e.owner, tenancy.SystemRole{Name: role, Password: pw, Schemas: []string{"public", "justpg"}})
+	}
+	sys := newRolePool(t, e.db, role, create)
+	var bypass, owns bool
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT rolsuper, rolbypassrls,
+			EXISTS (SELECT 1 FROM pg_class WHERE relowner = r.oid)
+		FROM pg_roles r WHERE rolname = $1`, role).Scan(&super, &bypass, &owns))
+	assert.False(t, super)
+	assert.True(t, bypass)
+	assert.False(t, owns)
+	require.NoError(t, create(randHex(8)), "completing an existing system role")
+
+	// It serves all tenants: a "worker" sees every tenant's rows...
+	var n int
+	require.NoError(t, sys.QueryRow(ctx, `SELECT count(*) FROM notes`).Scan(&n))
+	assert.Equal(t, 5, n)
+	// ...so tenant-scoped work on it is refused...
+	assert.ErrorIs(t, tenancy.Check(ctx, sys), tenancy.ErrBypass)
+	assert.ErrorIs(t, e.m.WithTenant(ctx, sys, a.ID, func(pgx.Tx) error { return nil }), tenancy.ErrBypass)
+	// ...and runs on the application pool under the job's tenant.
+	var jobTenant uuid.UUID
+	require.NoError(t, sys.QueryRow(ctx, `SELECT tenant_id FROM notes GROUP BY tenant_id ORDER BY count(*) DESC LIMIT 1`).Scan(&jobTenant))
+	require.Equal(t, b.ID, jobTenant)
+	for _, tid := range e.visible(t, e.app, jobTenant) {
+		assert.Equal(t, b.ID, tid)
+	}
+	assert.Len(t, e.visible(t, e.app, jobTenant), 3)
+	// It is an admin role for AsAdmin, which records the access.
+	_, err := e.m.AsAdmin(ctx, sys, tenancy.Access{Actor: "janitor", Reason: "sweep"}, func(tx pgx.Tx) error { return nil })
+	require.NoError(t, err)
+
+	// Bad input and roles it must not touch.
+	assert.ErrorIs(t, e.m.CreateSystemRole(ctx, e.owner, tenancy.SystemRole{Name: ""}), tenancy.ErrInvalid)
+	assert.ErrorIs(t, e.m.CreateSystemRole(ctx, e.owner, tenancy.SystemRole{Name: "ok", Schemas: []string{""}}), tenancy.ErrInvalid)
+	var me string
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT current_user`).Scan(&me))
+	assert.ErrorIs(t, e.m.CreateSystemRole(ctx, e.owner, tenancy.SystemRole{Name: me}), tenancy.ErrInvalid)
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super))
+	assert.True(t, super, "the owner was not demoted")
+}
+
 func TestNestedTransactionIsRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
