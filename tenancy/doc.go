@@ -22,8 +22,10 @@
 // that forgot its tenant reads no rows and cannot insert any (fails closed).
 // WITH CHECK refuses a row written for, or moved to, another tenant.
 //
-// WithTenant opens a transaction and, in one round trip, sets app.tenant_id
-// with set_config(..., true) (a bind parameter, never string-built SQL), the
+// WithTenant opens a transaction and, in the same round trip as its BEGIN
+// (the two travel as one pipelined batch, so scoping costs no round trip of
+// its own), sets app.tenant_id with set_config(..., true) (a bind
+// parameter, never string-built SQL), the
 // tenant's statement_timeout (Tenant.Settings "statement_timeout_ms", against
 // noisy neighbours) and, for a dedicated tenant, a search_path that starts
 // with its quoted schema; then it runs the caller's function and commits.
@@ -130,7 +132,9 @@
 // and no policy.
 //
 // Export streams a tenant's rows of every protected table it can have rows
-// in, through COPY, in pg_dump's data format, on the application role.
+// in, through COPY, in pg_dump's data format, on the application role, all
+// read from one snapshot (a REPEATABLE READ READ ONLY transaction, see
+// WithTenantTx), so writes committed meanwhile never make it inconsistent.
 // Middleware resolves the tenant of an HTTP request from a header
 // (FromHeader), a subdomain (FromSubdomain) or a path segment (FromPath) and
 // puts it in the request's context, where InTenant finds it.

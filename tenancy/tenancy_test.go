@@ -223,6 +223,16 @@ func TestBypassingConnectionsAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.NoError(t, tenancy.Check(ctx, e.app))
 
+	// WithTenant's own check asks PostgreSQL whether row-level security
+	// applies, on a probe table; with the probe's switched off, it refuses
+	// everyone rather than no one.
+	_, err = e.owner.Exec(ctx, `ALTER TABLE justpg.tenancy_rls_probe DISABLE ROW LEVEL SECURITY`)
+	require.NoError(t, err)
+	assert.ErrorIs(t, e.m.WithTenant(ctx, e.app, a.ID, noop), tenancy.ErrBypass)
+	_, err = e.owner.Exec(ctx, `ALTER TABLE justpg.tenancy_rls_probe ENABLE ROW LEVEL SECURITY`)
+	require.NoError(t, err)
+	assert.NoError(t, e.m.WithTenant(ctx, e.app, a.ID, noop))
+
 	// The helper refuses to hand out a superuser as the app role.
 	err = e.m.CreateAppRole(ctx, e.owner, tenancy.AppRole{Name: "postgres"})
 	assert.ErrorIs(t, err, tenancy.ErrBypass)
