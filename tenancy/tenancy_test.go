@@ -314,6 +314,46 @@ func TestNestedTransactionIsRefused(t *testing.T) {
 	assert.ErrorIs(t, err, tenancy.ErrNestedTx)
 }
 
+// WithTenant pipelines BEGIN with its scoping statement; that works in
+// every query execution mode pgx offers (PgBouncer setups use Exec or
+// SimpleProtocol), for a shared and a dedicated tenant, and refuses bad
+// tenants the same way in each.
+func TestWithTenantInEveryExecMode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	a, b := e.tenant(t, "acme", tenancy.Shared), e.tenant(t, "globex", tenancy.Dedicated)
+	e.insertNotes(t, a.ID, 1)
+	e.insertNotes(t, b.ID, 2)
+	_, err := e.m.Suspend(ctx, e.owner, a.ID)
+	require.NoError(t, err)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg := e.app.Config().ConnConfig.Copy()
+			cfg.DefaultQueryExecMode = mode
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			require.NoError(t, err)
+			defer conn.Close(ctx)
+			for i := 0; i < 3; i++ { // cached statements are reused
+				var ids []uuid.UUID
+				require.NoError(t, e.m.WithTenant(ctx, conn, b.ID, func(tx pgx.Tx) error {
+					rows, err := tx.Query(ctx, `SELECT tenant_id FROM notes`)
+					if err != nil {
+						return err
+					}
+					ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+					return err
+				}))
+				assert.Equal(t, []uuid.UUID{b.ID, b.ID}, ids)
+				assert.ErrorIs(t, e.m.WithTenant(ctx, conn, a.ID, func(pgx.Tx) error { return nil }), tenancy.ErrSuspended)
+				assert.ErrorIs(t, e.m.WithTenant(ctx, conn, uuid.New(), func(pgx.Tx) error { return nil }), tenancy.ErrNotFound)
+				assert.Equal(t, byte('I'), conn.PgConn().TxStatus(), "nothing left open on the connection")
+			}
+		})
+	}
+}
+
 func TestWithTenantTxModes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
