@@ -22,8 +22,10 @@
 // that forgot its tenant reads no rows and cannot insert any (fails closed).
 // WITH CHECK refuses a row written for, or moved to, another tenant.
 //
-// WithTenant opens a transaction and, in one round trip, sets app.tenant_id
-// with set_config(..., true) (a bind parameter, never string-built SQL), the
+// WithTenant opens a transaction and, in the same round trip as its BEGIN
+// (the two travel as one pipelined batch, so scoping costs no round trip of
+// its own), sets app.tenant_id with set_config(..., true) (a bind
+// parameter, never string-built SQL), the
 // tenant's statement_timeout (Tenant.Settings "statement_timeout_ms", against
 // noisy neighbours) and, for a dedicated tenant, a search_path that starts
 // with its quoted schema; then it runs the caller's function and commits.
@@ -51,6 +53,40 @@
 // Crossing tenants is possible only through AsAdmin, on a separate pool whose
 // role has BYPASSRLS, with an actor and a reason that are recorded (and
 // committed) before the work runs; AccessLog reads the record.
+//
+// # Background components: the system role
+//
+// Under FORCE ROW LEVEL SECURITY a row whose tenant_id does not match
+// app.tenant_id, NULL included, is invisible. The justpg components that
+// serve every tenant from the background (jobs workers fetching and
+// completing jobs, the realtime listener resolving stored payloads, the
+// files janitor, backup drills) therefore run on a separate pool whose role
+// has BYPASSRLS: the system role, created with CreateSystemRole (NOSUPERUSER,
+// BYPASSRLS, owning nothing, DML on the schemas it is given) and used for
+// nothing else. WithTenant and Check refuse that pool, so it cannot be
+// mistaken for the application's.
+//
+// Request-scoped work runs on the application pool (CreateAppRole: no
+// BYPASSRLS, not the owner) through WithTenant. A job carries its tenant
+// (jobs.JobRow.TenantID, stamped from app.tenant_id when it was inserted); a
+// worker that touches tenant data opens its own tenant-scoped transaction on
+// the application pool:
+//
+//	jobs.AddWorker(workers, func(ctx context.Context, job *jobs.Job[SendInvoice]) error {
+//		tenant, err := tenancy.ParseID(job.TenantID)
+//		if err != nil {
+//			return err // a job inserted outside any tenant has TenantID ""
+//		}
+//		return tm.WithTenant(ctx, appPool, tenant, func(tx pgx.Tx) error {
+//			// reads and writes as the job's tenant, and only that tenant
+//		})
+//	})
+//
+// The worker's own bookkeeping (fetching, completing the job) stays on the
+// system pool; only the tenant's data goes through WithTenant. A job
+// inserted outside any tenant has no tenant, and ParseID refuses it
+// (ErrMalformedID) rather than guessing. The system role also suits AsAdmin,
+// which records every use.
 //
 // # Tenants
 //
@@ -96,7 +132,9 @@
 // and no policy.
 //
 // Export streams a tenant's rows of every protected table it can have rows
-// in, through COPY, in pg_dump's data format, on the application role.
+// in, through COPY, in pg_dump's data format, on the application role, all
+// read from one snapshot (a REPEATABLE READ READ ONLY transaction, see
+// WithTenantTx), so writes committed meanwhile never make it inconsistent.
 // Middleware resolves the tenant of an HTTP request from a header
 // (FromHeader), a subdomain (FromSubdomain) or a path segment (FromPath) and
 // puts it in the request's context, where InTenant finds it.

@@ -18,13 +18,18 @@ type ExportReport struct {
 // Export streams the tenant's rows of every protected table it can have
 // rows in to w, in the format of pg_dump's data section (one block per
 // table: "COPY table (columns) FROM stdin;", rows in COPY text format, then
-// "\."), so psql can load it back. It runs through WithTenant on db (the
+// "\."), so psql can load it back. It runs through WithTenantTx on db (the
 // application role is enough): row-level security and an explicit filter on
 // tenant_id both restrict every COPY to the tenant. The tables are read one
-// after another in one transaction; nothing is held in memory.
+// after another in one REPEATABLE READ READ ONLY transaction, so every table
+// is read from the same snapshot: a write committed while the export runs
+// is in all of it or in none of it (a row moved from one table to another
+// is exported once, a parent is never missing for its child). Nothing is
+// held in memory.
 func (m *Manager) Export(ctx context.Context, db DB, tenant uuid.UUID, w io.Writer) (*ExportReport, error) {
 	rep := &ExportReport{Rows: map[string]int64{}}
-	err := m.WithTenant(ctx, db, tenant, func(tx pgx.Tx) error {
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	err := m.WithTenantTx(ctx, db, tenant, opts, func(tx pgx.Tx) error {
 		tables, err := m.protectedTables(ctx, tx, tenant, "")
 		if err != nil {
 			return err

@@ -257,12 +257,12 @@ type AppRole struct {
 func (m *Manager) CreateAppRole(ctx context.Context, db DB, r AppRole) error {
 	qrole, err := ident.Quote(r.Name)
 	if err != nil {
-		return fmt.Errorf("tenancy: app role: %w", err)
+		return fmt.Errorf("%w: app role: %w", ErrInvalid, err)
 	}
 	schemas := make([]string, len(r.Schemas))
 	for i, s := range r.Schemas {
 		if schemas[i], err = ident.Quote(s); err != nil {
-			return fmt.Errorf("tenancy: app role schema: %w", err)
+			return fmt.Errorf("%w: app role schema: %w", ErrInvalid, err)
 		}
 	}
 	return pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
@@ -304,6 +304,76 @@ func (m *Manager) CreateAppRole(ctx context.Context, db DB, r AppRole) error {
 		} {
 			if _, err := tx.Exec(ctx, g); err != nil {
 				return fmt.Errorf("tenancy: app role grants: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// SystemRole describes the role of the background components that serve
+// every tenant (job workers, the realtime listener, the files janitor, backup
+// drills): it bypasses row-level security and is used on a pool of its own,
+// for nothing else (see the package documentation).
+type SystemRole struct {
+	// Name of the role (created when missing).
+	Name string
+	// Password, when set, lets the role log in with it; LOGIN is granted
+	// either way.
+	Password string
+	// Schemas whose tables and sequences the role may read and write (now
+	// and, through default privileges, tables the current role creates
+	// there later): the justpg schema of the background components, and
+	// the application's schemas if its jobs touch them outside a tenant.
+	Schemas []string
+}
+
+// CreateSystemRole creates (or completes) the system role: LOGIN,
+// NOSUPERUSER, BYPASSRLS, NOCREATEROLE, owning nothing, with USAGE and
+// SELECT/INSERT/UPDATE/DELETE on the tables and sequences of the given
+// schemas. It refuses an existing superuser (demoting it could lock the
+// owner out; give the system role its own name) and the current role. The
+// role sees every tenant's rows, so WithTenant and Check refuse it; keep it
+// on its own pool and hand per-tenant work to WithTenant on the application
+// pool. Creating a role with BYPASSRLS takes a superuser.
+func (m *Manager) CreateSystemRole(ctx context.Context, db DB, r SystemRole) error {
+	qrole, err := ident.Quote(r.Name)
+	if err != nil {
+		return fmt.Errorf("%w: system role: %w", ErrInvalid, err)
+	}
+	schemas := make([]string, len(r.Schemas))
+	for i, s := range r.Schemas {
+		if schemas[i], err = ident.Quote(s); err != nil {
+			return fmt.Errorf("%w: system role schema: %w", ErrInvalid, err)
+		}
+	}
+	return pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
+		var exists, super, self bool
+		err := tx.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(rolsuper), false), $1 = current_user
+			FROM pg_roles WHERE rolname = $1`, r.Name).Scan(&exists, &super, &self)
+		if err != nil {
+			return fmt.Errorf("tenancy: system role: %w", err)
+		}
+		if super || self {
+			return fmt.Errorf("%w: system role %q is a superuser or the current role; give the system role a name of its own", ErrInvalid, r.Name)
+		}
+		verb := "CREATE"
+		if exists {
+			verb = "ALTER"
+		}
+		stmt := verb + " ROLE " + qrole + " LOGIN NOSUPERUSER BYPASSRLS NOCREATEROLE NOCREATEDB"
+		if r.Password != "" {
+			lit, err := ident.Literal(r.Password)
+			if err != nil {
+				return fmt.Errorf("tenancy: system role password: %w", err)
+			}
+			stmt += " PASSWORD " + lit // CREATE ROLE takes no bind parameter
+		}
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("tenancy: system role: %w", err)
+		}
+		for _, s := range schemas {
+			if err := grantSchema(ctx, tx, s, qrole); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -223,6 +223,16 @@ func TestBypassingConnectionsAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.NoError(t, tenancy.Check(ctx, e.app))
 
+	// WithTenant's own check asks PostgreSQL whether row-level security
+	// applies, on a probe table; with the probe's switched off, it refuses
+	// everyone rather than no one.
+	_, err = e.owner.Exec(ctx, `ALTER TABLE justpg.tenancy_rls_probe DISABLE ROW LEVEL SECURITY`)
+	require.NoError(t, err)
+	assert.ErrorIs(t, e.m.WithTenant(ctx, e.app, a.ID, noop), tenancy.ErrBypass)
+	_, err = e.owner.Exec(ctx, `ALTER TABLE justpg.tenancy_rls_probe ENABLE ROW LEVEL SECURITY`)
+	require.NoError(t, err)
+	assert.NoError(t, e.m.WithTenant(ctx, e.app, a.ID, noop))
+
 	// The helper refuses to hand out a superuser as the app role.
 	err = e.m.CreateAppRole(ctx, e.owner, tenancy.AppRole{Name: "postgres"})
 	assert.ErrorIs(t, err, tenancy.ErrBypass)
@@ -230,6 +240,66 @@ func TestBypassingConnectionsAreRefused(t *testing.T) {
 	require.NoError(t, e.owner.QueryRow(ctx, `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1`, e.role).Scan(&super, &byp))
 	assert.False(t, super)
 	assert.False(t, byp)
+}
+
+// The background components' role (see the package documentation): it
+// sees every tenant, WithTenant and Check refuse it, and per-tenant work it
+// hands over runs on the application pool under the tenant.
+func TestSystemRoleForBackgroundComponents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	var super bool
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super))
+	if !super {
+		t.Skip("creating a BYPASSRLS role needs a superuser")
+	}
+	a, b := e.tenant(t, "acme", tenancy.Shared), e.tenant(t, "globex", tenancy.Shared)
+	e.insertNotes(t, a.ID, 2)
+	e.insertNotes(t, b.ID, 3)
+
+	// A name built to inject is a name, nothing more.
+	role := `tenancy_sys_" SUPERUSER --` + randHex(4)
+	create := func(pw string) error {
+		return e.m.CreateSystemRole(ctx, e.owner, tenancy.SystemRole{Name: role, Password: pw, Schemas: []string{"public", "justpg"}})
+	}
+	sys := newRolePool(t, e.db, role, create)
+	var bypass, owns bool
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT rolsuper, rolbypassrls,
+			EXISTS (SELECT 1 FROM pg_class WHERE relowner = r.oid)
+		FROM pg_roles r WHERE rolname = $1`, role).Scan(&super, &bypass, &owns))
+	assert.False(t, super)
+	assert.True(t, bypass)
+	assert.False(t, owns)
+	require.NoError(t, create(randHex(8)), "completing an existing system role")
+
+	// It serves all tenants: a "worker" sees every tenant's rows...
+	var n int
+	require.NoError(t, sys.QueryRow(ctx, `SELECT count(*) FROM notes`).Scan(&n))
+	assert.Equal(t, 5, n)
+	// ...so tenant-scoped work on it is refused...
+	assert.ErrorIs(t, tenancy.Check(ctx, sys), tenancy.ErrBypass)
+	assert.ErrorIs(t, e.m.WithTenant(ctx, sys, a.ID, func(pgx.Tx) error { return nil }), tenancy.ErrBypass)
+	// ...and runs on the application pool under the job's tenant.
+	var jobTenant uuid.UUID
+	require.NoError(t, sys.QueryRow(ctx, `SELECT tenant_id FROM notes GROUP BY tenant_id ORDER BY count(*) DESC LIMIT 1`).Scan(&jobTenant))
+	require.Equal(t, b.ID, jobTenant)
+	for _, tid := range e.visible(t, e.app, jobTenant) {
+		assert.Equal(t, b.ID, tid)
+	}
+	assert.Len(t, e.visible(t, e.app, jobTenant), 3)
+	// It is an admin role for AsAdmin, which records the access.
+	_, err := e.m.AsAdmin(ctx, sys, tenancy.Access{Actor: "janitor", Reason: "sweep"}, func(tx pgx.Tx) error { return nil })
+	require.NoError(t, err)
+
+	// Bad input and roles it must not touch.
+	assert.ErrorIs(t, e.m.CreateSystemRole(ctx, e.owner, tenancy.SystemRole{Name: ""}), tenancy.ErrInvalid)
+	assert.ErrorIs(t, e.m.CreateSystemRole(ctx, e.owner, tenancy.SystemRole{Name: "ok", Schemas: []string{""}}), tenancy.ErrInvalid)
+	var me string
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT current_user`).Scan(&me))
+	assert.ErrorIs(t, e.m.CreateSystemRole(ctx, e.owner, tenancy.SystemRole{Name: me}), tenancy.ErrInvalid)
+	require.NoError(t, e.owner.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super))
+	assert.True(t, super, "the owner was not demoted")
 }
 
 func TestNestedTransactionIsRefused(t *testing.T) {
@@ -242,6 +312,78 @@ func TestNestedTransactionIsRefused(t *testing.T) {
 	defer tx.Rollback(ctx)
 	err = e.m.WithTenant(ctx, tx, a.ID, func(pgx.Tx) error { return nil })
 	assert.ErrorIs(t, err, tenancy.ErrNestedTx)
+}
+
+// WithTenant pipelines BEGIN with its scoping statement; that works in
+// every query execution mode pgx offers (PgBouncer setups use Exec or
+// SimpleProtocol), for a shared and a dedicated tenant, and refuses bad
+// tenants the same way in each.
+func TestWithTenantInEveryExecMode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	a, b := e.tenant(t, "acme", tenancy.Shared), e.tenant(t, "globex", tenancy.Dedicated)
+	e.insertNotes(t, a.ID, 1)
+	e.insertNotes(t, b.ID, 2)
+	_, err := e.m.Suspend(ctx, e.owner, a.ID)
+	require.NoError(t, err)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg := e.app.Config().ConnConfig.Copy()
+			cfg.DefaultQueryExecMode = mode
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			require.NoError(t, err)
+			defer conn.Close(ctx)
+			for i := 0; i < 3; i++ { // cached statements are reused
+				var ids []uuid.UUID
+				require.NoError(t, e.m.WithTenant(ctx, conn, b.ID, func(tx pgx.Tx) error {
+					rows, err := tx.Query(ctx, `SELECT tenant_id FROM notes`)
+					if err != nil {
+						return err
+					}
+					ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+					return err
+				}))
+				assert.Equal(t, []uuid.UUID{b.ID, b.ID}, ids)
+				assert.ErrorIs(t, e.m.WithTenant(ctx, conn, a.ID, func(pgx.Tx) error { return nil }), tenancy.ErrSuspended)
+				assert.ErrorIs(t, e.m.WithTenant(ctx, conn, uuid.New(), func(pgx.Tx) error { return nil }), tenancy.ErrNotFound)
+				assert.Equal(t, byte('I'), conn.PgConn().TxStatus(), "nothing left open on the connection")
+			}
+		})
+	}
+}
+
+func TestWithTenantTxModes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	a := e.tenant(t, "acme", tenancy.Shared)
+	e.insertNotes(t, a.ID, 2)
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	err := e.m.WithTenantTx(ctx, e.app, a.ID, opts, func(tx pgx.Tx) error {
+		var iso, ro string
+		var n int
+		require.NoError(t, tx.QueryRow(ctx, `SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only'),
+			(SELECT count(*) FROM notes)`).Scan(&iso, &ro, &n))
+		assert.Equal(t, "repeatable read", iso)
+		assert.Equal(t, "on", ro)
+		assert.Equal(t, 2, n, "the tenant is set in a read-only transaction too")
+		got, err := tenancy.Current(ctx, tx)
+		require.NoError(t, err)
+		assert.Equal(t, a.ID, got)
+		_, err = tx.Exec(ctx, `INSERT INTO notes (body) VALUES ('x')`)
+		assert.Equal(t, "25006", pgCode(err), "read only")
+		return err
+	})
+	require.Error(t, err)
+	err = e.m.WithTenantTx(ctx, e.app, a.ID, pgx.TxOptions{BeginQuery: "BEGIN"}, func(pgx.Tx) error { return nil })
+	assert.ErrorIs(t, err, tenancy.ErrInvalid)
+	// Bad modes reach the server and come back as its error, on a
+	// connection that stays usable.
+	err = e.m.WithTenantTx(ctx, e.app, a.ID, pgx.TxOptions{IsoLevel: "chaotic"}, func(pgx.Tx) error { return nil })
+	assert.Equal(t, "42601", pgCode(err))
+	assert.Len(t, e.visible(t, e.app, a.ID), 2)
 }
 
 // A connection goes back to the pool after an error or a rollback in the
