@@ -87,8 +87,9 @@ type Config struct {
 	// FetchCooldown is the least time between two fetches of a queue while
 	// it has a backlog; default 1ms.
 	FetchCooldown time.Duration
-	// JobTimeout bounds each attempt unless its worker sets a timeout;
-	// default 1 minute; negative means none.
+	// JobTimeout bounds each attempt unless its job (InsertOpts.Timeout) or
+	// its worker (WorkerOptions.Timeout) sets a timeout; default 1 minute;
+	// negative means none.
 	JobTimeout time.Duration
 	// LeaseDuration is how long a client's jobs stay leased without a
 	// heartbeat; the client renews its lease every third of it. After a
@@ -181,6 +182,11 @@ type queueRunner struct {
 	wake    chan struct{}
 	active  atomic.Int64
 	backlog atomic.Bool
+	// work feeds fetched jobs to the queue's worker goroutines. They are
+	// started on demand (never more than MaxWorkers) and live until Stop,
+	// so a job does not pay for a new goroutine and for growing its stack.
+	work    chan *JobRow
+	spawned int64 // worker goroutines started; only the fetch loop touches it
 }
 
 func (q *queueRunner) poke() {
@@ -335,6 +341,7 @@ func (c *Client) Start(ctx context.Context) error {
 	r.jobsCtx, r.cancelJobs = context.WithCancelCause(context.Background())
 	for name, qc := range c.cfg.Queues {
 		r.queues[name] = &queueRunner{name: name, cfg: qc, wake: make(chan struct{}, 1),
+			work:    make(chan *JobRow, qc.MaxWorkers),
 			lockKey: advisoryKey("justpg.jobs.queue\x00" + c.schema + "\x00" + name)}
 	}
 	c.runs, c.started = r, true
@@ -372,6 +379,9 @@ func (c *Client) Stop(ctx context.Context) error {
 	r := c.runs
 	r.stopFetch()
 	r.fetchWG.Wait()
+	for _, q := range r.queues {
+		close(q.work) // no more fetches: idle worker goroutines exit
+	}
 
 	jobsDone := make(chan struct{})
 	go func() { r.jobWG.Wait(); close(jobsDone) }()
@@ -570,11 +580,26 @@ func (c *Client) fetch(r *run, q *queueRunner, limit int) (int, error) {
 	}
 	r.inflightMu.Unlock()
 	for _, row := range rows {
-		q.active.Add(1)
+		active := q.active.Add(1)
 		r.jobWG.Add(1)
-		go c.execute(r, q, row)
+		// Every job counted in active is queued or being run by a worker,
+		// so with at least as many workers as active jobs a queued job
+		// always finds an idle worker. The buffer holds MaxWorkers jobs,
+		// so the send never blocks.
+		for q.spawned < active {
+			q.spawned++
+			go c.workLoop(r, q)
+		}
+		q.work <- row
 	}
 	return len(rows), nil
+}
+
+// workLoop is one worker goroutine of a queue.
+func (c *Client) workLoop(r *run, q *queueRunner) {
+	for row := range q.work {
+		c.execute(r, q, row)
+	}
 }
 
 // execute runs one job and queues its outcome.
@@ -590,6 +615,9 @@ func (c *Client) execute(r *run, q *queueRunner, row *JobRow) {
 	timeout := c.cfg.JobTimeout
 	if entry != nil && entry.opts.Timeout != 0 {
 		timeout = entry.opts.Timeout
+	}
+	if row.Timeout != 0 {
+		timeout = row.Timeout // the job's own timeout wins
 	}
 	ctx, cancel := context.WithCancelCause(r.jobsCtx)
 	defer cancel(nil)

@@ -20,8 +20,9 @@ type WorkFunc[T JobArgs] func(ctx context.Context, job *Job[T]) error
 // WorkerOptions tune one kind's worker. Zero values use the Client's
 // defaults.
 type WorkerOptions struct {
-	// Timeout bounds each attempt with a context deadline. Zero uses
-	// Config.JobTimeout; negative means no timeout.
+	// Timeout bounds each attempt with a context deadline, unless the job
+	// has its own (InsertOpts.Timeout). Zero uses Config.JobTimeout;
+	// negative means no timeout.
 	Timeout time.Duration
 	// NextRetry returns when a failed attempt is retried. Nil uses
 	// DefaultRetryPolicy.

@@ -15,6 +15,8 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,8 @@ var (
 	flagWorkers = flag.Int("workers", 2000, "MaxWorkers for both")
 	flagConns   = flag.Int("conns", 0, "pool size for both (0: pgx default)")
 	flagRounds  = flag.Int("rounds", 1, "rounds; contenders alternate, the median of each figure is reported")
+	flagOnly    = flag.String("only", "", "run only this contender (river or justpg), for profiling")
+	flagProfile = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 )
 
 // noop is the job of both contenders.
@@ -67,6 +71,12 @@ func main() {
 		log.Fatal(err)
 	}
 	defer srv.Stop(ctx)
+	if *flagProfile != "" {
+		f, err := os.Create(*flagProfile)
+		must(err)
+		must(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Printf("machine: %s\n", benchdb.Machine())
 	fmt.Printf("burn-down of %d no-op jobs, latency at %d jobs/s for %s, MaxWorkers %d\n\n", *flagN, *flagRate, *flagLatFor, *flagWorkers)
 
@@ -75,8 +85,14 @@ func main() {
 	for round := range *flagRounds {
 		for _, mk := range []func() contender{func() contender { return &riverC{} }, func() contender { return &justpgC{} }} {
 			c := mk()
+			if *flagOnly != "" && c.name() != *flagOnly {
+				continue
+			}
 			ins, work := burnDown(ctx, srv, c)
-			p50, p99 := latency(ctx, srv, mk())
+			var p50, p99 float64
+			if *flagLatFor > 0 {
+				p50, p99 = latency(ctx, srv, mk())
+			}
 			r := results[c.name()]
 			r.insert, r.work, r.p50, r.p99 = append(r.insert, ins), append(r.work, work), append(r.p50, p50), append(r.p99, p99)
 			fmt.Printf("round %d %-7s insert %9.0f jobs/s   work %9.0f jobs/s   latency p50 %6.2f ms  p99 %7.2f ms\n", round+1, c.name(), ins, work, p50, p99)
@@ -84,6 +100,9 @@ func main() {
 	}
 	type med struct{ insert, work, p50, p99 float64 }
 	median := func(x []float64) float64 {
+		if len(x) == 0 {
+			return 0
+		}
 		y := slices.Clone(x)
 		slices.Sort(y)
 		if len(y)%2 == 0 {
@@ -129,14 +148,19 @@ func burnDown(ctx context.Context, srv *benchdb.Server, c contender) (insertRate
 	var worked atomic.Int64
 	t0 = time.Now()
 	must(c.start(ctx, func(noop) { worked.Add(1) }))
-	// Done when every completion is recorded in the database.
+	// Done when every completion is recorded in the database. The database is
+	// asked only once every job has run (a count over the whole table while
+	// the contender works would compete with it for the same CPUs).
+	for worked.Load() < int64(*flagN) {
+		time.Sleep(time.Millisecond)
+	}
 	for {
-		time.Sleep(50 * time.Millisecond)
 		n, err := c.completed(ctx)
 		must(err)
 		if n >= *flagN {
 			break
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	workRate = float64(*flagN) / time.Since(t0).Seconds()
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
