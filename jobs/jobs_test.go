@@ -769,3 +769,31 @@ func TestPerJobTimeoutExpires(t *testing.T) {
 	assert.Contains(t, j.Errors[0].Error, "gave up")
 	assert.True(t, j.ScheduledAt.After(time.Now().Add(30*time.Minute)), "retry scheduled by the worker's policy")
 }
+
+// panicArgs panics while its args are decoded.
+type panicArgs struct{}
+
+func (panicArgs) Kind() string { return "panic_decode" }
+
+func (*panicArgs) UnmarshalJSON([]byte) error { panic("bad decoder") }
+
+// TestArgsDecoderPanics shows that a panic in an args type's UnmarshalJSON
+// discards the job with the reason kept, and the client keeps working.
+func TestArgsDecoderPanics(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[panicArgs]) error { return nil })
+	AddWorker(w, func(ctx context.Context, j *Job[noopArgs]) error { return nil })
+	c := newClient(t, db.Pool, w, nil)
+	start(t, c)
+	bad, err := c.Insert(ctx, db.Pool, panicArgs{}, nil)
+	require.NoError(t, err)
+	j := waitState(t, c, bad.Job.ID, StateDiscarded)
+	require.Len(t, j.Errors, 1)
+	assert.Contains(t, j.Errors[0].Error, "bad decoder")
+	good, err := c.Insert(ctx, db.Pool, noopArgs{N: 1}, nil)
+	require.NoError(t, err)
+	waitState(t, c, good.Job.ID, StateCompleted)
+}
