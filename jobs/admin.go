@@ -50,8 +50,8 @@ var finishedOrWaiting = []State{StateAvailable, StateCompleted, StateCancelled, 
 
 // List returns jobs in ID order, a page at a time (keyset pagination: each
 // page costs the same however deep it is). Jobs of one state are read from
-// the jobs_list_idx index (state, id, queue, kind), which checks the queue
-// and kind filters on its entries; running jobs, which that index leaves
+// the jobs_list_idx index (state, id, queue, kind, finalized_at), which
+// checks the queue and kind filters on its entries; running jobs, which that index leaves
 // out, are collected through jobs_running_idx and sorted (there are at most
 // as many as all clients' workers). Without a state filter, the page is
 // merged from one such ordered read per state.

@@ -118,14 +118,15 @@
 //
 // List pages through jobs in ID order (keyset pagination: a page costs the
 // same however deep it is), filtered by queue, state and kind. It reads the
-// jobs_list_idx index over (state, id, queue, kind): in ID order within a
-// state, starting at the cursor, with the queue and kind tested on the index
-// entries. The index leaves running jobs out (they are few and found through
-// jobs_running_idx), so starting a job adds no entry to it; a job gets one
-// entry when inserted and one when it finishes. Without a state filter, List
-// merges one such ordered read per state. The index costs the insert and the
-// completion some throughput: bench/RESULTS.md has the burn-down with and
-// without it.
+// jobs_list_idx index over (state, id, queue, kind, finalized_at): in ID
+// order within a state, starting at the cursor, with the queue and kind
+// tested on the index entries. The index leaves running jobs out (they are
+// few and found through jobs_running_idx), so starting a job adds no entry to
+// it; a job gets one entry when inserted and one when it finishes. Pruning
+// uses the same index (one pass per finished state, testing finalized_at on
+// the entries), so a completion writes no more index entries than it would
+// without listing; the insert pays one entry more. bench/RESULTS.md has the
+// burn-down with and without the index.
 //
 // JobByID, List, CancelJob and RetryJob take a DB, so they work in a tenant's
 // transaction: the jobs table has the tenancy convention's

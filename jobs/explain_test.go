@@ -99,8 +99,11 @@ ANALYZE justpg.jobs;`)
 	plan = explain(c.sql.selectUnique, "k14")
 	assert.Contains(t, plan, "jobs_unique_idx", plan)
 
-	plan = explain(c.sql.prune, int64(3600e6), "completed", 1000)
-	assert.Contains(t, plan, "jobs_finalized_idx", plan)
+	plan = explain(c.sql.prune, int64(3600e6), "completed", 1000, int64(0))
+	assert.Contains(t, plan, "jobs_list_idx", plan)
+	assert.Contains(t, plan, "finalized_at <", plan)
+	assert.NotContains(t, plan, "Seq Scan on jobs", plan)
+	assert.NotContains(t, plan, "Sort", plan)
 
 	plan = explain(c.sql.rescue)
 	assert.Contains(t, plan, "jobs_running_idx", plan)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -70,4 +71,39 @@ WHERE ($1 = '' OR state = $1) AND ($2 = '' OR queue = $2) AND ($3 = '' OR kind =
 			}
 		}
 	}
+}
+
+// TestPruneOnePassAcrossBatches mixes expired and retained finished jobs
+// over more than two batches: every expired one of each state is deleted,
+// every retained one and every unfinished one is kept.
+func TestPruneOnePassAcrossBatches(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[noopArgs]) error { return nil })
+	c := newClient(t, db.Pool, w, func(c *Config) {
+		c.Retention = map[State]time.Duration{StateCompleted: time.Hour, StateDiscarded: time.Hour, StateCancelled: -1}
+	})
+	_, err := db.Pool.Exec(ctx, `
+INSERT INTO justpg.jobs (kind, state, args, finalized_at)
+SELECT 'noop', (ARRAY['completed', 'discarded', 'cancelled', 'available'])[1 + i % 4], '{}',
+	CASE WHEN i % 4 = 3 THEN NULL WHEN i % 3 = 0 THEN now() ELSE now() - interval '2 days' END
+FROM generate_series(1, 10000) AS i`)
+	require.NoError(t, err)
+	count := func(where string) int64 {
+		var n int64
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM justpg.jobs WHERE `+where).Scan(&n))
+		return n
+	}
+	expired := count(`state IN ('completed', 'discarded') AND finalized_at < now() - interval '1 hour'`)
+	require.Greater(t, expired, int64(2000), "more than two batches")
+	kept := count(`NOT (state IN ('completed', 'discarded') AND finalized_at < now() - interval '1 hour')`)
+
+	n, err := c.Prune(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, expired, n)
+	assert.Equal(t, int64(0), count(`state IN ('completed', 'discarded') AND finalized_at < now() - interval '1 hour'`))
+	assert.Equal(t, kept, count(`true`))
+	assert.Greater(t, count(`state = 'cancelled' AND finalized_at < now() - interval '1 hour'`), int64(0), "cancelled kept forever")
 }

@@ -191,7 +191,16 @@ WHERE CASE WHEN state = 'running' THEN pg_notify($2, 'c:' || id::text)::text = '
 	max_attempts = GREATEST(max_attempts, attempt + 1), cancel_requested = false
 WHERE id = $1 AND state IN ('discarded', 'cancelled', 'completed', 'available')
 RETURNING ` + jobCols
-	q.prune = `DELETE FROM ` + jobs + ` WHERE id IN (
-	SELECT id FROM ` + jobs + ` WHERE finalized_at < now() - $1::bigint * interval '1 microsecond' AND state = $2 ORDER BY finalized_at LIMIT $3)`
+	// Pruning walks one finished state of jobs_list_idx in ID order from a
+	// cursor ($4), testing finalized_at on the index entries, so one pass
+	// over the state's retained jobs finds every expired one.
+	q.prune = `WITH gone AS (
+	DELETE FROM ` + jobs + ` WHERE id IN (
+		SELECT id FROM ` + jobs + `
+		WHERE (state, id) > ($2, $4) AND state <= $2 AND state <> 'running'
+		  AND finalized_at < now() - $1::bigint * interval '1 microsecond'
+		ORDER BY state, id LIMIT $3)
+	RETURNING id)
+SELECT count(*), coalesce(max(id), 0) FROM gone`
 	return q
 }
