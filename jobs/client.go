@@ -87,8 +87,9 @@ type Config struct {
 	// FetchCooldown is the least time between two fetches of a queue while
 	// it has a backlog; default 1ms.
 	FetchCooldown time.Duration
-	// JobTimeout bounds each attempt unless its worker sets a timeout;
-	// default 1 minute; negative means none.
+	// JobTimeout bounds each attempt unless its job (InsertOpts.Timeout) or
+	// its worker (WorkerOptions.Timeout) sets a timeout; default 1 minute;
+	// negative means none.
 	JobTimeout time.Duration
 	// LeaseDuration is how long a client's jobs stay leased without a
 	// heartbeat; the client renews its lease every third of it. After a
@@ -181,6 +182,28 @@ type queueRunner struct {
 	wake    chan struct{}
 	active  atomic.Int64
 	backlog atomic.Bool
+	// Worker goroutines are started on demand (never more than MaxWorkers)
+	// and live until Stop, so a job does not pay for a new goroutine and for
+	// growing its stack. Idle ones wait in a LIFO stack: the most recently
+	// used take the next jobs, so when jobs are short a few goroutines do
+	// the work with stacks that are already grown, instead of every
+	// goroutine in turn (whose idle stacks the GC shrinks meanwhile).
+	idleMu  sync.Mutex
+	idle    []*worker
+	workers []*worker // every worker; only the fetch loop touches it
+}
+
+// worker is one worker goroutine of a queue, fed through its own channel.
+type worker struct {
+	job chan task
+}
+
+// task is a fetched job with its worker and decoded args.
+type task struct {
+	row   *JobRow
+	entry *workerEntry // nil: no worker for the kind in this client
+	args  any
+	err   error // the args could not be decoded
 }
 
 func (q *queueRunner) poke() {
@@ -372,6 +395,11 @@ func (c *Client) Stop(ctx context.Context) error {
 	r := c.runs
 	r.stopFetch()
 	r.fetchWG.Wait()
+	for _, q := range r.queues {
+		for _, w := range q.workers {
+			close(w.job) // no more fetches: worker goroutines exit once idle
+		}
+	}
 
 	jobsDone := make(chan struct{})
 	go func() { r.jobWG.Wait(); close(jobsDone) }()
@@ -570,26 +598,55 @@ func (c *Client) fetch(r *run, q *queueRunner, limit int) (int, error) {
 	}
 	r.inflightMu.Unlock()
 	for _, row := range rows {
+		t := task{row: row, entry: c.workers.get(row.Kind)}
+		if t.entry != nil {
+			t.args, t.err = t.entry.decodeArgs(row)
+		}
 		q.active.Add(1)
 		r.jobWG.Add(1)
-		go c.execute(r, q, row)
+		// A worker is idle again before its job stops counting as active,
+		// so when none is idle every worker holds an active job and there
+		// are fewer than MaxWorkers of them: starting one keeps the bound.
+		var w *worker
+		q.idleMu.Lock()
+		if n := len(q.idle); n > 0 {
+			w, q.idle = q.idle[n-1], q.idle[:n-1]
+		}
+		q.idleMu.Unlock()
+		if w == nil {
+			w = &worker{job: make(chan task, 1)}
+			q.workers = append(q.workers, w)
+			go c.workLoop(r, q, w)
+		}
+		w.job <- t
 	}
 	return len(rows), nil
 }
 
-// execute runs one job and queues its outcome.
-func (c *Client) execute(r *run, q *queueRunner, row *JobRow) {
-	defer func() {
+// workLoop is one worker goroutine of a queue.
+func (c *Client) workLoop(r *run, q *queueRunner, w *worker) {
+	for t := range w.job {
+		c.execute(r, q, t)
+		q.idleMu.Lock()
+		q.idle = append(q.idle, w)
+		q.idleMu.Unlock()
 		q.active.Add(-1)
 		if q.backlog.Load() {
 			q.poke()
 		}
 		r.jobWG.Done()
-	}()
-	entry := c.workers.get(row.Kind)
+	}
+}
+
+// execute runs one job and queues its outcome.
+func (c *Client) execute(r *run, q *queueRunner, t task) {
+	row, entry := t.row, t.entry
 	timeout := c.cfg.JobTimeout
 	if entry != nil && entry.opts.Timeout != 0 {
 		timeout = entry.opts.Timeout
+	}
+	if row.Timeout != 0 {
+		timeout = row.Timeout // the job's own timeout wins
 	}
 	ctx, cancel := context.WithCancelCause(r.jobsCtx)
 	defer cancel(nil)
@@ -613,10 +670,13 @@ func (c *Client) execute(r *run, q *queueRunner, row *JobRow) {
 	start := time.Now()
 	var err error
 	var trace string
-	if entry == nil {
+	switch {
+	case entry == nil:
 		err = fmt.Errorf("%w %q in client %s", ErrUnknownKind, row.Kind, c.id)
-	} else {
-		trace, err = runProtected(ctx, entry, row)
+	case t.err != nil:
+		err = t.err
+	default:
+		trace, err = runProtected(ctx, entry, row, t.args)
 	}
 	out := Outcome{Duration: time.Since(start), Err: err}
 	res := result{id: row.ID, attemptedAt: *row.AttemptedAt}
@@ -686,14 +746,14 @@ func (c *Client) execute(r *run, q *queueRunner, row *JobRow) {
 }
 
 // runProtected runs the worker, turning a panic into an error with its stack.
-func runProtected(ctx context.Context, e *workerEntry, row *JobRow) (trace string, err error) {
+func runProtected(ctx context.Context, e *workerEntry, row *JobRow, args any) (trace string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrPanic, p)
 			trace = string(debug.Stack())
 		}
 	}()
-	return "", e.run(ctx, row)
+	return "", e.run(ctx, row, args)
 }
 
 // completer records outcomes in batches: everything that arrived while the

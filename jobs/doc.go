@@ -65,8 +65,12 @@
 // batches: one UPDATE over unnest arrays records everything that finished
 // while the previous batch was being written.
 //
-// Each attempt runs with a context deadline (Config.JobTimeout, or
-// WorkerOptions.Timeout). CancelJob from any process cancels a running job's
+// Each attempt runs with a context deadline whose cause is ErrTimeout: the
+// job's own InsertOpts.Timeout (stored with the job, so it holds in whichever
+// process runs it) if it has one, else its worker's WorkerOptions.Timeout,
+// else Config.JobTimeout; a negative value at any level means no deadline.
+// An attempt that fails because its deadline expired is retried like any
+// other error, with the error kept. CancelJob from any process cancels a running job's
 // context (cause ErrCancelRequested) through a NOTIFY to the process that
 // runs it, and the job ends cancelled; each client also checks for
 // cancellation requests of its running jobs at every heartbeat, which covers
@@ -110,9 +114,22 @@
 // all clients: limited fetches take a transaction-level advisory lock and
 // count the running jobs. QueueConfig.RateLimit lets at most N jobs of a
 // queue start per interval across all clients (fixed windows kept in
-// jobs_queues, under the same lock). JobByID, List (keyset pagination by ID, filtered
-// by queue, state and kind), CancelJob and RetryJob take a DB, so they work
-// in a tenant's transaction: the jobs table has the tenancy convention's
+// jobs_queues, under the same lock).
+//
+// List pages through jobs in ID order (keyset pagination: a page costs the
+// same however deep it is), filtered by queue, state and kind. It reads the
+// jobs_list_idx index over (state, id, queue, kind, finalized_at): in ID
+// order within a state, starting at the cursor, with the queue and kind
+// tested on the index entries. The index leaves running jobs out (they are
+// few and found through jobs_running_idx), so starting a job adds no entry to
+// it; a job gets one entry when inserted and one when it finishes. Pruning
+// uses the same index (one pass per finished state, testing finalized_at on
+// the entries), so a completion writes no more index entries than it would
+// without listing; the insert pays one entry more. bench/RESULTS.md has the
+// burn-down with and without the index.
+//
+// JobByID, List, CancelJob and RetryJob take a DB, so they work in a tenant's
+// transaction: the jobs table has the tenancy convention's
 // tenant_id column, stamped from app.tenant_id, and row-level security on it
 // isolates tenants. Hooks observe every attempt with its outcome and
 // duration; Config.Logger receives operational logs.

@@ -41,6 +41,12 @@ type InsertOpts struct {
 	// Unique, when set, makes the insert a no-op while another job holds the
 	// same unique key (see UniqueOpts).
 	Unique *UniqueOpts
+	// Timeout bounds each attempt of this job with a context deadline
+	// (cause ErrTimeout), overriding WorkerOptions.Timeout and
+	// Config.JobTimeout. Zero uses those; negative means no timeout. It is
+	// stored with the job (to the microsecond), so it holds in whichever
+	// process runs the job.
+	Timeout time.Duration
 }
 
 // UniqueOpts define a unique job's key. The key always includes the kind;
@@ -89,6 +95,7 @@ type prepared struct {
 	scheduledAt *time.Time
 	uniqueKey   *string
 	uniqueKeep  bool
+	timeoutUS   *int64
 }
 
 func (c *Client) prepare(args JobArgs, opts *InsertOpts) (*prepared, error) {
@@ -138,6 +145,13 @@ func (c *Client) prepare(args JobArgs, opts *InsertOpts) (*prepared, error) {
 	if !o.ScheduledAt.IsZero() {
 		t := o.ScheduledAt
 		p.scheduledAt = &t
+	}
+	if o.Timeout != 0 {
+		us := int64(-1)
+		if o.Timeout > 0 {
+			us = max(o.Timeout.Microseconds(), 1)
+		}
+		p.timeoutUS = &us
 	}
 	if u := o.Unique; u != nil {
 		if u.ByPeriod < 0 {
@@ -204,6 +218,9 @@ func mergeOpts(base, o InsertOpts) InsertOpts {
 	if o.Unique != nil {
 		base.Unique = o.Unique
 	}
+	if o.Timeout != 0 {
+		base.Timeout = o.Timeout
+	}
 	return base
 }
 
@@ -237,7 +254,7 @@ func (c *Client) Insert(ctx context.Context, db DB, args JobArgs, opts *InsertOp
 func (c *Client) insertPrepared(ctx context.Context, db DB, p *prepared) (*InsertResult, error) {
 	for range 5 {
 		rows, err := db.Query(ctx, c.sql.insert, p.kind, p.queue, p.priority, p.args, p.metadata, p.tags,
-			p.maxAttempts, p.scheduledAt, p.uniqueKey, p.uniqueKeep, c.channel)
+			p.maxAttempts, p.scheduledAt, p.uniqueKey, p.uniqueKeep, p.timeoutUS, c.channel)
 		if err != nil {
 			return nil, fmt.Errorf("jobs: insert: %w", err)
 		}
@@ -319,7 +336,7 @@ func (c *Client) InsertMany(ctx context.Context, db DB, params []InsertParams) (
 	return n, nil
 }
 
-var copyCols = []string{"kind", "queue", "priority", "args", "metadata", "tags", "max_attempts"}
+var copyCols = []string{"kind", "queue", "priority", "args", "metadata", "tags", "max_attempts", "timeout_us"}
 
 func (c *Client) insertCopy(ctx context.Context, tx pgx.Tx, ps []*prepared) (int, error) {
 	// Jobs without ScheduledAt take the server's now() (the column default);
@@ -349,7 +366,7 @@ func (c *Client) insertCopy(ctx context.Context, tx pgx.Tx, ps []*prepared) (int
 			}
 			p := group[i]
 			i++
-			row := []any{p.kind, p.queue, p.priority, string(p.args), string(p.metadata), p.tags, p.maxAttempts}
+			row := []any{p.kind, p.queue, p.priority, string(p.args), string(p.metadata), p.tags, p.maxAttempts, p.timeoutUS}
 			if withTime {
 				row = append(row, *p.scheduledAt)
 			}
@@ -374,14 +391,16 @@ func (c *Client) insertUnnest(ctx context.Context, tx pgx.Tx, ps []*prepared) (i
 	sched := make([]*time.Time, n)
 	keys := make([]*string, n)
 	keeps := make([]bool, n)
+	timeouts := make([]*int64, n)
 	for i, p := range ps {
+		timeouts[i] = p.timeoutUS
 		kinds[i], queues[i], prios[i] = p.kind, p.queue, p.priority
 		args[i], metas[i] = string(p.args), string(p.metadata)
 		tb, _ := json.Marshal(p.tags)
 		tags[i] = string(tb)
 		maxAtt[i], sched[i], keys[i], keeps[i] = p.maxAttempts, p.scheduledAt, p.uniqueKey, p.uniqueKeep
 	}
-	tag, err := tx.Exec(ctx, c.sql.insertMany, kinds, queues, prios, args, metas, tags, maxAtt, sched, keys, keeps)
+	tag, err := tx.Exec(ctx, c.sql.insertMany, kinds, queues, prios, args, metas, tags, maxAtt, sched, keys, keeps, timeouts)
 	if err != nil {
 		return 0, fmt.Errorf("jobs: insert many: %w", err)
 	}

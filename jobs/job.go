@@ -87,6 +87,9 @@ type JobRow struct {
 	// a worker that touches tenant data scopes its own transaction to
 	// TenantID, for example with tenancy's WithTenant.
 	TenantID string
+	// Timeout is the job's own timeout (InsertOpts.Timeout): zero when it
+	// has none (the worker's or client's applies), negative for no timeout.
+	Timeout time.Duration
 }
 
 // Job is a job with its decoded arguments, as a worker receives it.

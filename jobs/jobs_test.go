@@ -680,3 +680,120 @@ func TestCancelRunningJobPollOnly(t *testing.T) {
 	require.Len(t, j.Errors, 1)
 	assert.Contains(t, j.Errors[0].Error, ErrCancelRequested.Error())
 }
+
+// TestPerJobTimeout shows that a job's own timeout is stored with it and
+// becomes its context's deadline, overriding the worker's and the client's.
+func TestPerJobTimeout(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	type seen struct {
+		left time.Duration
+		ok   bool
+	}
+	deadlines := make(chan seen, 3)
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[noopArgs]) error {
+		d, ok := ctx.Deadline()
+		deadlines <- seen{time.Until(d), ok}
+		return nil
+	}, WorkerOptions{Timeout: 10 * time.Minute})
+	c := newClient(t, db.Pool, w, func(c *Config) { c.JobTimeout = time.Minute })
+	start(t, c)
+
+	for _, tc := range []struct {
+		timeout  time.Duration
+		stored   time.Duration
+		ok       bool
+		min, max time.Duration
+	}{
+		{timeout: 0, stored: 0, ok: true, min: 9 * time.Minute, max: 10 * time.Minute},                        // the worker's
+		{timeout: 2 * time.Hour, stored: 2 * time.Hour, ok: true, min: 119 * time.Minute, max: 2 * time.Hour}, // the job's, longer
+		{timeout: -time.Second, stored: -1, ok: false},                                                        // the job has none
+	} {
+		res, err := c.Insert(ctx, db.Pool, noopArgs{}, &InsertOpts{Timeout: tc.timeout})
+		require.NoError(t, err)
+		assert.Equal(t, tc.stored, res.Job.Timeout)
+		j := waitState(t, c, res.Job.ID, StateCompleted)
+		assert.Equal(t, tc.stored, j.Timeout)
+		s := <-deadlines
+		require.Equal(t, tc.ok, s.ok, "timeout %s", tc.timeout)
+		if tc.ok {
+			assert.True(t, s.left > tc.min && s.left <= tc.max, "timeout %s: deadline in %s", tc.timeout, s.left)
+		}
+	}
+
+	// Bulk inserts store it too, through COPY and through the unique path.
+	n, err := c.InsertMany(ctx, db.Pool, []InsertParams{
+		{Args: noopArgs{N: 1}, Opts: &InsertOpts{Timeout: 3 * time.Second, ScheduledAt: time.Now().Add(time.Hour)}},
+		{Args: noopArgs{N: 2}, Opts: &InsertOpts{Timeout: 4 * time.Second, ScheduledAt: time.Now().Add(time.Hour),
+			Unique: &UniqueOpts{ByArgs: true}}},
+	})
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	page, err := c.List(ctx, db.Pool, ListParams{State: StateAvailable})
+	require.NoError(t, err)
+	require.Len(t, page.Jobs, 2)
+	assert.Equal(t, 3*time.Second, page.Jobs[0].Timeout)
+	assert.Equal(t, 4*time.Second, page.Jobs[1].Timeout)
+}
+
+// TestPerJobTimeoutExpires shows that an expired per-job deadline makes the
+// attempt fail with ErrTimeout (kept on the job) and the job retryable,
+// although neither the worker nor the client has a timeout.
+func TestPerJobTimeoutExpires(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	causes := make(chan error, 1)
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[blockArgs]) error {
+		<-ctx.Done()
+		causes <- context.Cause(ctx)
+		return fmt.Errorf("gave up: %w", ctx.Err())
+	}, WorkerOptions{Timeout: -1, NextRetry: func(*JobRow) time.Time { return time.Now().Add(time.Hour) }})
+	c := newClient(t, db.Pool, w, func(c *Config) { c.JobTimeout = -1 })
+	start(t, c)
+	res, err := c.Insert(ctx, db.Pool, blockArgs{}, &InsertOpts{Timeout: 50 * time.Millisecond})
+	require.NoError(t, err)
+	require.ErrorIs(t, <-causes, ErrTimeout)
+	var j *JobRow
+	require.Eventually(t, func() bool {
+		j, err = c.JobByID(ctx, db.Pool, res.Job.ID)
+		require.NoError(t, err)
+		return j.State == StateAvailable && len(j.Errors) > 0
+	}, 20*time.Second, 10*time.Millisecond, "the timed-out attempt is recorded")
+	assert.Equal(t, 1, j.Attempt)
+	require.Len(t, j.Errors, 1)
+	assert.Contains(t, j.Errors[0].Error, ErrTimeout.Error())
+	assert.Contains(t, j.Errors[0].Error, "gave up")
+	assert.True(t, j.ScheduledAt.After(time.Now().Add(30*time.Minute)), "retry scheduled by the worker's policy")
+}
+
+// panicArgs panics while its args are decoded.
+type panicArgs struct{}
+
+func (panicArgs) Kind() string { return "panic_decode" }
+
+func (*panicArgs) UnmarshalJSON([]byte) error { panic("bad decoder") }
+
+// TestArgsDecoderPanics shows that a panic in an args type's UnmarshalJSON
+// discards the job with the reason kept, and the client keeps working.
+func TestArgsDecoderPanics(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[panicArgs]) error { return nil })
+	AddWorker(w, func(ctx context.Context, j *Job[noopArgs]) error { return nil })
+	c := newClient(t, db.Pool, w, nil)
+	start(t, c)
+	bad, err := c.Insert(ctx, db.Pool, panicArgs{}, nil)
+	require.NoError(t, err)
+	j := waitState(t, c, bad.Job.ID, StateDiscarded)
+	require.Len(t, j.Errors, 1)
+	assert.Contains(t, j.Errors[0].Error, "bad decoder")
+	good, err := c.Insert(ctx, db.Pool, noopArgs{N: 1}, nil)
+	require.NoError(t, err)
+	waitState(t, c, good.Job.ID, StateCompleted)
+}

@@ -94,7 +94,8 @@ func (c *Client) Rescue(ctx context.Context) error {
 }
 
 // Prune deletes finished jobs older than their state's retention, in
-// batches of 1000, and returns how many it deleted.
+// batches of 1000, and returns how many it deleted. Each state is one pass
+// in ID order over its finished jobs' entries in jobs_list_idx.
 func (c *Client) Prune(ctx context.Context) (int64, error) {
 	var total int64
 	for _, st := range []State{StateCompleted, StateCancelled, StateDiscarded} {
@@ -102,15 +103,17 @@ func (c *Client) Prune(ctx context.Context) (int64, error) {
 		if keep < 0 {
 			continue
 		}
+		var after int64
 		for {
-			tag, err := c.pool.Exec(ctx, c.sql.prune, keep.Microseconds(), string(st), 1000)
-			if err != nil {
+			var n, last int64
+			if err := c.pool.QueryRow(ctx, c.sql.prune, keep.Microseconds(), string(st), 1000, after).Scan(&n, &last); err != nil {
 				return total, err
 			}
-			total += tag.RowsAffected()
-			if tag.RowsAffected() < 1000 {
+			total += n
+			if n < 1000 {
 				break
 			}
+			after = last
 		}
 	}
 	return total, nil

@@ -122,19 +122,28 @@ func FuzzParseSchedule(f *testing.F) {
 }
 
 func FuzzInsertOptions(f *testing.F) {
-	f.Add("default", 0, 0, "")
-	f.Add("", -1, -5, "key")
-	f.Add("a\x00b", 40000, 1, "k\n")
-	f.Fuzz(func(t *testing.T, queue string, priority, attempts int, key string) {
+	f.Add("default", 0, 0, "", int64(0))
+	f.Add("", -1, -5, "key", int64(-1))
+	f.Add("a\x00b", 40000, 1, "k\n", int64(999))
+	f.Add("q", 1, 1, "", int64(1500))
+	f.Fuzz(func(t *testing.T, queue string, priority, attempts int, key string, timeout int64) {
 		c := &Client{workers: NewWorkers()}
 		AddWorker(c.workers, func(ctx context.Context, j *Job[noopArgs]) error { return nil })
 		p, err := c.prepare(noopArgs{}, &InsertOpts{Queue: queue, Priority: priority, MaxAttempts: attempts,
-			Unique: &UniqueOpts{Key: key, ByArgs: true}})
+			Unique: &UniqueOpts{Key: key, ByArgs: true}, Timeout: time.Duration(timeout)})
 		if err != nil {
 			return
 		}
 		if p.priority < 0 || p.maxAttempts < 1 || validQueue(p.queue) != nil || p.uniqueKey == nil {
 			t.Fatalf("accepted invalid options: %+v", p)
+		}
+		// The stored timeout keeps the caller's meaning: none given, none
+		// wanted, or a positive deadline of at least a microsecond.
+		switch {
+		case timeout == 0 && p.timeoutUS != nil,
+			timeout < 0 && (p.timeoutUS == nil || *p.timeoutUS != -1),
+			timeout > 0 && (p.timeoutUS == nil || *p.timeoutUS < 1 || *p.timeoutUS != max(timeout/1000, 1)):
+			t.Fatalf("timeout %d stored as %v", timeout, p.timeoutUS)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package jobs
 import (
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -10,7 +11,7 @@ import (
 // jobCols is the column list every query returning jobs selects, in the
 // order scanJob reads.
 const jobCols = `id, kind, queue, state, priority, args, metadata, tags, attempt, max_attempts, errors,
-	created_at, scheduled_at, attempted_at, attempted_by, finalized_at, unique_key, tenant_id`
+	created_at, scheduled_at, attempted_at, attempted_by, finalized_at, unique_key, tenant_id, timeout_us`
 
 func prefixCols(alias string) string {
 	parts := strings.Split(jobCols, ",")
@@ -25,9 +26,17 @@ func scanJob(row pgx.CollectableRow) (*JobRow, error) {
 	var state string
 	var errs []byte
 	var by, key, tenant *string
+	var timeoutUS *int64
 	if err := row.Scan(&j.ID, &j.Kind, &j.Queue, &state, &j.Priority, &j.EncodedArgs, &j.Metadata, &j.Tags,
-		&j.Attempt, &j.MaxAttempts, &errs, &j.CreatedAt, &j.ScheduledAt, &j.AttemptedAt, &by, &j.FinalizedAt, &key, &tenant); err != nil {
+		&j.Attempt, &j.MaxAttempts, &errs, &j.CreatedAt, &j.ScheduledAt, &j.AttemptedAt, &by, &j.FinalizedAt, &key, &tenant,
+		&timeoutUS); err != nil {
 		return nil, err
+	}
+	if timeoutUS != nil {
+		j.Timeout = -1
+		if *timeoutUS > 0 {
+			j.Timeout = time.Duration(*timeoutUS) * time.Microsecond
+		}
 	}
 	j.State = State(state)
 	if by != nil {
@@ -64,16 +73,16 @@ type queries struct {
 func buildQueries(jobs, clients, queues, leader string) queries {
 	var q queries
 	q.insert = `WITH ins AS (
-	INSERT INTO ` + jobs + ` (kind, queue, priority, args, metadata, tags, max_attempts, scheduled_at, unique_key, unique_keep)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, now()), $9, $10)
+	INSERT INTO ` + jobs + ` (kind, queue, priority, args, metadata, tags, max_attempts, scheduled_at, unique_key, unique_keep, timeout_us)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, now()), $9, $10, $11)
 	ON CONFLICT (unique_key, tenant_id) WHERE unique_key IS NOT NULL DO NOTHING
 	RETURNING ` + jobCols + `)
 SELECT ` + jobCols + ` FROM ins
-WHERE CASE WHEN scheduled_at <= now() THEN pg_notify($11, 'i:' || queue)::text = '' ELSE true END`
-	q.insertMany = `INSERT INTO ` + jobs + ` (kind, queue, priority, args, metadata, tags, max_attempts, scheduled_at, unique_key, unique_keep)
-SELECT k, q, p, a, m, ARRAY(SELECT jsonb_array_elements_text(t)), ma, COALESCE(s, now()), uk, ukeep
-FROM unnest($1::text[], $2::text[], $3::smallint[], $4::jsonb[], $5::jsonb[], $6::jsonb[], $7::int[], $8::timestamptz[], $9::text[], $10::bool[])
-	AS u(k, q, p, a, m, t, ma, s, uk, ukeep)
+WHERE CASE WHEN scheduled_at <= now() THEN pg_notify($12, 'i:' || queue)::text = '' ELSE true END`
+	q.insertMany = `INSERT INTO ` + jobs + ` (kind, queue, priority, args, metadata, tags, max_attempts, scheduled_at, unique_key, unique_keep, timeout_us)
+SELECT k, q, p, a, m, ARRAY(SELECT jsonb_array_elements_text(t)), ma, COALESCE(s, now()), uk, ukeep, tus
+FROM unnest($1::text[], $2::text[], $3::smallint[], $4::jsonb[], $5::jsonb[], $6::jsonb[], $7::int[], $8::timestamptz[], $9::text[], $10::bool[], $11::bigint[])
+	AS u(k, q, p, a, m, t, ma, s, uk, ukeep, tus)
 ON CONFLICT (unique_key, tenant_id) WHERE unique_key IS NOT NULL DO NOTHING`
 	q.selectUnique = `SELECT ` + jobCols + ` FROM ` + jobs + ` WHERE unique_key = $1
 	AND tenant_id IS NOT DISTINCT FROM NULLIF(current_setting('app.tenant_id', true), '')::uuid`
@@ -182,7 +191,16 @@ WHERE CASE WHEN state = 'running' THEN pg_notify($2, 'c:' || id::text)::text = '
 	max_attempts = GREATEST(max_attempts, attempt + 1), cancel_requested = false
 WHERE id = $1 AND state IN ('discarded', 'cancelled', 'completed', 'available')
 RETURNING ` + jobCols
-	q.prune = `DELETE FROM ` + jobs + ` WHERE id IN (
-	SELECT id FROM ` + jobs + ` WHERE finalized_at < now() - $1::bigint * interval '1 microsecond' AND state = $2 ORDER BY finalized_at LIMIT $3)`
+	// Pruning walks one finished state of jobs_list_idx in ID order from a
+	// cursor ($4), testing finalized_at on the index entries, so one pass
+	// over the state's retained jobs finds every expired one.
+	q.prune = `WITH gone AS (
+	DELETE FROM ` + jobs + ` WHERE id IN (
+		SELECT id FROM ` + jobs + `
+		WHERE (state, id) > ($2, $4) AND state <= $2 AND state <> 'running'
+		  AND finalized_at < now() - $1::bigint * interval '1 microsecond'
+		ORDER BY state, id LIMIT $3)
+	RETURNING id)
+SELECT count(*), coalesce(max(id), 0) FROM gone`
 	return q
 }

@@ -20,8 +20,9 @@ type WorkFunc[T JobArgs] func(ctx context.Context, job *Job[T]) error
 // WorkerOptions tune one kind's worker. Zero values use the Client's
 // defaults.
 type WorkerOptions struct {
-	// Timeout bounds each attempt with a context deadline. Zero uses
-	// Config.JobTimeout; negative means no timeout.
+	// Timeout bounds each attempt with a context deadline, unless the job
+	// has its own (InsertOpts.Timeout). Zero uses Config.JobTimeout;
+	// negative means no timeout.
 	Timeout time.Duration
 	// NextRetry returns when a failed attempt is retried. Nil uses
 	// DefaultRetryPolicy.
@@ -49,9 +50,24 @@ type Workers struct {
 type workerEntry struct {
 	kind string
 	opts WorkerOptions
-	// run decodes the args and calls the typed function; a payload that
-	// cannot be decoded is reported as a *decodeError (the job is discarded).
-	run func(ctx context.Context, row *JobRow) error
+	// decode decodes a job's args; a payload that cannot be decoded is
+	// reported as a *decodeError (the job is discarded). The fetch loop
+	// decodes, so that the worker goroutines do not grow their stacks for
+	// it (and have them shrunk again by the GC while idle), job after job.
+	decode func(row *JobRow) (any, error)
+	// run calls the typed function with the decoded args.
+	run func(ctx context.Context, row *JobRow, args any) error
+}
+
+// decodeArgs decodes a job's args, turning a panic (in a caller's
+// UnmarshalJSON) into a *decodeError.
+func (e *workerEntry) decodeArgs(row *JobRow) (args any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &decodeError{fmt.Errorf("jobs: decoding args of kind %q panicked: %v", e.kind, p)}
+		}
+	}()
+	return e.decode(row)
 }
 
 // NewWorkers returns an empty registry.
@@ -73,12 +89,15 @@ func AddWorker[T JobArgs](w *Workers, fn WorkFunc[T], opts ...WorkerOptions) {
 		o = opts[0]
 	}
 	e := &workerEntry{kind: kind, opts: o}
-	e.run = func(ctx context.Context, row *JobRow) error {
+	e.decode = func(row *JobRow) (any, error) {
 		var args T
 		if err := json.Unmarshal(row.EncodedArgs, &args); err != nil {
-			return &decodeError{fmt.Errorf("jobs: decoding args of kind %q: %w", kind, err)}
+			return nil, &decodeError{fmt.Errorf("jobs: decoding args of kind %q: %w", kind, err)}
 		}
-		return fn(ctx, &Job[T]{JobRow: row, Args: args})
+		return args, nil
+	}
+	e.run = func(ctx context.Context, row *JobRow, args any) error {
+		return fn(ctx, &Job[T]{JobRow: row, Args: args.(T)})
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -15,6 +15,8 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,9 @@ var (
 	flagWorkers = flag.Int("workers", 2000, "MaxWorkers for both")
 	flagConns   = flag.Int("conns", 0, "pool size for both (0: pgx default)")
 	flagRounds  = flag.Int("rounds", 1, "rounds; contenders alternate, the median of each figure is reported")
+	flagOnly    = flag.String("only", "", "run only this contender (river, justpg or justpg-nolist), for profiling")
+	flagNoList  = flag.Bool("list-index-cost", true, "also burn down justpg without its listing index (jobs_list_idx, with the finalized_at index it replaced), to show what that index costs")
+	flagProfile = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 )
 
 // noop is the job of both contenders.
@@ -67,23 +72,42 @@ func main() {
 		log.Fatal(err)
 	}
 	defer srv.Stop(ctx)
+	if *flagProfile != "" {
+		f, err := os.Create(*flagProfile)
+		must(err)
+		must(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Printf("machine: %s\n", benchdb.Machine())
 	fmt.Printf("burn-down of %d no-op jobs, latency at %d jobs/s for %s, MaxWorkers %d\n\n", *flagN, *flagRate, *flagLatFor, *flagWorkers)
 
 	type res struct{ insert, work, p50, p99 []float64 }
-	results := map[string]*res{"river": {}, "justpg": {}}
+	results := map[string]*res{"river": {}, "justpg": {}, "justpg-nolist": {}}
+	contenders := []func() contender{func() contender { return &riverC{} }, func() contender { return &justpgC{} }}
+	if *flagNoList {
+		contenders = append(contenders, func() contender { return &justpgC{noListIndex: true} })
+	}
 	for round := range *flagRounds {
-		for _, mk := range []func() contender{func() contender { return &riverC{} }, func() contender { return &justpgC{} }} {
+		for _, mk := range contenders {
 			c := mk()
+			if *flagOnly != "" && c.name() != *flagOnly {
+				continue
+			}
 			ins, work := burnDown(ctx, srv, c)
-			p50, p99 := latency(ctx, srv, mk())
+			var p50, p99 float64
+			if *flagLatFor > 0 && c.name() != "justpg-nolist" {
+				p50, p99 = latency(ctx, srv, mk())
+			}
 			r := results[c.name()]
 			r.insert, r.work, r.p50, r.p99 = append(r.insert, ins), append(r.work, work), append(r.p50, p50), append(r.p99, p99)
-			fmt.Printf("round %d %-7s insert %9.0f jobs/s   work %9.0f jobs/s   latency p50 %6.2f ms  p99 %7.2f ms\n", round+1, c.name(), ins, work, p50, p99)
+			fmt.Printf("round %d %-13s insert %9.0f jobs/s   work %9.0f jobs/s   latency p50 %6.2f ms  p99 %7.2f ms\n", round+1, c.name(), ins, work, p50, p99)
 		}
 	}
 	type med struct{ insert, work, p50, p99 float64 }
 	median := func(x []float64) float64 {
+		if len(x) == 0 {
+			return 0
+		}
 		y := slices.Clone(x)
 		slices.Sort(y)
 		if len(y)%2 == 0 {
@@ -97,12 +121,23 @@ func main() {
 	}
 	r, j := summary["river"], summary["justpg"]
 	fmt.Printf("\nmedians over %d round(s):\n", *flagRounds)
-	for _, name := range []string{"river", "justpg"} {
+	for _, name := range []string{"river", "justpg", "justpg-nolist"} {
+		if len(results[name].work) == 0 {
+			continue
+		}
 		m := summary[name]
-		fmt.Printf("%-7s insert %9.0f jobs/s   work %9.0f jobs/s   latency p50 %6.2f ms  p99 %7.2f ms\n", name, m.insert, m.work, m.p50, m.p99)
+		fmt.Printf("%-13s insert %9.0f jobs/s   work %9.0f jobs/s   latency p50 %6.2f ms  p99 %7.2f ms\n", name, m.insert, m.work, m.p50, m.p99)
 	}
 	fmt.Printf("\nratios justpg/river: insert %.2fx, work %.2fx; latency p50 %.2f ms vs %.2f ms, p99 %.2f ms vs %.2f ms\n",
 		j.insert/r.insert, j.work/r.work, j.p50, r.p50, j.p99, r.p99)
+	if *flagNoList {
+		n := summary["justpg-nolist"]
+		fmt.Printf("jobs_list_idx: justpg with it / without it: insert %.2fx, work %.2fx\n", j.insert/n.insert, j.work/n.work)
+		for i := range results["justpg"].work {
+			fmt.Printf("  round %d: insert %.2fx, work %.2fx\n", i+1,
+				results["justpg"].insert[i]/results["justpg-nolist"].insert[i], results["justpg"].work[i]/results["justpg-nolist"].work[i])
+		}
+	}
 }
 
 func freshPool(ctx context.Context, srv *benchdb.Server, prefix string) *pgxpool.Pool {
@@ -129,14 +164,19 @@ func burnDown(ctx context.Context, srv *benchdb.Server, c contender) (insertRate
 	var worked atomic.Int64
 	t0 = time.Now()
 	must(c.start(ctx, func(noop) { worked.Add(1) }))
-	// Done when every completion is recorded in the database.
+	// Done when every completion is recorded in the database. The database is
+	// asked only once every job has run (a count over the whole table while
+	// the contender works would compete with it for the same CPUs).
+	for worked.Load() < int64(*flagN) {
+		time.Sleep(time.Millisecond)
+	}
 	for {
-		time.Sleep(50 * time.Millisecond)
 		n, err := c.completed(ctx)
 		must(err)
 		if n >= *flagN {
 			break
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	workRate = float64(*flagN) / time.Since(t0).Seconds()
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -258,17 +298,31 @@ func (r *riverC) completed(ctx context.Context) (int, error) {
 // ---- justpg
 
 type justpgC struct {
-	pool   *pgxpool.Pool
-	client *jobs.Client
-	onWork func(noop)
+	pool        *pgxpool.Pool
+	client      *jobs.Client
+	onWork      func(noop)
+	noListIndex bool
 }
 
-func (j *justpgC) name() string { return "justpg" }
+func (j *justpgC) name() string {
+	if j.noListIndex {
+		return "justpg-nolist"
+	}
+	return "justpg"
+}
 
 func (j *justpgC) setup(ctx context.Context, pool *pgxpool.Pool) error {
 	j.pool = pool
 	if err := jobs.Migrate(ctx, pool); err != nil {
 		return err
+	}
+	if j.noListIndex {
+		// The schema before migration 004: no listing index, and the
+		// finalized_at index that pruning used instead.
+		if _, err := pool.Exec(ctx, `DROP INDEX justpg.jobs_list_idx;
+CREATE INDEX jobs_finalized_idx ON justpg.jobs (finalized_at) WHERE finalized_at IS NOT NULL`); err != nil {
+			return err
+		}
 	}
 	w := jobs.NewWorkers()
 	jobs.AddWorker(w, func(ctx context.Context, job *jobs.Job[noop]) error {
