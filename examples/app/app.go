@@ -176,7 +176,8 @@ func Open(ctx context.Context, opt Options) (a *App, err error) {
 	if a.broker, err = realtime.New(a.sys, realtime.Config{Logger: a.log}); err != nil {
 		return a, err
 	}
-	if err = a.broker.Start(ctx); err != nil {
+	// The listener and the workers live until Close, whatever ctx does.
+	if err = a.broker.Start(context.WithoutCancel(ctx)); err != nil {
 		return a, err
 	}
 	if a.bridge, err = realtime.NewBridge(a.broker, realtime.BridgeConfig{
@@ -187,7 +188,7 @@ func Open(ctx context.Context, opt Options) (a *App, err error) {
 	if a.jobs, err = a.newJobs(); err != nil {
 		return a, err
 	}
-	if err = a.jobs.Start(ctx); err != nil {
+	if err = a.jobs.Start(context.WithoutCancel(ctx)); err != nil {
 		return a, err
 	}
 	if a.handler, err = a.routes(); err != nil {

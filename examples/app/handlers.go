@@ -677,8 +677,8 @@ func (a *App) handleUpload(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 			var attID int64
-			if err := tx.QueryRow(r.Context(), `INSERT INTO public.attachments (note_id, file_id, name, content_type, size)
-				VALUES ($1, $2, $3, $4, $5) RETURNING id`, id, f.ID, f.Name, f.ContentType, f.Size).Scan(&attID); err != nil {
+			if err := tx.QueryRow(r.Context(), `INSERT INTO public.attachments (note_id, file_id, name, name_words, content_type, size)
+				VALUES ($1, $2, $3, regexp_replace($3, '[^[:alnum:]]+', ' ', 'g'), $4, $5) RETURNING id`, id, f.ID, f.Name, f.ContentType, f.Size).Scan(&attID); err != nil {
 				return err
 			}
 			res, err := a.jobs.Insert(r.Context(), tx, previewJob{AttachmentID: attID}, nil)
@@ -775,7 +775,7 @@ func (a *App) handleSearch(w http.ResponseWriter, r *http.Request) error {
 				if err != nil {
 					return err
 				}
-				hits = append(hits, searchHit{IsFile: true, NoteID: noteID, Title: title, FileName: h.Highlights["name"], FileID: fileID, Match: h.Match})
+				hits = append(hits, searchHit{IsFile: true, NoteID: noteID, Title: title, FileName: h.Highlights["name_words"], FileID: fileID, Match: h.Match})
 			}
 			return nil
 		})

@@ -42,7 +42,7 @@ func searchIndexes() (notes, attachments *search.Index, err error) {
 	attachments, err = search.New(search.Config{
 		Table:            "attachments",
 		Key:              "id",
-		Fields:           []search.Field{{Column: "name", Weight: search.A}},
+		Fields:           []search.Field{{Column: "name_words", Weight: search.A}},
 		Language:         "simple",
 		TenantColumn:     "tenant_id",
 		CreateExtensions: true,

@@ -52,7 +52,7 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	},
-	"ms": func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) },
+	"ms":   func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) },
 	"utc":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"wrap": func(ws tenancy.Tenant, v any) fragmentData { return fragmentData{WS: ws, V: v} },
 }

@@ -28,6 +28,10 @@ CREATE TABLE public.attachments (
     note_id       bigint      NOT NULL REFERENCES public.notes (id) ON DELETE CASCADE,
     file_id       uuid        NOT NULL,
     name          text        NOT NULL,
+    -- The name's words ("q3-report.pdf" -> "q3 report pdf"), which search
+    -- indexes: the text-search parser reads a whole file name as one token.
+    -- (Not a generated column: search's own generated column reads it.)
+    name_words    text        NOT NULL,
     content_type  text        NOT NULL,
     size          bigint      NOT NULL,
     -- What the upload's job made of it: a thumbnail (another file) for an
