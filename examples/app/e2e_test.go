@@ -40,8 +40,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		t.Skip("chromium is not installed (apt-get install chromium); CI=true makes this a failure")
 	}
 	t.Parallel()
-	ta := newTestApp(t)
-	base := ta.srv.URL
+	begin := time.Now()
 	shots := os.Getenv("APP_SCREENSHOTS")
 	if shots == "" {
 		shots = t.TempDir()
@@ -65,7 +64,12 @@ func TestBrowserEndToEnd(t *testing.T) {
 	defer cancelAlloc()
 	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
 	defer cancelBrowser()
-	require.NoError(t, chromedp.Do(browserCtx)) // start the browser, with no deadline
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(browserCtx) }() // start the browser (no deadline) while the app starts
+	ta := newTestApp(t)
+	base := ta.srv.URL
+	require.NoError(t, <-started)
+	t.Logf("app and browser started in %v", time.Since(begin).Round(time.Millisecond))
 
 	// Each user has a browser context of their own (own cookies), like a
 	// separate browser profile.
@@ -82,7 +86,9 @@ func TestBrowserEndToEnd(t *testing.T) {
 		t.Helper()
 		sctx, cancel := context.WithTimeout(ctx, 25*time.Second)
 		defer cancel()
+		start := time.Now()
 		require.NoError(t, chromedp.Do(sctx, steps...), step)
+		t.Logf("%-36s %v", step, time.Since(start).Round(time.Millisecond))
 	}
 	shot := func(ctx context.Context, name string) {
 		t.Helper()
