@@ -43,6 +43,13 @@ type Options struct {
 	// DigestSchedule and BackupSchedule are the periodic jobs' cron
 	// schedules (UTC); defaults "0 7 * * *" and "15 2 * * *".
 	DigestSchedule, BackupSchedule string
+	// AdminWorkspace is the slug of the operator's workspace, whose owners
+	// see the admin page (backups of the whole instance); "" means the
+	// first workspace signed up.
+	AdminWorkspace string
+	// Retention prunes backups after each drill; the zero value keeps 7
+	// daily, 4 weekly and 6 monthly backups.
+	Retention backup.Retention
 	// Workers is the number of concurrent jobs; default 4.
 	Workers int
 	// MaxUpload is the largest attachment in bytes; default 25 MiB.
@@ -87,6 +94,9 @@ func Open(ctx context.Context, opt Options) (a *App, err error) {
 	}
 	if opt.BackupSchedule == "" {
 		opt.BackupSchedule = "15 2 * * *"
+	}
+	if opt.Retention == (backup.Retention{}) {
+		opt.Retention = backup.Retention{Daily: 7, Weekly: 4, Monthly: 6}
 	}
 	if opt.Workers <= 0 {
 		opt.Workers = 4

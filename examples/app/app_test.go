@@ -271,7 +271,7 @@ func TestEveryTenantTableIsProtected(t *testing.T) {
 func TestWorkspacesAreIsolated(t *testing.T) {
 	t.Parallel()
 	ta := newTestApp(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	alice, bob := ta.browser(t), ta.browser(t)
 	alice.signUp("acme", "alice@example.com")
@@ -351,7 +351,7 @@ var inviteRE = regexp.MustCompile(`id="invite-link" readonly value="([^"]+)"`)
 func TestInviteLiveNotesAndMentions(t *testing.T) {
 	t.Parallel()
 	ta := newTestApp(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	alice, carol := ta.browser(t), ta.browser(t)
 	alice.signUp("acme", "alice@example.com")
@@ -529,10 +529,19 @@ func TestDigestAndDrill(t *testing.T) {
 	assert.Contains(t, page, "0 note(s)")
 	assert.NotContains(t, page, "Kick-off")
 
+	// Backups hold every workspace: only the first workspace's owners (the
+	// operator's) see them.
+	code, _ := other.get("/w/globex/admin")
+	assert.Equal(t, http.StatusForbidden, code)
+	code, _ = other.post("/w/globex/admin/drill", nil)
+	assert.Equal(t, http.StatusForbidden, code)
+	_, page = other.get("/w/globex/")
+	assert.NotContains(t, page, "/admin")
+
 	// Backups: none, then a drill on demand.
 	_, page = b.get("/w/acme/admin")
 	assert.Contains(t, page, "No backup yet")
-	code, _ := b.post("/w/acme/admin/drill", nil)
+	code, _ = b.post("/w/acme/admin/drill", nil)
 	require.Equal(t, 200, code)
 	require.Eventually(t, func() bool {
 		_, page = b.get("/w/acme/admin")

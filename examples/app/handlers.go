@@ -31,6 +31,9 @@ import (
 type member struct {
 	ID, Email, Handle, Role string
 	SessionID               string
+	// Admin: an owner of the operator's workspace (Options.AdminWorkspace),
+	// who sees the instance's backups on the admin page.
+	Admin bool
 }
 
 type memberKey struct{}
@@ -196,8 +199,10 @@ func (a *App) signedIn(fn func(w http.ResponseWriter, r *http.Request) error) ht
 					return err
 				}
 				m = &member{ID: p.User.ID, Email: p.User.Email, SessionID: p.Session.ID}
-				return tx.QueryRow(r.Context(), `SELECT handle, role FROM public.members WHERE user_id = $1`, m.ID).
-					Scan(&m.Handle, &m.Role)
+				return tx.QueryRow(r.Context(), `SELECT handle, role, role = 'owner' AND $2 = coalesce(nullif($3, ''),
+						(SELECT slug FROM justpg.tenancy_tenants ORDER BY created_at, id LIMIT 1))
+					FROM public.members WHERE user_id = $1`, m.ID, workspace(r).Slug, a.opt.AdminWorkspace).
+					Scan(&m.Handle, &m.Role, &m.Admin)
 			})
 			if errors.Is(err, auth.ErrInvalidToken) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, pgx.ErrNoRows) {
 				m = nil
@@ -874,10 +879,12 @@ func (a *App) handleJobs(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handleAdmin shows the instance's backups: the last one, its last drill and
-// the restore time that drill measured. Only workspace owners see it.
+// the restore time that drill measured. Backups hold every workspace, so
+// only the owners of the operator's workspace see it (Options.AdminWorkspace,
+// by default the first workspace signed up).
 func (a *App) handleAdmin(w http.ResponseWriter, r *http.Request) error {
-	if memberFrom(r.Context()).Role != "owner" {
-		return errStatus(http.StatusForbidden, "Only the workspace's owner sees the admin page.")
+	if !memberFrom(r.Context()).Admin {
+		return errStatus(http.StatusForbidden, "Only the owners of the operator's workspace see the admin page.")
 	}
 	list, err := a.backups.List(r.Context())
 	if err != nil {
@@ -906,8 +913,8 @@ func (a *App) handleAdmin(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *App) handleDrill(w http.ResponseWriter, r *http.Request) error {
-	if memberFrom(r.Context()).Role != "owner" {
-		return errStatus(http.StatusForbidden, "Only the workspace's owner can run a drill.")
+	if !memberFrom(r.Context()).Admin {
+		return errStatus(http.StatusForbidden, "Only the owners of the operator's workspace can run a drill.")
 	}
 	// Unique: while one backup job waits or runs, another click adds none.
 	if _, err := a.jobs.Insert(r.Context(), a.sys, backupJob{}, nil); err != nil {

@@ -93,6 +93,7 @@ and running jobs get -shutdown-timeout to finish.
 	ipLimit := fs.Int("ip-limit", envInt("IP_LIMIT", 0), "log-in/sign-up attempts per address per minute; 0: 30, negative: no limit [IP_LIMIT]")
 	digest := fs.String("digest-schedule", env("DIGEST_SCHEDULE", "0 7 * * *"), "cron schedule (UTC) of the daily digest [DIGEST_SCHEDULE]")
 	backups := fs.String("backup-schedule", env("BACKUP_SCHEDULE", "15 2 * * *"), "cron schedule (UTC) of the backup and drill [BACKUP_SCHEDULE]")
+	adminWS := fs.String("admin-workspace", env("ADMIN_WORKSPACE", ""), "workspace whose owners see the admin page (backups); empty: the first one signed up [ADMIN_WORKSPACE]")
 	workers := fs.Int("workers", envInt("WORKERS", 4), "concurrent background jobs [WORKERS]")
 	maxUpload := fs.Int64("max-upload", int64(envInt("MAX_UPLOAD", 25<<20)), "largest attachment in bytes [MAX_UPLOAD]")
 	shutdown := fs.Duration("shutdown-timeout", 15*time.Second, "grace period for requests and jobs on shutdown")
@@ -115,7 +116,7 @@ and running jobs get -shutdown-timeout to finish.
 
 	app, err := Open(ctx, Options{
 		OwnerURL: url, RolePrefix: *rolePrefix, BackupDir: *backupDir, SecureCookie: *secure,
-		IPLimit: *ipLimit, DigestSchedule: *digest, BackupSchedule: *backups, Workers: *workers,
+		IPLimit: *ipLimit, AdminWorkspace: *adminWS, DigestSchedule: *digest, BackupSchedule: *backups, Workers: *workers,
 		MaxUpload: *maxUpload, Logger: log,
 	})
 	if err != nil {

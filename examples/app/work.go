@@ -334,5 +334,9 @@ func (a *App) workBackup(ctx context.Context, _ *jobs.Job[backupJob]) error {
 		return jobs.Cancel(err) // the failed drill is recorded next to the backup; alerting reads it
 	}
 	a.log.Info("backup drilled", "id", rep.ID, "rto", rep.Restore, "rows", rep.Rows)
+	// The newest good backup is never pruned, whatever the policy.
+	if _, err := a.backups.Prune(ctx, a.opt.Retention); err != nil {
+		a.log.Warn("pruning backups", "err", err)
+	}
 	return nil
 }
