@@ -54,6 +54,9 @@ type Options struct {
 	Workers int
 	// MaxUpload is the largest attachment in bytes; default 25 MiB.
 	MaxUpload int64
+	// Hasher hashes passwords; nil means auth's default (argon2id at
+	// OWASP's parameters). The tests use cheaper parameters.
+	Hasher auth.Hasher
 	// Logger receives the app's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -146,6 +149,7 @@ func Open(ctx context.Context, opt Options) (a *App, err error) {
 	}
 	if a.auth, err = auth.New(a.app, auth.Config{
 		Mailer:         inviteMailer{},
+		Hasher:         opt.Hasher,
 		InsecureCookie: !opt.SecureCookie,
 		CookieName:     cookieName(opt.SecureCookie),
 		IPLimit:        opt.IPLimit,

@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/justpg/justpg/auth"
 	"github.com/justpg/justpg/internal/ident"
 	"github.com/justpg/justpg/internal/pgtest"
 	"github.com/justpg/justpg/tenancy"
@@ -49,7 +50,11 @@ func newTestApp(t *testing.T) *testApp {
 	prefix := "app_" + hex.EncodeToString(b)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// Cheap password hashing: these tests are not about argon2's cost.
+	hasher, err := auth.NewArgon2id(auth.Argon2Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32})
+	require.NoError(t, err)
 	a, err := Open(ctx, Options{
+		Hasher:   hasher,
 		OwnerURL: db.URL, RolePrefix: prefix, BackupDir: t.TempDir(), IPLimit: -1, Workers: 2,
 		MaxUpload: 4 << 20,
 	})
@@ -166,9 +171,26 @@ func (b *browser) live(ctx context.Context, slug string) (*websocket.Conn, *http
 	for _, c := range b.c.Jar.Cookies(u) {
 		cookies = append(cookies, c.Name+"="+c.Value)
 	}
-	return websocket.Dial(ctx, "ws"+strings.TrimPrefix(u.String(), "http"), &websocket.DialOptions{
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(u.String(), "http"), &websocket.DialOptions{
 		HTTPHeader: http.Header{"Cookie": {strings.Join(cookies, "; ")}},
 	})
+	if err != nil {
+		return c, resp, err
+	}
+	// Wait until the bridge listens on every channel of the connection:
+	// re-joining the workspace channel is answered once it does.
+	ch := tenantChannel(workspaceID(b.t, b.app, slug))
+	msg, _ := json.Marshal(map[string]string{"type": "join", "channel": ch})
+	require.NoError(b.t, c.Write(ctx, websocket.MessageText, msg))
+	for {
+		_, data, err := c.Read(ctx)
+		require.NoError(b.t, err)
+		var m liveMsg
+		require.NoError(b.t, json.Unmarshal(data, &m))
+		if m.Type == "joined" && m.Channel == ch {
+			return c, resp, nil
+		}
+	}
 }
 
 // liveMsg is what the bridge sends.

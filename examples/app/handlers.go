@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -228,7 +229,14 @@ func (a *App) authorizeLive(r *http.Request) (realtime.Identity, error) {
 	if m == nil {
 		return realtime.Identity{}, errors.New("not signed in")
 	}
-	return realtime.Identity{ID: m.ID, Channels: []string{tenantChannel(workspace(r).ID.String()), userChannel(m.ID)}}, nil
+	channels := []string{tenantChannel(workspace(r).ID.String()), userChannel(m.ID)}
+	return realtime.Identity{
+		ID: m.ID, Channels: channels,
+		// Joining one of its own channels again changes nothing, and the
+		// "joined" answer comes after the bridge has subscribed to all of
+		// them: the page's signal that live updates are flowing.
+		CanJoin: func(ch string) bool { return slices.Contains(channels, ch) },
+	}, nil
 }
 
 // ---- sign-up, log-in, invitations ----

@@ -89,8 +89,9 @@
     const sock = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${base}/live`);
     sock.onopen = () => {
       backoff = 500;
-      live.className = "live on";
-      document.body.dataset.live = "1";
+      // The answer to this join arrives once the server listens on every
+      // channel of this page: from then on no update is missed.
+      sock.send(JSON.stringify({type: "join", channel: document.body.dataset.channel}));
     };
     sock.onclose = () => {
       live.className = "live off";
@@ -100,6 +101,11 @@
     };
     sock.onmessage = e => {
       const m = JSON.parse(e.data);
+      if (m.type === "joined") {
+        live.className = "live on";
+        document.body.dataset.live = "1";
+        return;
+      }
       if (m.type === "gap") { toast("Connection hiccup: reload to be sure you see everything."); return; }
       if (m.type !== "message") return;
       const d = m.data;
