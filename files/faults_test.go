@@ -85,7 +85,7 @@ func TestConnectionKilledMidRead(t *testing.T) {
 	db := newDB(t)
 	ctx := context.Background()
 	s := newStore(t, files.Config{ChunkSize: 64 << 10})
-	const size = 1 << 20
+	const size = 4 << 20 // several read-aheads of 1 MiB
 	f, err := s.Put(ctx, db.Pool, newPattern(size), files.PutOptions{Name: "r.bin"})
 	require.NoError(t, err)
 
@@ -418,7 +418,7 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 	}
 	s := newStore(t, files.Config{Dedup: true, ChunkSize: files.MinChunkSize})
 	sLO := newStore(t, files.Config{Storage: files.LargeObjects})
-	same := patternBytes(50_000)
+	same := patternBytes(2<<20 + 50_000) // several INSERT batches under RLS
 	var fileA, fileB, loA files.File
 	inTenant(tenantA, func(tx pgx.Tx) {
 		var err error
