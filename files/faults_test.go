@@ -336,6 +336,8 @@ func TestJanitorCleansOrphans(t *testing.T) {
 	require.NoError(t, err)
 	orphanLO, err := lo.Put(ctx, db.Pool, newPattern(20_000), files.PutOptions{Name: "orphan-lo.bin"})
 	require.NoError(t, err)
+	_, err = chunked.Put(ctx, db.Pool, newPattern(30_000), files.PutOptions{Name: "orphan-chunks.bin"})
+	require.NoError(t, err)
 	var foreign uint32
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT lo_create(0)`).Scan(&foreign))
 
@@ -343,22 +345,27 @@ func TestJanitorCleansOrphans(t *testing.T) {
 	// replication apply or a careless script would.
 	_, err = db.Pool.Exec(ctx, `BEGIN;
 		SET LOCAL session_replication_role = replica;
-		DELETE FROM justpg.files WHERE name IN ('orphan.bin', 'orphan-lo.bin');
-		DELETE FROM justpg.files_blobs b WHERE b.lo_oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM justpg.files f WHERE f.blob_id = b.id);
+		DELETE FROM justpg.files WHERE name IN ('orphan.bin', 'orphan-lo.bin', 'orphan-chunks.bin');
+		DELETE FROM justpg.files_blobs b WHERE (b.lo_oid IS NOT NULL OR b.size = 30000)
+			AND NOT EXISTS (SELECT 1 FROM justpg.files f WHERE f.blob_id = b.id);
 		COMMIT`)
 	require.NoError(t, err)
 	before := counts(t, db)
 	assert.Equal(t, 2, before["files"])
 	assert.Equal(t, 3, before["files_blobs"])
+	assert.Equal(t, 3+5+8, before["files_chunks"])
 	assert.Equal(t, 3, before["pg_largeobject_metadata"])
 
-	// Young orphans are spared.
+	// Young orphan bodies are spared; chunks without a body are not (no
+	// upload can still need them: a body and its chunks commit together).
 	st, err := chunked.Clean(ctx, db.Pool, files.CleanOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, files.CleanStats{}, st)
+	assert.Equal(t, files.CleanStats{Chunks: 8}, st, "orphan-chunks.bin's 8 chunks")
 
 	st, err = chunked.Clean(ctx, db.Pool, files.CleanOptions{Grace: time.Microsecond, Batch: 1})
 	require.NoError(t, err)
+	// orphan.bin's body (its chunks go with it), orphan-lo.bin's large
+	// object.
 	assert.Equal(t, files.CleanStats{Bodies: 1, LargeObjects: 1}, st)
 	after := counts(t, db)
 	assert.Equal(t, 2, after["files"])
@@ -382,6 +389,11 @@ func TestJanitorCleansOrphans(t *testing.T) {
 	}
 	_, err = chunked.Clean(ctx, db.Pool, files.CleanOptions{Grace: -time.Second})
 	require.ErrorIs(t, err, files.ErrInvalidInput)
+
+	// TRUNCATE of the bodies takes their chunks along.
+	_, err = db.Pool.Exec(ctx, `TRUNCATE justpg.files, justpg.files_blobs`)
+	require.NoError(t, err)
+	assert.Equal(t, 0, counts(t, db)["files_chunks"])
 }
 
 func TestTenantIsolationWithRLS(t *testing.T) {
