@@ -51,8 +51,8 @@ type result struct {
 	// CPU milliseconds per MiB moved, client process and server backend
 	// (from /proc; -1 when the backend is not on this machine).
 	UpClientCPU float64 `json:"upload_client_cpu_ms_per_mib"`
-	// WAL written per MiB uploaded (pg_stat_wal, whole cluster; only this
-	// contender runs).
+	// WAL written per MiB uploaded (whole cluster; only this contender
+	// runs).
 	UpWALMiB      float64 `json:"upload_wal_mib_per_mib"`
 	UpServerCPU   float64 `json:"upload_server_cpu_ms_per_mib"`
 	DownClientCPU float64 `json:"download_client_cpu_ms_per_mib"`
@@ -350,13 +350,14 @@ func runChild(name string, sizeMiB, reps, chunk int) error {
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
-// walBytes returns pg_stat_wal.wal_bytes, 0 for the filesystem.
+// walBytes returns the current WAL position in bytes (0 for the
+// filesystem), so that two calls measure the WAL written between them.
 func walBytes(ctx context.Context, pool *pgxpool.Pool) int64 {
 	if pool == nil {
 		return 0
 	}
 	var n int64
-	_ = pool.QueryRow(ctx, `SELECT wal_bytes::bigint FROM pg_stat_wal`).Scan(&n)
+	_ = pool.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`).Scan(&n)
 	return n
 }
 
