@@ -12,7 +12,7 @@ import (
 // Reader reads one file's body. It fetches bytes only when Read needs them,
 // one round trip at a time: sequential reads fetch about 1 MiB of whole
 // chunks, a read after a seek at least 64 KiB, so memory use stays about
-// 1 MiB (or one chunk, if chunks are larger) whatever the file size. It
+// 1 MiB whatever the file and chunk sizes. It
 // implements io.ReadSeeker and io.ReaderAt, as http.ServeContent needs.
 //
 // Reads run on the DB and under the ctx given to Get: a cancelled ctx fails
@@ -152,11 +152,15 @@ func (r *Reader) fill(off int64, want int) error {
 	first := off / cs
 	var end int64
 	if off == r.next {
-		// Sequential: up to ioSize bytes, ending on a chunk boundary, and
-		// at least the rest of the current chunk.
-		end = max((off+ioSize)/cs*cs, (first+1)*cs)
+		// Sequential: up to ioSize bytes, ending on a chunk boundary (or
+		// within one chunk, for chunks larger than that).
+		if cs > ioSize {
+			end = min(off+ioSize, (first+1)*cs)
+		} else {
+			end = (off + ioSize) / cs * cs
+		}
 	} else {
-		end = off + int64(max(want, randomReadSize))
+		end = off + int64(min(max(want, randomReadSize), ioSize))
 		if cs >= ioSize {
 			end = min(end, (first+1)*cs) // one big chunk at a time
 		}
