@@ -496,6 +496,9 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 	c := counts(t, db)
 	assert.Equal(t, 1, c["files"])
 	assert.Equal(t, 0, c["pg_largeobject_metadata"])
+	// The deleting tenant's chunks went with its body (the trigger runs
+	// under its policies), the other tenant's copy stayed.
+	assert.Equal(t, (len(same)+files.MinChunkSize-1)/files.MinChunkSize, c["files_chunks"])
 
 	// Through HTTP, with a Scope that opens the tenant's transaction.
 	hc := files.HandlerConfig{Scope: func(r *http.Request, fn func(files.DB) error) error {
