@@ -28,7 +28,7 @@ type served struct {
 	mu   sync.Mutex
 	reqs []struct {
 		method, path, rng string
-		status          int
+		status            int
 	}
 }
 
@@ -50,7 +50,7 @@ func (s *served) wrap(h http.Handler) http.Handler {
 		defer s.mu.Unlock()
 		s.reqs = append(s.reqs, struct {
 			method, path, rng string
-			status          int
+			status            int
 		}{r.Method, r.URL.Path, r.Header.Get("Range"), sw.status})
 	})
 }
