@@ -26,23 +26,23 @@
 //     storage kind, and a reference count (several files share a body when
 //     de-duplication is on).
 //   - files_chunks (blob_id, n, data bytea): the bytes, in chunks of
-//     Config.ChunkSize (1 MiB by default), GridFS style. The data column
-//     has STORAGE EXTERNAL: out of line and uncompressed, so no CPU is spent
-//     compressing bytes that are almost always compressed already (images,
-//     video, PDF, zip), and substring() fetches only the TOAST slices a
-//     Range request needs.
+//     Config.ChunkSize (8000 bytes by default), GridFS style. Chunks of
+//     that size are stored in the row itself (toast_tuple_target = 8160,
+//     one chunk per 8 KB page), uncompressed (STORAGE EXTERNAL: no CPU
+//     spent compressing bytes that are almost always compressed already).
 //
 // Put writes the chunks with one COPY while it reads the caller's
 // io.Reader, one chunk buffer at a time, and computes size and SHA-256 on
 // the way. (PostgreSQL refuses COPY FROM into a table under row-level
-// security; there Put inserts chunk by chunk instead.) Get returns a
-// Reader that fetches one chunk per round trip, only when Read needs it, so
-// Seek is free and a Range request reads only the chunks it covers. Bodies
-// never change once written, so reads need no transaction.
+// security; there Put inserts 1 MiB of chunks per statement instead.) Get
+// returns a Reader that fetches about 1 MiB of chunks per round trip, only
+// when Read needs it, so Seek is free and a Range request reads only the
+// chunks it covers. Bodies never change once written, so reads need no
+// transaction.
 //
 // Why chunked rows by default:
 //
-//   - They stream in both directions with one chunk in memory: the tests
+//   - They stream in both directions with about 1 MiB in memory: the tests
 //     stream 200 MiB in and out and assert that the heap grows by less than
 //     48 MiB; the benchmark's client peaks at about 20 MiB of RSS for any
 //     file size, against several times the file size for a naive single
@@ -52,26 +52,38 @@
 //     copies them (each table has a primary key; a test reads the chunks
 //     back from logical decoding), pg_dump and base backups include them,
 //     and they are transactional like everything else.
-//   - 1 MiB chunks keep the per-chunk round trip cost small against the
-//     transfer while keeping memory per reader and the cost of a small
-//     Range request low. Each body records its own chunk size, so changing
-//     it later is safe.
 //
-// Measured (bench/files, PostgreSQL 15 with durability on, a 2-core machine
-// under heavy contention; bench/RESULTS.md has the full table, the command
-// and the method), for a 512 MiB file:
+// Why 8000-byte inline chunks rather than large TOASTed ones (the first
+// version stored 1 MiB chunks): measured with perf on a durable
+// PostgreSQL 15, a 1 MiB chunk cost the server 12-18 ms of CPU per MiB,
+// mostly allocating and zeroing a fresh 1 MiB tuple for every row and
+// then cutting it into ~525 TOAST tuples of 2 KB, each a heap insert and
+// an index insert. Inline 8000-byte rows, written by COPY in batched
+// multi-inserts, cost 4-5 ms per MiB, and uploads ran 2-6 times faster.
+// For the same reason chunks carry no foreign key to their body (it ran
+// one check query per 8 KB row, nearly doubling the server's work): a
+// trigger deletes a body's chunks with the body, and Store.Clean sweeps
+// chunks whose body was removed behind the package's back. Each body
+// records its own chunk size, so bodies written with other chunk sizes
+// stay readable.
 //
-//	                      upload     download   client peak RSS   server CPU per MiB up/down
-//	chunks (default)      30 MiB/s   230 MiB/s  19-20 MiB         11 ms / 2 ms
-//	large objects         21 MiB/s    18 MiB/s  24 MiB            13 ms / 18 ms
-//	naive single bytea     3 MiB/s     7 MiB/s  1760 MiB          39 ms / 11 ms
-//	filesystem + fsync   500 MiB/s   432 MiB/s  15 MiB            -
+// Measured (bench/files, PostgreSQL 15 in its stock configuration with
+// durability on, a 2-core machine shared with other workloads;
+// bench/RESULTS.md has the full tables, the command and the method), for
+// a 512 MiB file:
 //
-// Chunked rows keep memory flat and download fastest of the PostgreSQL
-// options. They are far slower than the local filesystem to upload: every
-// byte goes to WAL and then to the table, in ~2 KB TOAST tuples. A side
-// experiment with 8000-byte chunks stored inline uploaded 2-6x faster but
-// read back 3-4x slower, so the default favours downloads.
+//	                      upload         download    client peak RSS   server CPU per MiB up/down
+//	chunks (default)      47-173 MiB/s   237-273     19-23 MiB         4-5 ms / 3-4 ms
+//	large objects         61 MiB/s        72 MiB/s   24-25 MiB         10 ms / 13 ms
+//	naive single bytea     3 MiB/s         7 MiB/s   1760 MiB          39 ms / 11 ms
+//	filesystem + fsync   838-999 MiB/s   ~3000 MiB/s 14-15 MiB         -
+//
+// Chunked rows keep memory flat and are the fastest PostgreSQL option, but
+// they stay well below the local filesystem: PostgreSQL writes every
+// uploaded byte twice (to WAL, fsynced, then to the table) and spends CPU
+// on both, where the filesystem writes it once; downloads go through a
+// query and the network protocol where the filesystem copies from the
+// page cache.
 //
 // # Large objects
 //
@@ -102,14 +114,15 @@
 // connection or a crashed process all end in a rollback, which leaves
 // nothing behind; the tests check that every table is empty afterwards.
 // Deleting a files row (through Delete or plain SQL) releases its body in a
-// trigger; the last reference removes the body and its chunks (ON DELETE
-// CASCADE) or unlinks its large object.
+// trigger; the last reference removes the body and, in another trigger,
+// its chunks or its large object.
 //
 // Orphans can therefore only appear when rows are removed behind the
-// package's back: TRUNCATE, session_replication_role = replica (triggers
-// off), or restoring one table without the others. Store.Clean, run from a
-// periodic job, removes bodies and large objects that nothing references
-// and that are older than a grace period.
+// package's back: TRUNCATE of the files table, session_replication_role =
+// replica (triggers off), or restoring one table without the others.
+// Store.Clean, run from a periodic job, removes bodies and large objects
+// that nothing references and that are older than a grace period, and
+// chunks whose body is gone.
 //
 // The price of one transaction per upload: a large upload keeps a
 // transaction open for its whole duration, which holds back VACUUM's

@@ -85,7 +85,7 @@ func TestConnectionKilledMidRead(t *testing.T) {
 	db := newDB(t)
 	ctx := context.Background()
 	s := newStore(t, files.Config{ChunkSize: 64 << 10})
-	const size = 1 << 20
+	const size = 4 << 20 // several read-aheads of 1 MiB
 	f, err := s.Put(ctx, db.Pool, newPattern(size), files.PutOptions{Name: "r.bin"})
 	require.NoError(t, err)
 
@@ -336,6 +336,8 @@ func TestJanitorCleansOrphans(t *testing.T) {
 	require.NoError(t, err)
 	orphanLO, err := lo.Put(ctx, db.Pool, newPattern(20_000), files.PutOptions{Name: "orphan-lo.bin"})
 	require.NoError(t, err)
+	_, err = chunked.Put(ctx, db.Pool, newPattern(30_000), files.PutOptions{Name: "orphan-chunks.bin"})
+	require.NoError(t, err)
 	var foreign uint32
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT lo_create(0)`).Scan(&foreign))
 
@@ -343,22 +345,27 @@ func TestJanitorCleansOrphans(t *testing.T) {
 	// replication apply or a careless script would.
 	_, err = db.Pool.Exec(ctx, `BEGIN;
 		SET LOCAL session_replication_role = replica;
-		DELETE FROM justpg.files WHERE name IN ('orphan.bin', 'orphan-lo.bin');
-		DELETE FROM justpg.files_blobs b WHERE b.lo_oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM justpg.files f WHERE f.blob_id = b.id);
+		DELETE FROM justpg.files WHERE name IN ('orphan.bin', 'orphan-lo.bin', 'orphan-chunks.bin');
+		DELETE FROM justpg.files_blobs b WHERE (b.lo_oid IS NOT NULL OR b.size = 30000)
+			AND NOT EXISTS (SELECT 1 FROM justpg.files f WHERE f.blob_id = b.id);
 		COMMIT`)
 	require.NoError(t, err)
 	before := counts(t, db)
 	assert.Equal(t, 2, before["files"])
 	assert.Equal(t, 3, before["files_blobs"])
+	assert.Equal(t, 3+5+8, before["files_chunks"])
 	assert.Equal(t, 3, before["pg_largeobject_metadata"])
 
-	// Young orphans are spared.
+	// Young orphan bodies are spared; chunks without a body are not (no
+	// upload can still need them: a body and its chunks commit together).
 	st, err := chunked.Clean(ctx, db.Pool, files.CleanOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, files.CleanStats{}, st)
+	assert.Equal(t, files.CleanStats{Chunks: 8}, st, "orphan-chunks.bin's 8 chunks")
 
 	st, err = chunked.Clean(ctx, db.Pool, files.CleanOptions{Grace: time.Microsecond, Batch: 1})
 	require.NoError(t, err)
+	// orphan.bin's body (its chunks go with it), orphan-lo.bin's large
+	// object.
 	assert.Equal(t, files.CleanStats{Bodies: 1, LargeObjects: 1}, st)
 	after := counts(t, db)
 	assert.Equal(t, 2, after["files"])
@@ -382,6 +389,11 @@ func TestJanitorCleansOrphans(t *testing.T) {
 	}
 	_, err = chunked.Clean(ctx, db.Pool, files.CleanOptions{Grace: -time.Second})
 	require.ErrorIs(t, err, files.ErrInvalidInput)
+
+	// TRUNCATE of the bodies takes their chunks along.
+	_, err = db.Pool.Exec(ctx, `TRUNCATE justpg.files, justpg.files_blobs`)
+	require.NoError(t, err)
+	assert.Equal(t, 0, counts(t, db)["files_chunks"])
 }
 
 func TestTenantIsolationWithRLS(t *testing.T) {
@@ -418,7 +430,7 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 	}
 	s := newStore(t, files.Config{Dedup: true, ChunkSize: files.MinChunkSize})
 	sLO := newStore(t, files.Config{Storage: files.LargeObjects})
-	same := patternBytes(50_000)
+	same := patternBytes(2<<20 + 50_000) // several INSERT batches under RLS
 	var fileA, fileB, loA files.File
 	inTenant(tenantA, func(tx pgx.Tx) {
 		var err error
@@ -484,6 +496,9 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 	c := counts(t, db)
 	assert.Equal(t, 1, c["files"])
 	assert.Equal(t, 0, c["pg_largeobject_metadata"])
+	// The deleting tenant's chunks went with its body (the trigger runs
+	// under its policies), the other tenant's copy stayed.
+	assert.Equal(t, (len(same)+files.MinChunkSize-1)/files.MinChunkSize, c["files_chunks"])
 
 	// Through HTTP, with a Scope that opens the tenant's transaction.
 	hc := files.HandlerConfig{Scope: func(r *http.Request, fn func(files.DB) error) error {

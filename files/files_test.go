@@ -33,6 +33,7 @@ func TestRoundTripSizes(t *testing.T) {
 		{small, 0}, {small, 1}, {small, 511}, {small, 512}, {small, 513},
 		{small, cs - 1}, {small, cs}, {small, cs + 1}, {small, 3*cs + 17},
 		{def, files.DefaultChunkSize - 1}, {def, files.DefaultChunkSize}, {def, 5*files.DefaultChunkSize + 3},
+		{def, 3<<20 + 5}, // several reads of 1 MiB, not on chunk boundaries
 	}
 	for _, c := range cases {
 		f, err := c.s.Put(ctx, db.Pool, newPattern(c.size), files.PutOptions{Name: fmt.Sprintf("f%d.bin", c.size)})
@@ -62,6 +63,47 @@ func TestRoundTripSizes(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM justpg.files_chunks c JOIN justpg.files_blobs b ON b.id = c.blob_id
 		WHERE b.size = $1`, 3*cs+17).Scan(&chunks))
 	assert.Equal(t, 4, chunks, "a body is stored as ceil(size/chunk) rows")
+}
+
+// TestDefaultChunksStayInline checks the storage layout the package's
+// upload speed rests on: default-size chunks, even stamped with a tenant,
+// are stored in the table row, not in TOAST, one chunk per row.
+func TestDefaultChunksStayInline(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	s := newStore(t, files.Config{})
+	const size = 20*files.DefaultChunkSize + 1
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `SELECT set_config('app.tenant_id', gen_random_uuid()::text, true)`)
+	require.NoError(t, err)
+	f, err := s.Put(ctx, tx, newPattern(size), files.PutOptions{Name: "inline.bin"})
+	require.NoError(t, err)
+	require.NotEmpty(t, f.TenantID)
+	require.NoError(t, tx.Commit(ctx))
+
+	var chunks, stored int64
+	var tenants int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*), sum(pg_column_size(data)), count(DISTINCT tenant_id)
+		FROM justpg.files_chunks`).Scan(&chunks, &stored, &tenants))
+	assert.EqualValues(t, 21, chunks)
+	assert.Equal(t, 1, tenants)
+	// pg_column_size is the stored size: nothing was compressed.
+	assert.GreaterOrEqual(t, stored, int64(size))
+	var toastPages int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT pg_relation_size(reltoastrelid) / 8192
+		FROM pg_class WHERE oid = 'justpg.files_chunks'::regclass`).Scan(&toastPages))
+	assert.Zero(t, toastPages, "default chunks went to TOAST")
+
+	r, err := s.Get(ctx, db.Pool, f.ID)
+	require.NoError(t, err)
+	h := sha256.New()
+	_, err = io.Copy(h, r)
+	require.NoError(t, err)
+	want := patternSum(size)
+	assert.Equal(t, want[:], h.Sum(nil))
 }
 
 func TestContentTypeDetectionAndMetadata(t *testing.T) {
@@ -384,7 +426,9 @@ func TestReadAfterDeleteAndCancel(t *testing.T) {
 	db := newDB(t)
 	ctx := context.Background()
 	s := newStore(t, files.Config{ChunkSize: files.MinChunkSize})
-	f, err := s.Put(ctx, db.Pool, newPattern(3*files.MinChunkSize), files.PutOptions{Name: "gone.bin"})
+	// Larger than one read-ahead (1 MiB), so that the seek below needs a
+	// fetch.
+	f, err := s.Put(ctx, db.Pool, newPattern(3<<20), files.PutOptions{Name: "gone.bin"})
 	require.NoError(t, err)
 	r, err := s.Get(ctx, db.Pool, f.ID)
 	require.NoError(t, err)
@@ -392,7 +436,7 @@ func TestReadAfterDeleteAndCancel(t *testing.T) {
 	_, err = io.ReadFull(r, buf)
 	require.NoError(t, err)
 	require.NoError(t, s.Delete(ctx, db.Pool, f.ID))
-	_, err = r.Seek(files.MinChunkSize, io.SeekStart)
+	_, err = r.Seek(2<<20, io.SeekStart)
 	require.NoError(t, err)
 	_, err = r.Read(buf)
 	require.ErrorIs(t, err, files.ErrNotFound)

@@ -14,7 +14,8 @@ import (
 type CleanOptions struct {
 	// Grace spares bodies and large objects younger than this, so that Clean
 	// never races an upload that is about to reference them; 0 means one
-	// hour.
+	// hour. Chunks whose body is gone are removed whatever their age: a
+	// body and its chunks always commit together.
 	Grace time.Duration
 	// Batch is how many orphans one statement removes; 0 means 100.
 	Batch int
@@ -27,14 +28,17 @@ type CleanStats struct {
 	// LargeObjects is the number of large objects created by this package
 	// that no body referenced.
 	LargeObjects int64
+	// Chunks is the number of chunk rows whose body was gone.
+	Chunks int64
 }
 
 // Clean removes what no file references any more. Uploads interrupted in any
 // way leave nothing (they run in one transaction, and PostgreSQL rolls back
 // the transaction of a crashed client), and deletes release bodies through a
 // trigger, so orphans only appear when rows are removed behind the
-// package's back: TRUNCATE, triggers disabled (session_replication_role =
-// replica), or restoring one table without the other. Run Clean from a
+// package's back: TRUNCATE of the files table, triggers disabled
+// (session_replication_role = replica), or restoring one table without the
+// others. Run Clean from a
 // periodic job; it is safe alongside uploads and downloads: it only takes
 // rows nobody holds (SKIP LOCKED) and the foreign key from files to bodies
 // stops it from removing a body an upload is referencing.
@@ -68,6 +72,29 @@ func (s *Store) Clean(ctx context.Context, db DB, o CleanOptions) (CleanStats, e
 			break
 		}
 	}
+	// Chunks of bodies removed with triggers off. The recursive query visits
+	// each distinct body id of the chunks' primary key once (a loose index
+	// scan), so a run costs one index probe per body, not a scan of every
+	// chunk. Chunks of an upload in progress are invisible to it.
+	for {
+		tag, err := db.Exec(ctx, `WITH RECURSIVE ids (blob_id) AS (
+				(SELECT blob_id FROM `+s.chunks+` ORDER BY blob_id LIMIT 1)
+				UNION ALL
+				SELECT (SELECT c.blob_id FROM `+s.chunks+` c WHERE c.blob_id > ids.blob_id ORDER BY c.blob_id LIMIT 1)
+				FROM ids WHERE ids.blob_id IS NOT NULL),
+			gone AS (
+				SELECT blob_id FROM ids
+				WHERE blob_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM `+s.blobs+` b WHERE b.id = ids.blob_id)
+				LIMIT $1)
+			DELETE FROM `+s.chunks+` c USING gone WHERE c.blob_id = gone.blob_id`, o.Batch)
+		if err != nil {
+			return st, fmt.Errorf("files: cleaning chunks: %w", err)
+		}
+		st.Chunks += tag.RowsAffected()
+		if tag.RowsAffected() == 0 {
+			break
+		}
+	}
 	for {
 		var n int64
 		err := pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
@@ -97,8 +124,8 @@ func (s *Store) Clean(ctx context.Context, db DB, o CleanOptions) (CleanStats, e
 			break
 		}
 	}
-	if st.Bodies > 0 || st.LargeObjects > 0 {
-		s.log.WarnContext(ctx, "files: removed orphans", "bodies", st.Bodies, "large_objects", st.LargeObjects)
+	if st.Bodies > 0 || st.LargeObjects > 0 || st.Chunks > 0 {
+		s.log.WarnContext(ctx, "files: removed orphans", "bodies", st.Bodies, "large_objects", st.LargeObjects, "chunks", st.Chunks)
 	}
 	return st, nil
 }

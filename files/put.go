@@ -106,7 +106,7 @@ func (s *Store) Put(ctx context.Context, db DB, r io.Reader, o PutOptions) (File
 		var rls bool
 		if err := tx.QueryRow(ctx, `INSERT INTO `+s.blobs+` (storage, chunk_size) VALUES ($1, $2)
 			RETURNING id, row_security_active($3::text::regclass)`,
-			string(s.cfg.Storage), s.cfg.ChunkSize, s.chunks).Scan(&blobID, &rls); err != nil {
+			string(s.cfg.Storage), s.blobChunkSize(), s.chunks).Scan(&blobID, &rls); err != nil {
 			return fmt.Errorf("files: creating body: %w", err)
 		}
 		var err error
@@ -268,23 +268,42 @@ func (s *Store) writeChunks(ctx context.Context, tx pgx.Tx, blobID int64, src *c
 	return nil
 }
 
+// insertChunks is writeChunks for tables under row-level security, where
+// PostgreSQL refuses COPY FROM: one INSERT per ioSize bytes of chunks, passed
+// as one bytea array.
 func (s *Store) insertChunks(ctx context.Context, tx pgx.Tx, blobID int64, src *countingReader) error {
-	buf := make([]byte, s.cfg.ChunkSize)
-	for n := int32(0); ; n++ {
-		got, err := src.fill(buf)
-		if err != nil {
-			return err
+	cs := s.cfg.ChunkSize
+	per := max(1, ioSize/cs)
+	buf := make([]byte, per*cs)
+	batch := make([][]byte, 0, per)
+	first := int32(0)
+	for done := false; !done; {
+		batch = batch[:0]
+		for len(batch) < per {
+			b := buf[len(batch)*cs : (len(batch)+1)*cs]
+			got, err := src.fill(b)
+			if err != nil {
+				return err
+			}
+			if got > 0 {
+				batch = append(batch, b[:got])
+			}
+			if got < cs {
+				done = true
+				break
+			}
 		}
-		if got == 0 {
+		if len(batch) == 0 {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO `+s.chunks+` (blob_id, n, data) VALUES ($1, $2, $3)`, blobID, n, buf[:got]); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.chunks+` (blob_id, n, data)
+			SELECT $1, $2 + i::integer - 1, d FROM unnest($3::bytea[]) WITH ORDINALITY AS u (d, i)`,
+			blobID, first, batch); err != nil {
 			return fmt.Errorf("files: writing chunks: %w", err)
 		}
-		if got < len(buf) {
-			return nil
-		}
+		first += int32(len(batch))
 	}
+	return nil
 }
 
 func (s *Store) writeLargeObject(ctx context.Context, tx pgx.Tx, blobID int64, src *countingReader) error {
@@ -293,7 +312,7 @@ func (s *Store) writeLargeObject(ctx context.Context, tx pgx.Tx, blobID int64, s
 		UPDATE `+s.blobs+` b SET lo_oid = lo.oid FROM lo WHERE b.id = $1 RETURNING b.lo_oid`, blobID).Scan(&oid); err != nil {
 		return fmt.Errorf("files: creating large object: %w", err)
 	}
-	buf := make([]byte, s.cfg.ChunkSize)
+	buf := make([]byte, s.blobChunkSize())
 	var off int64
 	for {
 		n, err := src.fill(buf)
@@ -311,6 +330,20 @@ func (s *Store) writeLargeObject(ctx context.Context, tx pgx.Tx, blobID int64, s
 			return nil
 		}
 	}
+}
+
+// ioSize is how many bytes one round trip moves at most: the batch of chunks
+// an INSERT under row-level security or a read fetches, and the least piece
+// of a large object.
+const ioSize = 1 << 20
+
+// blobChunkSize is the chunk size new bodies record: the row size for
+// chunks, the piece lo_put and lo_get move for large objects.
+func (s *Store) blobChunkSize() int {
+	if s.cfg.Storage == LargeObjects {
+		return max(s.cfg.ChunkSize, ioSize)
+	}
+	return s.cfg.ChunkSize
 }
 
 // finishBlob records size and checksum of a written body. With Dedup it

@@ -10,10 +10,10 @@ import (
 )
 
 // Reader reads one file's body. It fetches bytes only when Read needs them,
-// one round trip at a time: sequential reads fetch up to the end of the
-// current chunk, a read after a seek at least 64 KiB, so memory use is at
-// most one chunk whatever the file size. It implements io.ReadSeeker and io.ReaderAt,
-// as http.ServeContent needs.
+// one round trip at a time: sequential reads fetch about 1 MiB of whole
+// chunks, a read after a seek at least 64 KiB, so memory use stays about
+// 1 MiB whatever the file and chunk sizes. It
+// implements io.ReadSeeker and io.ReaderAt, as http.ServeContent needs.
 //
 // Reads run on the DB and under the ctx given to Get: a cancelled ctx fails
 // the next Read. With a pool, each fetch borrows a connection only for its
@@ -123,31 +123,63 @@ func (b byteScanner) ScanBytes(v []byte) error {
 	return nil
 }
 
-// fill loads bytes of the chunk holding off, starting at off: up to the
-// chunk's end when reading sequentially, else at least want bytes (and
-// randomReadSize), so that small reads after a seek stay small.
+// chunkAppender appends the part of each scanned chunk that falls within
+// [from, to) of the body to buf; pos is the body offset of the chunk.
+type chunkAppender struct {
+	buf      *[]byte
+	pos      *int64
+	from, to int64
+}
+
+func (c chunkAppender) ScanBytes(v []byte) error {
+	lo := max(c.from-*c.pos, 0)
+	hi := min(c.to-*c.pos, int64(len(v)))
+	if lo < hi {
+		*c.buf = append(*c.buf, v[lo:hi]...)
+	}
+	return nil
+}
+
+// fill loads bytes of the body starting at off: about ioSize bytes (whole
+// chunks) when reading sequentially, else at least want bytes (and
+// randomReadSize), so that small reads after a seek stay small. One round
+// trip either way.
 func (r *Reader) fill(off int64, want int) error {
 	if err := r.ctx.Err(); err != nil {
 		return fmt.Errorf("files: reading %s: %w", r.file.ID, err)
 	}
 	cs := int64(r.file.chunkSize)
-	n := off / cs
-	start := off % cs
-	length := min(cs-start, r.file.Size-off)
-	if off != r.next {
-		length = min(length, int64(max(want, randomReadSize)))
-	}
-	var err error
-	if r.file.Storage == LargeObjects {
-		err = r.db.QueryRow(r.ctx, `SELECT lo_get($1, $2, $3)`, r.file.loOID, off, int32(length)).Scan(byteScanner{&r.buf})
-	} else if start == 0 && length == cs {
-		err = r.db.QueryRow(r.ctx, `SELECT data FROM `+r.s.chunks+` WHERE blob_id = $1 AND n = $2`,
-			r.file.blobID, int32(n)).Scan(byteScanner{&r.buf})
+	first := off / cs
+	var end int64
+	if off == r.next {
+		// Sequential: up to ioSize bytes, ending on a chunk boundary (or
+		// within one chunk, for chunks larger than that).
+		if cs > ioSize {
+			end = min(off+ioSize, (first+1)*cs)
+		} else {
+			end = (off + ioSize) / cs * cs
+		}
 	} else {
-		// substring of an uncompressed external value reads only the TOAST
-		// slices it needs.
+		end = off + int64(min(max(want, randomReadSize), ioSize))
+		if cs >= ioSize {
+			end = min(end, (first+1)*cs) // one big chunk at a time
+		}
+	}
+	end = min(end, r.file.Size)
+	last := (end - 1) / cs
+	length := end - off
+	r.buf = r.buf[:0]
+	var err error
+	switch {
+	case r.file.Storage == LargeObjects:
+		err = r.db.QueryRow(r.ctx, `SELECT lo_get($1, $2, $3)`, r.file.loOID, off, int32(length)).Scan(byteScanner{&r.buf})
+	case first == last && (off%cs != 0 || length != min(cs, r.file.Size-first*cs)):
+		// Part of one chunk: substring of an uncompressed value reads only
+		// the TOAST slices it needs when the chunk is out of line.
 		err = r.db.QueryRow(r.ctx, `SELECT substring(data FROM $3 FOR $4) FROM `+r.s.chunks+` WHERE blob_id = $1 AND n = $2`,
-			r.file.blobID, int32(n), int32(start+1), int32(length)).Scan(byteScanner{&r.buf})
+			r.file.blobID, int32(first), int32(off%cs+1), int32(length)).Scan(byteScanner{&r.buf})
+	default:
+		err = r.readChunks(off, end, first, last)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: %s was deleted while being read", ErrNotFound, r.file.ID)
@@ -159,10 +191,42 @@ func (r *Reader) fill(off int64, want int) error {
 	if int64(len(r.buf)) != length {
 		got := len(r.buf)
 		r.buf = r.buf[:0]
-		return fmt.Errorf("%w: %s chunk %d has %d bytes at offset %d, want %d", ErrCorrupt, r.file.ID, n, got, start, length)
+		return fmt.Errorf("%w: %s has %d bytes at offset %d, want %d", ErrCorrupt, r.file.ID, got, off, length)
 	}
 	r.bufOff = off
-	r.next = off + length
+	r.next = end
+	return nil
+}
+
+// readChunks appends bytes [off, end) of the body, held by chunks first to
+// last, to r.buf with one query.
+func (r *Reader) readChunks(off, end, first, last int64) error {
+	cs := int64(r.file.chunkSize)
+	rows, err := r.db.Query(r.ctx, `SELECT n, data FROM `+r.s.chunks+` WHERE blob_id = $1 AND n BETWEEN $2 AND $3 ORDER BY n`,
+		r.file.blobID, int32(first), int32(last))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	want := first
+	var n int32
+	var pos int64
+	for rows.Next() {
+		pos = want * cs // checked against n below
+		if err := rows.Scan(&n, chunkAppender{buf: &r.buf, pos: &pos, from: off, to: end}); err != nil {
+			return err
+		}
+		if int64(n) != want {
+			return fmt.Errorf("%w: %s chunk %d is missing", ErrCorrupt, r.file.ID, want)
+		}
+		want++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if want == first {
+		return pgx.ErrNoRows
+	}
 	return nil
 }
 

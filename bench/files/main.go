@@ -50,7 +50,10 @@ type result struct {
 	BaseRSSKiB int64   `json:"base_rss_kib"`
 	// CPU milliseconds per MiB moved, client process and server backend
 	// (from /proc; -1 when the backend is not on this machine).
-	UpClientCPU   float64 `json:"upload_client_cpu_ms_per_mib"`
+	UpClientCPU float64 `json:"upload_client_cpu_ms_per_mib"`
+	// WAL written per MiB uploaded (whole cluster; only this contender
+	// runs).
+	UpWALMiB      float64 `json:"upload_wal_mib_per_mib"`
 	UpServerCPU   float64 `json:"upload_server_cpu_ms_per_mib"`
 	DownClientCPU float64 `json:"download_client_cpu_ms_per_mib"`
 	DownServerCPU float64 `json:"download_server_cpu_ms_per_mib"`
@@ -61,7 +64,7 @@ func main() {
 	sizesFlag := flag.String("sizes", "1,32,512", "file sizes in MiB")
 	reps := flag.Int("reps", 1, "repetitions per size (best is kept)")
 	only := flag.String("only", "", "comma-separated contenders to run (default all)")
-	chunk := flag.Int("chunk", 0, "chunk size in bytes for justpg (0 = default 1 MiB)")
+	chunk := flag.Int("chunk", 0, "chunk size in bytes for justpg (0 = files.DefaultChunkSize)")
 	pgSettings := flag.String("pg", "", "server settings for the throwaway cluster, e.g. shared_buffers=1GB,max_wal_size=4GB")
 	flag.Parse()
 	if *child != "" {
@@ -87,7 +90,10 @@ func runParent(sizesFlag string, reps int, only string, chunk int, pgSettings st
 		}
 		srv = s.Server
 	} else {
-		settings := map[string]string{}
+		// PostgreSQL's stock configuration apart from durability, which the
+		// throwaway cluster turns off unless asked (pgtest raises
+		// max_wal_size to 2GB; put back the default 1GB).
+		settings := map[string]string{"max_wal_size": "1GB"}
 		for _, kv := range strings.Split(pgSettings, ",") {
 			if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok {
 				settings[k] = v
@@ -144,9 +150,9 @@ func runParent(sizesFlag string, reps int, only string, chunk int, pgSettings st
 				return fmt.Errorf("%s: bad output %q: %w", c, out, err)
 			}
 			results = append(results, r)
-			fmt.Printf("%-19s %4d MiB  upload %7.1f MiB/s  download %7.1f MiB/s  peak RSS upload %6.1f MiB, download %6.1f MiB (idle %4.1f MiB)  CPU ms/MiB up %5.1f+%5.1f down %5.1f+%5.1f (client+server)\n",
+			fmt.Printf("%-19s %4d MiB  upload %7.1f MiB/s  download %7.1f MiB/s  peak RSS upload %6.1f MiB, download %6.1f MiB (idle %4.1f MiB)  CPU ms/MiB up %5.1f+%5.1f down %5.1f+%5.1f (client+server)  WAL %.2f MiB/MiB\n",
 				r.Contender, r.SizeMiB, r.UploadMBs, r.DownMBs, float64(r.UploadRSS)/1024, float64(r.DownRSS)/1024, float64(r.BaseRSSKiB)/1024,
-				r.UpClientCPU, r.UpServerCPU, r.DownClientCPU, r.DownServerCPU)
+				r.UpClientCPU, r.UpServerCPU, r.DownClientCPU, r.DownServerCPU, r.UpWALMiB)
 		}
 	}
 	fmt.Println("\nratios to the filesystem (same run):")
@@ -312,6 +318,7 @@ func runChild(name string, sizeMiB, reps, chunk int) error {
 	for i := 0; i < reps; i++ {
 		resetPeak()
 		c0, s0 := selfCPU(), procCPU(backendPID)
+		w0 := walBytes(ctx, pool)
 		start := time.Now()
 		id, err := c.upload(ctx, fmt.Sprintf("f%d.bin", i), newPattern(size), size)
 		if err != nil {
@@ -319,6 +326,7 @@ func runChild(name string, sizeMiB, reps, chunk int) error {
 		}
 		up := time.Since(start)
 		c1, s1 := selfCPU(), procCPU(backendPID)
+		r.UpWALMiB += float64(walBytes(ctx, pool)-w0) / (1 << 20) / mib
 		r.UpClientCPU += (c1 - c0) / mib
 		r.UpServerCPU += (s1 - s0) / mib
 		r.UploadRSS = max(r.UploadRSS, procStatus("VmHWM"))
@@ -340,6 +348,17 @@ func runChild(name string, sizeMiB, reps, chunk int) error {
 		r.DownMBs = max(r.DownMBs, float64(sizeMiB)/down.Seconds())
 	}
 	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// walBytes returns the current WAL position in bytes (0 for the
+// filesystem), so that two calls measure the WAL written between them.
+func walBytes(ctx context.Context, pool *pgxpool.Pool) int64 {
+	if pool == nil {
+		return 0
+	}
+	var n int64
+	_ = pool.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`).Scan(&n)
+	return n
 }
 
 type justpg struct {

@@ -52,13 +52,35 @@ func run(addr string) error {
 	if err := files.Migrate(ctx, pool); err != nil {
 		return err
 	}
+	mux, err := newHandler(pool)
+	if err != nil {
+		return err
+	}
+
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shut, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		_ = srv.Shutdown(shut)
+	}()
+	fmt.Printf("listening on http://%s\n", addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// newHandler serves the demo: the list page with the upload form, uploads,
+// downloads with Range support, and deletes.
+func newHandler(pool *pgxpool.Pool) (http.Handler, error) {
 	store, err := files.New(files.Config{
 		MaxSize:      1 << 30,
 		AllowedTypes: []string{"image/*", "video/*", "audio/*", "text/plain", "application/pdf", "application/octet-stream"},
 		Dedup:        true,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hc := files.HandlerConfig{
 		DB:     pool,
@@ -91,18 +113,7 @@ func run(addr string) error {
 		}
 	})
 
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		shut, c := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c()
-		_ = srv.Shutdown(shut)
-	}()
-	fmt.Printf("listening on http://%s\n", addr)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return mux, nil
 }
 
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
