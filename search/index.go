@@ -110,8 +110,8 @@ type Typos struct {
 	OneTypo, TwoTypos int
 	// Disabled turns typo tolerance off.
 	Disabled bool
-	// Candidates is how many similar words the trigram index proposes per
-	// query word before the typo rule is applied; 0 means 40.
+	// Candidates is how many of the most similar words the trigram index
+	// proposes per query word go through the typo distance; 0 means 40.
 	Candidates int
 	// Alternatives caps how many corrections are used per query word; 0
 	// means 8.
@@ -158,6 +158,7 @@ type Index struct {
 	matchFn   string // quoted tenant-mode functions
 	containFn string
 	wordsFn   string
+	typoFn    string // quoted schema.function
 	tenant    string // quoted tenant column or ""
 	fields    []quotedField
 	filters   map[string]string // column -> quoted
@@ -246,6 +247,7 @@ func New(cfg Config) (*Index, error) {
 	ix.vector = q(cfg.VectorColumn)
 	ix.extSchema = q(cfg.ExtensionSchema)
 	ix.unaccent = q(cfg.Schema, "justpg_unaccent")
+	ix.typoFn = q(cfg.Schema, "justpg_typo_distance")
 	n := &ix.names
 	n.vectorIdx = cfg.Name + "_search_vector_idx"
 	n.wordsTable = cfg.Name + "_search_words"
@@ -359,19 +361,74 @@ func (ix *Index) DDL() []string {
 	UNIQUE NULLS NOT DISTINCT (tenant_id, word))`, ix.words))
 	s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin (word %s.gin_trgm_ops)`,
 		ident.MustQuote(ix.names.wordsIdx), ix.words, ix.extSchema))
-	// The planner underestimates what evaluating % row by row costs and
-	// would scan a mid-sized word list sequentially; the lookup function
-	// turns sequential scans off for its own statement only.
+	// The typo distance: optimal string alignment (insertions, deletions,
+	// substitutions and adjacent transpositions count one each), computed
+	// only within a band of width k around the diagonal after the common
+	// prefix and suffix are dropped, and given up as k+1 as soon as it must
+	// exceed k. It costs a few microseconds per word.
+	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(a text, b text, k integer) RETURNS integer
+	LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+	x text[]; y text[]; m int; n int; p int := 0;
+	i int; j int; lo int; hi int; v int; best int;
+	d2 int[]; d1 int[]; d0 int[];
+BEGIN
+	IF a = b THEN RETURN 0; END IF;
+	m := char_length(a); n := char_length(b);
+	IF k < 0 THEN RETURN 0; END IF;
+	IF abs(m - n) > k THEN RETURN k + 1; END IF;
+	x := string_to_array(a, NULL); y := string_to_array(b, NULL);
+	WHILE p < m AND p < n AND x[p+1] = y[p+1] LOOP p := p + 1; END LOOP;
+	WHILE m > p AND n > p AND x[m] = y[n] LOOP m := m - 1; n := n - 1; END LOOP;
+	IF m = p OR n = p THEN RETURN least(abs(m - n), k + 1); END IF;
+	x := x[p+1:m]; y := y[p+1:n]; m := m - p; n := n - p;
+	d1 := array_fill(k + 1, ARRAY[n + 1], ARRAY[0]);
+	d2 := d1;
+	FOR j IN 0..least(n, k) LOOP d1[j] := j; END LOOP;
+	FOR i IN 1..m LOOP
+		lo := greatest(1, i - k); hi := least(n, i + k);
+		d0 := array_fill(k + 1, ARRAY[n + 1], ARRAY[0]);
+		IF i <= k THEN d0[0] := i; END IF;
+		best := d0[0];
+		FOR j IN lo..hi LOOP
+			v := least(d1[j] + 1, d0[j-1] + 1, d1[j-1] + CASE WHEN x[i] = y[j] THEN 0 ELSE 1 END);
+			IF i > 1 AND j > 1 AND x[i] = y[j-1] AND x[i-1] = y[j] THEN
+				v := least(v, d2[j-2] + 1);
+			END IF;
+			d0[j] := v;
+			best := least(best, v);
+		END LOOP;
+		IF best > k THEN RETURN k + 1; END IF;
+		d2 := d1; d1 := d0;
+	END LOOP;
+	RETURN least(d1[n], k + 1);
+END
+$fn$`, ix.typoFn))
+	// The candidate corrections of one word: the word list's trigram index
+	// proposes the words at least threshold similar (the % operator, with
+	// the threshold set for this call only: the SET clause restores it on
+	// exit), the most similar candidates of them go through the typo
+	// distance, which keeps those within k typos, fewest typos and then
+	// most frequent first. The planner underestimates what
+	// evaluating % row by row costs and would scan a mid-sized word list
+	// sequentially; the function turns sequential scans off for itself.
 	security, pred := "SECURITY INVOKER", "true"
 	if ix.tenant != "" {
 		security, pred = "SECURITY DEFINER", "v.tenant_id IS NOT DISTINCT FROM "+tenantSetting
 	}
-	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(w text, n integer) RETURNS TABLE (word text, docs integer)
-	LANGUAGE sql STABLE %s PARALLEL SAFE ROWS 50 SET search_path = pg_catalog, pg_temp SET enable_seqscan = off
+	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %[1]s(w text, threshold real, k integer, candidates integer, n integer)
+	RETURNS TABLE (word text, docs integer, typos integer)
+	LANGUAGE sql STABLE %[2]s PARALLEL SAFE ROWS 10
+	SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET pg_trgm.similarity_threshold = 0.3
 BEGIN ATOMIC
-	SELECT v.word, v.docs FROM %s v WHERE v.word OPERATOR(%s.%%) w AND %s ORDER BY v.word OPERATOR(%s.<->) w LIMIT n;
+	SELECT set_config('pg_trgm.similarity_threshold', threshold::text, true);
+	SELECT c.word, c.docs, c.typos FROM (
+		SELECT v.word, v.docs, %[3]s(w, v.word, k) AS typos FROM %[4]s v
+		WHERE v.word OPERATOR(%[5]s.%%) w AND abs(char_length(v.word) - char_length(w)) <= k AND %[6]s
+		ORDER BY v.word OPERATOR(%[5]s.<->) w LIMIT candidates) c
+	WHERE c.typos <= k ORDER BY c.typos, c.docs DESC, c.word LIMIT n;
 END`,
-		ix.wordsFn, security, ix.words, ix.extSchema, pred, ix.extSchema))
+		ix.wordsFn, security, ix.typoFn, ix.words, ix.extSchema, pred))
 	if ix.tenant != "" {
 		s = append(s, ix.tenantFunctions()...)
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/blevesearch/bleve/v2/search/query"
 	"github.com/client9/misspell"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/justpg/justpg/bench/internal/benchdb"
 	"github.com/justpg/justpg/search"
@@ -46,6 +47,8 @@ var (
 	nSeq       = flag.Int("seq", 15, "sequential-scan ILIKE queries")
 	withBleve  = flag.Bool("bleve", true, "also index and query with Bleve")
 	showMisses = flag.Bool("misses", false, "print the misspellings justpg missed")
+	reuse      = flag.String("reuse", "", "database name to keep the corpus and index in across runs (needs BENCH_DATABASE_URL, a persistent server): built on the first run, reused after")
+	bleveDir   = flag.String("bleve-dir", "", "directory to keep the Bleve index in across runs (built when missing)")
 	gcidePath  = flag.String("gcide", "/usr/share/dictd/gcide.dict.dz", "GCIDE dictionary (dict-gcide)")
 	wordnetDir = flag.String("wordnet", "/usr/share/wordnet", "WordNet data files (wordnet-base)")
 )
@@ -65,31 +68,39 @@ func main() {
 	srv, err := benchdb.Start(ctx)
 	check(err)
 	defer srv.Stop(ctx)
-	pool, _, err := srv.FreshDB(ctx, "bench_search", 4)
-	check(err)
+	pool, built := openDB(ctx, srv, len(docs))
 	defer pool.Close()
-	_, err = pool.Exec(ctx, `CREATE TABLE docs (id bigint PRIMARY KEY, body text NOT NULL)`)
-	check(err)
-	t0 := time.Now()
-	_, err = pool.CopyFrom(ctx, pgx.Identifier{"docs"}, []string{"id", "body"}, pgx.CopyFromSlice(len(docs), func(i int) ([]any, error) {
-		return []any{int64(i + 1), docs[i]}, nil
-	}))
-	check(err)
-	log.Printf("copied %d rows in %s", len(docs), time.Since(t0))
 	ix, err := search.New(search.Config{Table: "docs", Key: "id", Fields: []search.Field{{Column: "body", Weight: search.A}}})
 	check(err)
-	t0 = time.Now()
-	check(ix.Create(ctx, pool))
-	create := time.Since(t0)
-	t0 = time.Now()
-	check(ix.RefreshWords(ctx, pool))
-	refresh := time.Since(t0)
-	_, err = pool.Exec(ctx, `VACUUM ANALYZE docs`)
-	check(err)
-	_, err = pool.Exec(ctx, `ANALYZE docs_search_words`)
-	check(err)
-	log.Printf("index created in %s, words refreshed in %s", create, refresh)
-	fmt.Printf("justpg: Create (generated tsvector + 2 GIN indexes) %s, RefreshWords %s\n", create.Round(time.Second), refresh.Round(time.Second))
+	if !built {
+		t0 := time.Now()
+		_, err = pool.CopyFrom(ctx, pgx.Identifier{"docs"}, []string{"id", "body"}, pgx.CopyFromSlice(len(docs), func(i int) ([]any, error) {
+			return []any{int64(i + 1), docs[i]}, nil
+		}))
+		check(err)
+		log.Printf("copied %d rows in %s", len(docs), time.Since(t0))
+		t0 = time.Now()
+		check(ix.Create(ctx, pool))
+		create := time.Since(t0)
+		t0 = time.Now()
+		check(ix.RefreshWords(ctx, pool))
+		refresh := time.Since(t0)
+		_, err = pool.Exec(ctx, `VACUUM ANALYZE docs`)
+		check(err)
+		_, err = pool.Exec(ctx, `ANALYZE docs_search_words`)
+		check(err)
+		if *reuse != "" {
+			_, err = pool.Exec(ctx, `CREATE TABLE bench_built AS SELECT $1::int AS rows`, len(docs))
+			check(err)
+		}
+		log.Printf("index created in %s, words refreshed in %s", create, refresh)
+		fmt.Printf("justpg: Create (generated tsvector + 2 GIN indexes) %s, RefreshWords %s\n", create.Round(time.Second), refresh.Round(time.Second))
+	} else {
+		// Create is idempotent and replaces the functions, so a reused
+		// database runs the current code's SQL.
+		check(ix.Create(ctx, pool))
+		log.Printf("reusing the corpus and index in database %s", *reuse)
+	}
 
 	vocab := map[string]bool{}
 	r, err := pool.Query(ctx, `SELECT word FROM docs_search_words`)
@@ -208,22 +219,7 @@ func main() {
 	var bTypo, bPrefix, bLike []time.Duration
 	bRecall := -1.0
 	if *withBleve {
-		dir, err := os.MkdirTemp("", "bleve-bench-")
-		check(err)
-		defer os.RemoveAll(dir)
-		t0 := time.Now()
-		idx, err := bleve.New(filepath.Join(dir, "idx"), bleve.NewIndexMapping())
-		check(err)
-		b := idx.NewBatch()
-		for i, d := range docs {
-			check(b.Index(fmt.Sprint(i+1), map[string]any{"body": d}))
-			if b.Size() >= 5000 {
-				check(idx.Batch(b))
-				b = idx.NewBatch()
-			}
-		}
-		check(idx.Batch(b))
-		fmt.Printf("\nBleve: indexed %d docs in %s\n", len(docs), time.Since(t0).Round(time.Second))
+		idx := openBleve(docs)
 		bHits := 0
 		for _, p := range pairs {
 			mq := query.NewMatchQuery(p.wrong)
@@ -284,6 +280,81 @@ func main() {
 			float64(pct(typoLat, 50))/float64(pct(bTypo, 50)), float64(pct(prefixLat, 50))/float64(pct(bPrefix, 50)),
 			float64(pct(likeLat, 50))/float64(pct(bLike, 50)))
 	}
+}
+
+// openDB returns a pool on the benchmark database and whether it already
+// holds the corpus and index (only with -reuse).
+func openDB(ctx context.Context, srv *benchdb.Server, n int) (*pgxpool.Pool, bool) {
+	if *reuse == "" {
+		pool, _, err := srv.FreshDB(ctx, "bench_search", 4)
+		check(err)
+		_, err = pool.Exec(ctx, `CREATE TABLE docs (id bigint PRIMARY KEY, body text NOT NULL)`)
+		check(err)
+		return pool, false
+	}
+	if os.Getenv("BENCH_DATABASE_URL") == "" {
+		log.Fatal("-reuse needs BENCH_DATABASE_URL: a throwaway server does not outlive the run")
+	}
+	conn, err := pgx.Connect(ctx, srv.AdminURL())
+	check(err)
+	var exists bool
+	check(conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, *reuse).Scan(&exists))
+	if !exists {
+		_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{*reuse}.Sanitize())
+		check(err)
+	}
+	check(conn.Close(ctx))
+	cfg, err := pgxpool.ParseConfig(srv.DatabaseURL(*reuse))
+	check(err)
+	cfg.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	check(err)
+	for _, ext := range []string{"pg_trgm", "unaccent"} {
+		_, err := pool.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS "+ext)
+		check(err)
+	}
+	var rows int
+	err = pool.QueryRow(ctx, `SELECT rows FROM bench_built`).Scan(&rows)
+	if err == nil && rows == n {
+		return pool, true
+	}
+	log.Printf("building the corpus and index in database %s", *reuse)
+	_, err = pool.Exec(ctx, `DROP TABLE IF EXISTS bench_built, docs, docs_search_words CASCADE;
+		CREATE TABLE docs (id bigint PRIMARY KEY, body text NOT NULL)`)
+	check(err)
+	return pool, false
+}
+
+// openBleve opens the Bleve index kept in -bleve-dir, or builds one.
+func openBleve(docs []string) bleve.Index {
+	dir := *bleveDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "bleve-bench-")
+		check(err)
+		dir = tmp
+		defer os.RemoveAll(tmp) // the open index keeps its files until exit
+	} else if idx, err := bleve.Open(filepath.Join(dir, "idx")); err == nil {
+		if n, err := idx.DocCount(); err == nil && n == uint64(len(docs)) {
+			log.Printf("reusing the Bleve index in %s", dir)
+			return idx
+		}
+		idx.Close()
+		check(os.RemoveAll(filepath.Join(dir, "idx")))
+	}
+	t0 := time.Now()
+	idx, err := bleve.New(filepath.Join(dir, "idx"), bleve.NewIndexMapping())
+	check(err)
+	b := idx.NewBatch()
+	for i, d := range docs {
+		check(b.Index(fmt.Sprint(i+1), map[string]any{"body": d}))
+		if b.Size() >= 5000 {
+			check(idx.Batch(b))
+			b = idx.NewBatch()
+		}
+	}
+	check(idx.Batch(b))
+	fmt.Printf("\nBleve: indexed %d docs in %s\n", len(docs), time.Since(t0).Round(time.Second))
+	return idx
 }
 
 func pct(d []time.Duration, p int) time.Duration {
