@@ -569,7 +569,10 @@ func longestWordRun(s string) int {
 
 // RefreshWords rebuilds the word list that typo tolerance and Suggest use,
 // from the indexed text: every distinct unstemmed, unaccented, lower-cased
-// word with the number of rows it appears in. Run it after bulk changes
+// word of letters and digits (with a letter) with the number of rows it
+// appears in. Tokens with punctuation (hyphenated compounds, host names,
+// paths) are left out: a query word never has any, so they would only be
+// wrong corrections. Run it after bulk changes
 // (for example from a periodic job); words of rows added since the last
 // refresh still match exactly and by prefix, only their typo corrections
 // wait for the next refresh.
@@ -600,7 +603,7 @@ func (ix *Index) RefreshWords(ctx context.Context, db DB) error {
 		sql := fmt.Sprintf(`INSERT INTO %s (tenant_id, word, docs)
 SELECT %s, w.word, count(*)
 FROM %s t, LATERAL unnest(tsvector_to_array(to_tsvector('simple', %s))) AS w(word)
-WHERE %s AND char_length(w.word) BETWEEN 2 AND %d AND w.word ~ '[[:alpha:]]'
+WHERE %s AND char_length(w.word) BETWEEN 2 AND %d AND w.word ~ '^[[:alnum:]]*[[:alpha:]][[:alnum:]]*$'
 GROUP BY 1, 2`, ix.words, tenantCol, ix.table, doc, pred, MaxWordLen)
 		if _, err := tx.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("search: refreshing words: %w", err)

@@ -48,6 +48,8 @@ var (
 	withBleve  = flag.Bool("bleve", true, "also index and query with Bleve")
 	showMisses = flag.Bool("misses", false, "print the misspellings justpg missed")
 	reuse      = flag.String("reuse", "", "database name to keep the corpus and index in across runs (needs BENCH_DATABASE_URL, a persistent server): built on the first run, reused after")
+	maxCands   = flag.Int("max-candidates", 0, "search.Config.MaxCandidates (0: the package default)")
+	refresh    = flag.Bool("refresh", false, "with -reuse: rebuild the word list (RefreshWords) of the reused database")
 	bleveDir   = flag.String("bleve-dir", "", "directory to keep the Bleve index in across runs (built when missing)")
 	gcidePath  = flag.String("gcide", "/usr/share/dictd/gcide.dict.dz", "GCIDE dictionary (dict-gcide)")
 	wordnetDir = flag.String("wordnet", "/usr/share/wordnet", "WordNet data files (wordnet-base)")
@@ -57,20 +59,34 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 	log.SetFlags(log.Ltime)
-	docs := loadCorpus()
-	if len(docs) < *rows {
-		log.Printf("corpus has only %d rows (wanted %d)", len(docs), *rows)
-	} else {
-		docs = docs[:*rows]
-	}
-	fmt.Printf("machine: %s\ncorpus rows: %d\n", benchdb.Machine(), len(docs))
-
 	srv, err := benchdb.Start(ctx)
 	check(err)
 	defer srv.Stop(ctx)
-	pool, built := openDB(ctx, srv, len(docs))
+	pool, built := openDB(ctx, srv, *rows)
 	defer pool.Close()
-	ix, err := search.New(search.Config{Table: "docs", Key: "id", Fields: []search.Field{{Column: "body", Weight: search.A}}})
+	// A reused database has the corpus already: its text is read back from
+	// it, so the run only queries.
+	var docs []string
+	nDocs := *rows
+	if !built {
+		docs = loadCorpus()
+		if len(docs) < *rows {
+			log.Printf("corpus has only %d rows (wanted %d)", len(docs), *rows)
+		} else {
+			docs = docs[:*rows]
+		}
+		nDocs = len(docs)
+	}
+	text := func(id int64) string {
+		if docs != nil {
+			return docs[id-1]
+		}
+		var s string
+		check(pool.QueryRow(ctx, `SELECT body FROM docs WHERE id = $1`, id).Scan(&s))
+		return s
+	}
+	fmt.Printf("machine: %s\ncorpus rows: %d\n", benchdb.Machine(), nDocs)
+	ix, err := search.New(search.Config{Table: "docs", Key: "id", MaxCandidates: *maxCands, Fields: []search.Field{{Column: "body", Weight: search.A}}})
 	check(err)
 	if !built {
 		t0 := time.Now()
@@ -100,6 +116,13 @@ func main() {
 		// database runs the current code's SQL.
 		check(ix.Create(ctx, pool))
 		log.Printf("reusing the corpus and index in database %s", *reuse)
+		if *refresh {
+			t0 := time.Now()
+			check(ix.RefreshWords(ctx, pool))
+			_, err = pool.Exec(ctx, `VACUUM ANALYZE docs_search_words`)
+			check(err)
+			log.Printf("words refreshed in %s", time.Since(t0))
+		}
 	}
 
 	vocab := map[string]bool{}
@@ -131,7 +154,7 @@ func main() {
 	}
 
 	contains := func(id int64, word string) bool {
-		for _, f := range strings.FieldsFunc(strings.ToLower(docs[id-1]), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+		for _, f := range strings.FieldsFunc(strings.ToLower(text(id)), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
 			if f == word {
 				return true
 			}
@@ -219,7 +242,12 @@ func main() {
 	var bTypo, bPrefix, bLike []time.Duration
 	bRecall := -1.0
 	if *withBleve {
-		idx := openBleve(docs)
+		idx := openBleve(nDocs, func() []string {
+			if docs == nil {
+				log.Fatal("the Bleve index must be built: load the corpus (run without -reuse, or with a new -reuse name)")
+			}
+			return docs
+		})
 		bHits := 0
 		for _, p := range pairs {
 			mq := query.NewMatchQuery(p.wrong)
@@ -326,7 +354,7 @@ func openDB(ctx context.Context, srv *benchdb.Server, n int) (*pgxpool.Pool, boo
 }
 
 // openBleve opens the Bleve index kept in -bleve-dir, or builds one.
-func openBleve(docs []string) bleve.Index {
+func openBleve(n int, corpus func() []string) bleve.Index {
 	dir := *bleveDir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "bleve-bench-")
@@ -334,13 +362,14 @@ func openBleve(docs []string) bleve.Index {
 		dir = tmp
 		defer os.RemoveAll(tmp) // the open index keeps its files until exit
 	} else if idx, err := bleve.Open(filepath.Join(dir, "idx")); err == nil {
-		if n, err := idx.DocCount(); err == nil && n == uint64(len(docs)) {
+		if c, err := idx.DocCount(); err == nil && c == uint64(n) {
 			log.Printf("reusing the Bleve index in %s", dir)
 			return idx
 		}
 		idx.Close()
 		check(os.RemoveAll(filepath.Join(dir, "idx")))
 	}
+	docs := corpus()
 	t0 := time.Now()
 	idx, err := bleve.New(filepath.Join(dir, "idx"), bleve.NewIndexMapping())
 	check(err)
