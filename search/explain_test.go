@@ -175,6 +175,7 @@ func TestExplainUsesIndexes(t *testing.T) {
 	assert.EqualValues(t, 12, r.Total)
 	p = plans.take()
 	assert.Contains(t, p, "Bitmap Index Scan on products_search_words_trgm_idx", p)
+	assert.Contains(t, p, "products_search_words_word_idx", "transpositions are looked up in the btree: %s", p)
 	assert.Contains(t, p, "Bitmap Index Scan on products_search_vector_idx", p)
 	assertNoSeqScan(t, p)
 

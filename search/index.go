@@ -173,8 +173,8 @@ type quotedField struct {
 }
 
 type objectNames struct {
-	vectorIdx, wordsTable, wordsIdx, match, contains, words string
-	trgmIdx                                                 []string
+	vectorIdx, wordsTable, wordsIdx, wordsBtree, match, contains, words string
+	trgmIdx                                                             []string
 }
 
 // New validates cfg and returns the index. It does not touch the database.
@@ -254,11 +254,13 @@ func New(cfg Config) (*Index, error) {
 	n.vectorIdx = cfg.Name + "_search_vector_idx"
 	n.wordsTable = cfg.Name + "_search_words"
 	n.wordsIdx = cfg.Name + "_search_words_trgm_idx"
+	n.wordsBtree = cfg.Name + "_search_words_word_idx"
 	n.match = cfg.Name + "_search_match"
 	n.contains = cfg.Name + "_search_contains"
 	n.words = cfg.Name + "_search_similar_words"
 	q(n.vectorIdx)
 	q(n.wordsIdx)
+	q(n.wordsBtree)
 	ix.words = q(cfg.Schema, n.wordsTable)
 	ix.matchFn = q(cfg.Schema, n.match)
 	ix.containFn = q(cfg.Schema, n.contains)
@@ -411,24 +413,32 @@ $fn$`, ix.typoFn))
 	// the threshold set for this call only: the SET clause restores it on
 	// exit), the most similar candidates of them go through the typo
 	// distance, which keeps those within k typos, fewest typos and then
-	// most frequent first. The planner underestimates what
+	// most frequent first. The word's adjacent transpositions, which share
+	// too few trigrams with it, are looked up by exact match (btree). The planner underestimates what
 	// evaluating % row by row costs and would scan a mid-sized word list
 	// sequentially; the function turns sequential scans off for itself.
 	security, pred := "SECURITY INVOKER", "true"
 	if ix.tenant != "" {
 		security, pred = "SECURITY DEFINER", "v.tenant_id IS NOT DISTINCT FROM "+tenantSetting
 	}
+	s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (word)`, ident.MustQuote(ix.names.wordsBtree), ix.words))
 	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %[1]s(w text, threshold real, k integer, candidates integer, n integer)
 	RETURNS TABLE (word text, docs integer, typos integer)
 	LANGUAGE sql STABLE %[2]s PARALLEL SAFE ROWS 10
 	SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET pg_trgm.similarity_threshold = 0.3
 BEGIN ATOMIC
 	SELECT set_config('pg_trgm.similarity_threshold', threshold::text, true);
-	SELECT c.word, c.docs, c.typos FROM (
-		SELECT v.word, v.docs, %[3]s(w, v.word, k) AS typos FROM %[4]s v
+	SELECT c.word, min(c.docs), min(c.typos) FROM (
+		(SELECT v.word, v.docs, %[3]s(w, v.word, k) AS typos FROM %[4]s v
 		WHERE v.word OPERATOR(%[5]s.%%) w AND abs(char_length(v.word) - char_length(w)) <= k AND %[6]s
-		ORDER BY v.word OPERATOR(%[5]s.<->) w LIMIT candidates) c
-	WHERE c.typos <= k ORDER BY c.typos, c.docs DESC, c.word LIMIT n;
+		ORDER BY v.word OPERATOR(%[5]s.<->) w LIMIT candidates)
+		UNION ALL
+		SELECT v.word, v.docs, least(k, 1) FROM %[4]s v
+		WHERE k > 0 AND %[6]s AND v.word = ANY (ARRAY(
+			SELECT left(w, i - 1) || substr(w, i + 1, 1) || substr(w, i, 1) || substr(w, i + 2)
+			FROM generate_series(1, char_length(w) - 1) AS i
+			WHERE substr(w, i, 1) <> substr(w, i + 1, 1)))) c
+	WHERE c.typos <= k GROUP BY c.word ORDER BY 3, 2 DESC, 1 LIMIT n;
 END`,
 		ix.wordsFn, security, ix.typoFn, ix.words, ix.extSchema, pred))
 	if ix.tenant != "" {

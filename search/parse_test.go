@@ -99,7 +99,9 @@ func TestThresholdKeepsOneTypo(t *testing.T) {
 		assert.GreaterOrEqual(t, s, 0.2)
 		assert.LessOrEqual(t, s, 0.5)
 	}
-	assert.Less(t, ty.threshold(8), 5.0/13, "recieved/received share 5 of 13 trigrams")
+	assert.Less(t, ty.threshold(8), 6.0/12, "a substitution in 8 letters leaves 6 of 12 trigrams")
+	assert.Less(t, ty.threshold(5), 3.0/9, "a substitution in 5 letters leaves 3 of 9 trigrams")
+	assert.Less(t, ty.looseThreshold(8), 5.0/13, "recieved/received (a transposition) share 5 of 13 trigrams")
 	assert.Equal(t, 0.3, Typos{Similarity: 0.3}.threshold(8))
 }
 

@@ -458,7 +458,7 @@ func (ix *Index) Suggest(ctx context.Context, db DB, word string, n int) ([]Sugg
 	w := ws[0]
 	k := max(ix.cfg.Typos.budget(utf8.RuneCountInString(w)), 1) + 1
 	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT word, docs, typos FROM %s(%s($1), $2, $3, $4, $5)`, ix.wordsFn, ix.unaccent),
-		w, float32(ix.cfg.Typos.threshold(utf8.RuneCountInString(w))), k, ix.cfg.Typos.Candidates, n)
+		w, float32(ix.cfg.Typos.looseThreshold(utf8.RuneCountInString(w))), k, ix.cfg.Typos.Candidates, n)
 	if err != nil {
 		return nil, fmt.Errorf("search: suggesting: %w", err)
 	}

@@ -17,11 +17,14 @@ func (t Typos) budget(n int) int {
 // threshold is the pg_trgm similarity above which a word of the list is a
 // candidate correction of a query word of n characters. Unless set, it is
 // the least similarity a word within the typo budget can have: pg_trgm
-// splits a word into n+1 trigrams (with padding), a transposition changes
-// up to four of them and a substitution three, so one typo leaves at least
-// (n-3)/(n+5) and two at least (n-5)/(n+7). A margin of 10% covers words
-// with repeated trigrams, and the result is kept within [0.2, 0.5]: lower
-// would make the lookup slow, higher would lose real corrections.
+// splits a word into n+1 trigrams (with padding), a substitution changes up
+// to three of them, an insertion or deletion fewer, so one typo leaves at
+// least (n-2)/(n+4) and two at least (n-5)/(n+7). A transposition changes
+// four, which for one typo would need a threshold so low that the lookup
+// reads thousands of words; instead the lookup function also finds the
+// word's n-1 adjacent transpositions by exact match. A margin of 10% covers
+// words with repeated trigrams, and the result is kept within [0.2, 0.5]:
+// lower would make the lookup slow, higher would lose real corrections.
 func (t Typos) threshold(n int) float64 {
 	if t.Similarity > 0 {
 		return t.Similarity
@@ -30,7 +33,20 @@ func (t Typos) threshold(n int) float64 {
 	if t.budget(n) >= 2 {
 		s = float64(n-5) / float64(n+7)
 	} else {
-		s = float64(n-3) / float64(n+5)
+		s = float64(n-2) / float64(n+4)
+	}
+	return min(max(math.Floor(s*900)/1000, 0.2), 0.5)
+}
+
+// looseThreshold is the similarity of a word one typo beyond the budget
+// (any typos, transpositions included), for Suggest.
+func (t Typos) looseThreshold(n int) float64 {
+	if t.Similarity > 0 {
+		return t.Similarity
+	}
+	s := float64(n-7) / float64(n+9)
+	if t.budget(n) < 2 {
+		s = float64(n-5) / float64(n+7)
 	}
 	return min(max(math.Floor(s*900)/1000, 0.2), 0.5)
 }

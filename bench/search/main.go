@@ -45,6 +45,7 @@ var (
 	rows       = flag.Int("rows", 1_000_000, "corpus rows")
 	nQueries   = flag.Int("queries", 300, "queries per kind")
 	nSeq       = flag.Int("seq", 15, "sequential-scan ILIKE queries")
+	nSeqFuzzy  = flag.Int("seq-fuzzy", 3, "sequential-scan fuzzy (pg_trgm word similarity, no index) queries")
 	withBleve  = flag.Bool("bleve", true, "also index and query with Bleve")
 	showMisses = flag.Bool("misses", false, "print the misspellings justpg missed")
 	reuse      = flag.String("reuse", "", "database name to keep the corpus and index in across runs (needs BENCH_DATABASE_URL, a persistent server): built on the first run, reused after")
@@ -226,6 +227,26 @@ func main() {
 		check(err)
 	}
 
+	// The typo queries without an index: pg_trgm's word similarity of the
+	// misspelling to each row, over the whole table.
+	var seqFuzzyLat []time.Duration
+	for i := 0; i < *nSeqFuzzy && i < len(pairs); i++ {
+		t := time.Now()
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexscan = off`); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT id, count(*) OVER () FROM docs WHERE $1 <% body ORDER BY $1 <<-> body LIMIT 10`, pairs[i].wrong)
+			if err != nil {
+				return err
+			}
+			rows.Close()
+			return rows.Err()
+		})
+		seqFuzzyLat = append(seqFuzzyLat, time.Since(t))
+		check(err)
+	}
+
 	fmt.Println()
 	fmt.Println("| query (justpg unless noted) | n | p50 | p95 |")
 	fmt.Println("|---|---|---|---|")
@@ -238,6 +259,7 @@ func main() {
 	row("prefix (search-as-you-type)", prefixLat)
 	_, like95 := row("substring (ILIKE via trigram index)", likeLat)
 	seq50, _ := row("sequential-scan ILIKE (same substrings)", seqLat)
+	seqFuzzy50, _ := row("sequential-scan fuzzy (word similarity <%, same misspellings)", seqFuzzyLat)
 
 	var bTypo, bPrefix, bLike []time.Duration
 	bRecall := -1.0
@@ -301,8 +323,13 @@ func main() {
 		fmt.Printf(", Bleve %.3f", bRecall)
 	}
 	fmt.Println()
-	fmt.Printf("sequential-scan ILIKE p50 / justpg typo p95: %.0fx; / justpg substring p95: %.0fx\n",
-		float64(seq50)/float64(typo95), float64(seq50)/float64(like95))
+	fmt.Printf("sequential-scan ILIKE p50 / justpg typo p50: %.0fx, / typo p95: %.0fx; / justpg substring p50: %.0fx, / substring p95: %.0fx\n",
+		float64(seq50)/float64(pct(typoLat, 50)), float64(seq50)/float64(typo95),
+		float64(seq50)/float64(pct(likeLat, 50)), float64(seq50)/float64(like95))
+	if len(seqFuzzyLat) > 0 {
+		fmt.Printf("sequential-scan fuzzy p50 / justpg typo p50: %.0fx, / typo p95: %.0fx\n",
+			float64(seqFuzzy50)/float64(pct(typoLat, 50)), float64(seqFuzzy50)/float64(typo95))
+	}
 	if *withBleve {
 		fmt.Printf("justpg / Bleve p50: typo %.2fx, prefix %.2fx, substring %.2fx (below 1 = justpg faster)\n",
 			float64(pct(typoLat, 50))/float64(pct(bTypo, 50)), float64(pct(prefixLat, 50))/float64(pct(bPrefix, 50)),
