@@ -51,7 +51,9 @@
 //     from the word list's trigram index with the % operator, the threshold
 //     (the least similarity a word within the typo budget can have, from
 //     the word's length) set with set_config(..., true) inside the lookup
-//     function, whose SET clause restores it when it returns; the typo
+//     function, whose SET clause restores it when it returns, and from an
+//     exact (btree) lookup of the word's adjacent transpositions, which
+//     share too few trigrams to pass a useful threshold; the typo
 //     distance (optimal string alignment, in SQL) then keeps the real
 //     corrections, fewest typos and then most frequent first, which join
 //     the word as alternatives in the tsquery (ts_rewrite). A word that is
