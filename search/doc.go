@@ -26,8 +26,9 @@
 //   - a trigram GIN index (gin_trgm_ops) on justpg_unaccent(field) for each
 //     field, for substring search;
 //   - a word list table <name>_search_words (every distinct unstemmed,
-//     unaccented word with its row count) with a trigram GIN index, and a
-//     lookup function for it;
+//     unaccented word with its row count) with a trigram GIN index, a
+//     lookup function for it, and justpg_typo_distance(a, b, k), the typo
+//     distance in PL/pgSQL;
 //   - with Config.TenantColumn, three SECURITY DEFINER lookup functions (see
 //     "Row-level security" below).
 //
@@ -45,15 +46,21 @@
 //     finds postgresql; the prefix is not stemmed, so "explaning" does not
 //     become the prefix of "explanation");
 //   - typo: each plain word of five characters or more may have one typo,
-//     of nine or more two (Typos; insertions, deletions, substitutions,
-//     transpositions). Candidates come from the word list's trigram index
-//     with the % operator, the threshold (derived from the word's length
-//     and typo budget) set per query with
-//     set_config('pg_trgm.similarity_threshold', $1, true); the edit
-//     distance rule then keeps the real corrections, which join the word as
-//     alternatives in the tsquery. A word that is not in the word list is
-//     read as its likeliest corrections (fewest typos) for the exact and
-//     prefix tiers, so a stemmer coincidence cannot outrank the correction;
+//     of nine or more two (Typos; an insertion, deletion, substitution or
+//     transposition of adjacent characters is one typo). Candidates come
+//     from the word list's trigram index with the % operator, the threshold
+//     (the least similarity a word within the typo budget can have, from
+//     the word's length) set with set_config(..., true) inside the lookup
+//     function, whose SET clause restores it when it returns, and from an
+//     exact (btree) lookup of the word's adjacent transpositions, which
+//     share too few trigrams to pass a useful threshold; the typo
+//     distance (optimal string alignment, in SQL) then keeps the real
+//     corrections, fewest typos and then most frequent first, which join
+//     the word as alternatives in the tsquery (ts_rewrite). A word that is
+//     not in the word list is read as its likeliest corrections (fewest
+//     typos) for the exact and prefix tiers, so a stemmer coincidence
+//     cannot outrank the correction. All of this happens in the query's
+//     one statement: a typo-tolerant search is one round trip;
 //   - verbatim: rows containing a query word (or its likeliest correction)
 //     unstemmed, as a whole word;
 //   - relevance: ts_rank_cd with the field weights.

@@ -175,6 +175,7 @@ func TestExplainUsesIndexes(t *testing.T) {
 	assert.EqualValues(t, 12, r.Total)
 	p = plans.take()
 	assert.Contains(t, p, "Bitmap Index Scan on products_search_words_trgm_idx", p)
+	assert.Contains(t, p, "products_search_words_word_idx", "transpositions are looked up in the btree: %s", p)
 	assert.Contains(t, p, "Bitmap Index Scan on products_search_vector_idx", p)
 	assertNoSeqScan(t, p)
 
@@ -221,7 +222,7 @@ func rlsSetup(t *testing.T, db *pgtest.DB) (owner, app string) {
 		ALTER TABLE products_search_words OWNER TO %[1]s;
 		ALTER FUNCTION products_search_match(tsquery) OWNER TO %[1]s;
 		ALTER FUNCTION products_search_contains(text) OWNER TO %[1]s;
-		ALTER FUNCTION products_search_similar_words(text, integer) OWNER TO %[1]s;
+		ALTER FUNCTION products_search_similar_words(text, real, integer, integer, integer) OWNER TO %[1]s;
 		GRANT SELECT, INSERT, UPDATE, DELETE ON products, products_search_words TO %[2]s;
 		ALTER TABLE products ENABLE ROW LEVEL SECURITY;
 		ALTER TABLE products_search_words ENABLE ROW LEVEL SECURITY;

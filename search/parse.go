@@ -317,28 +317,3 @@ func (p parsed) splitLast(prefix bool) (rest, last parsed, word string, ok bool)
 	last = parsed{groups: []group{g}}
 	return rest, last, g[0].words[0], true
 }
-
-// substitute returns a copy of the query where each plain positive word
-// that has entries in best is replaced by them, as alternatives
-// (misspelled words by their likeliest corrections).
-func (p parsed) substitute(best alternatives) parsed {
-	if len(best) == 0 {
-		return p
-	}
-	out := parsed{prefixable: p.prefixable}
-	for _, g := range p.groups {
-		var ng group
-		for _, t := range g {
-			b := best[t.words[0]]
-			if t.negate || t.phrase || len(t.words) != 1 || len(b) == 0 {
-				ng = append(ng, t)
-				continue
-			}
-			for _, w := range b {
-				ng = append(ng, term{words: []string{w}})
-			}
-		}
-		out.groups = append(out.groups, ng)
-	}
-	return out
-}

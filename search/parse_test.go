@@ -99,6 +99,48 @@ func TestThresholdKeepsOneTypo(t *testing.T) {
 		assert.GreaterOrEqual(t, s, 0.2)
 		assert.LessOrEqual(t, s, 0.5)
 	}
-	assert.Less(t, ty.threshold(8), 5.0/13, "recieved/received share 5 of 13 trigrams")
+	assert.Less(t, ty.threshold(8), 6.0/12, "a substitution in 8 letters leaves 6 of 12 trigrams")
+	assert.Less(t, ty.threshold(5), 3.0/9, "a substitution in 5 letters leaves 3 of 9 trigrams")
+	assert.Less(t, ty.looseThreshold(8), 5.0/13, "recieved/received (a transposition) share 5 of 13 trigrams")
 	assert.Equal(t, 0.3, Typos{Similarity: 0.3}.threshold(8))
+}
+
+// typoDistance is the reference for the SQL justpg_typo_distance: the optimal-string-alignment distance between a and b
+// (insertions, deletions, substitutions and adjacent transpositions, in
+// characters), or max+1 when it exceeds max.
+func typoDistance(a, b string, max int) int {
+	ra, rb := []rune(a), []rune(b)
+	if d := len(ra) - len(rb); d > max || -d > max {
+		return max + 1
+	}
+	prev2 := make([]int, len(rb)+1)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		rowMin := cur[0]
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			v := min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				v = min(v, prev2[j-2]+1)
+			}
+			cur[j] = v
+			rowMin = min(rowMin, v)
+		}
+		if rowMin > max {
+			return max + 1
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	if prev[len(rb)] > max {
+		return max + 1
+	}
+	return prev[len(rb)]
 }

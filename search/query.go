@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -195,9 +194,9 @@ func (ix *Index) filterSQL(fs []Filter, a *args) (string, error) {
 // touching the database; one whose words are all stop words returns an
 // empty result from a plan that does not scan the table.
 //
-// Typo tolerance costs one extra round trip to the word list (a batch that
-// also sets pg_trgm.similarity_threshold for the transaction); when db is
-// the caller's transaction, that setting stays until it ends.
+// A query is one statement: it looks the typo corrections up in the word
+// list (through its trigram index, with the threshold set for that lookup
+// only), builds the query variants from them and ranks the matching rows.
 func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	limit, err := ix.limit(q.Limit)
 	if err != nil {
@@ -223,18 +222,49 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	}
 	prefix := !q.NoPrefix
 	r := ix.cfg.Ranking
-	var alts, alts1 alternatives
+	// The words that may have typos, with their typo budgets and trigram
+	// thresholds: the statement looks their corrections up itself.
+	var typoWords []string
+	var budgets []int32
+	var thresholds []float32
 	if !q.NoTypos && !ix.cfg.Typos.Disabled {
-		alts, alts1, err = ix.corrections(ctx, db, p)
-		if err != nil {
-			return nil, err
-		}
-		if len(alts) > 0 {
-			res.Corrections = alts
+		typoWords = p.typoWords(ix.cfg.Typos.OneTypo)
+		for _, w := range typoWords {
+			n := utf8.RuneCountInString(w)
+			budgets = append(budgets, int32(ix.cfg.Typos.budget(n)))
+			thresholds = append(thresholds, float32(ix.cfg.Typos.threshold(n)))
 		}
 	}
+	// c holds, for each typo word i, its corrections (alts, fewest typos
+	// then most frequent first), its likeliest ones when the word is not in
+	// the word list (best), and both as tsqueries, with the word's own
+	// tsquery node (target) that they replace or join.
+	cte := fmt.Sprintf(`c AS MATERIALIZED (
+	SELECT u.i, u.w, x.alts[1:%[5]d] AS alts, x.best, x.target,
+		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.alts[1:%[5]d]) AS a)) AS altq,
+		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.best) AS a)) AS bestq
+	FROM unnest(%[2]s::text[], %[3]s::int[], %[4]s::real[]) WITH ORDINALITY AS u(w, k, th, i),
+	LATERAL (SELECT
+		coalesce(array_agg(s.word ORDER BY s.typos, s.docs DESC, s.word) FILTER (WHERE s.typos > 0), '{}') AS alts,
+		CASE WHEN bool_or(s.typos = 0) THEN '{}'::text[] ELSE
+			coalesce(array_agg(s.word ORDER BY s.docs DESC, s.word) FILTER (WHERE s.typos = s.least), '{}') END AS best,
+		to_tsquery(%[1]s, %[7]s(%[8]s)) AS target
+		FROM (SELECT f.*, min(f.typos) FILTER (WHERE f.typos > 0) OVER () AS least
+			FROM %[9]s(%[7]s(u.w), u.th, u.k, %[10]d, %[11]d) f) s) x
+)`, ix.lang, a.add(typoWords), a.add(budgets), a.add(thresholds), ix.cfg.Typos.Alternatives,
+		quoteLexemeSQL("a"), ix.unaccent, quoteLexemeSQL("u.w"),
+		ix.wordsFn, ix.cfg.Typos.Candidates, ix.cfg.Typos.Alternatives+1)
+	// rewrite replaces each typo word's node in the tsquery expr by sub, an
+	// expression over c, when the word and the replacement are not empty.
+	rewrite := func(expr, need, sub string) string {
+		for i := range typoWords {
+			expr = fmt.Sprintf(`(SELECT CASE WHEN coalesce(numnode(c.target), 0) = 0 OR coalesce(numnode(c.%[2]s), 0) = 0 THEN x.q ELSE ts_rewrite(x.q, c.target, %[3]s) END
+			FROM (SELECT %[1]s AS q) x LEFT JOIN c ON c.i = %[4]d)`, expr, need, sub, i+1)
+		}
+		return expr
+	}
 	verbatim, verbatimWords := "false", []string{}
-	if vw := p.verbatimWords(alts1); len(vw) > 0 && r.Verbatim > 0 {
+	if vw := p.verbatimWords(nil); len(vw) > 0 && r.Verbatim > 0 {
 		var texts []string
 		for _, f := range ix.fields {
 			texts = append(texts, "coalesce(t."+f.col+", '')")
@@ -247,29 +277,26 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// read as that correction for the exact and prefix tiers: its own stem
 	// may coincide with another word's ("explaning" and "explanation" both
 	// stem to explan), which must not outrank the correction.
-	pe := p.substitute(alts1)
-	corrected := len(alts1) > 0
-	qe := a.add(pe.websearch())
+	qe := rewrite(fmt.Sprintf("websearch_to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(p.websearch())), "bestq", "c.bestq")
 	// The word being typed matches as a literal prefix of the indexed
 	// lexemes (unstemmed: "explaning" must not become the prefix 'explan'
 	// of "explanation"), besides matching as a whole word. The other words
 	// are stemmed as usual.
-	_, _, typed, split := p.splitLast(prefix)
+	rest, last, typed, split := p.splitLast(prefix)
 	pl := "''::tsquery"
-	if split {
+	var q0 string
+	if !split {
+		q0 = fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(p.tsquery(prefix, nil)))
+	} else {
 		pl = fmt.Sprintf(`(SELECT CASE WHEN numnode(x) = 0 OR char_length(%[1]s) < 2 THEN x ELSE (x::text || ':*')::tsquery END
 			FROM (SELECT plainto_tsquery('simple', %[2]s(%[1]s)) AS x) y)`, a.add(typed), ix.unaccent)
-	}
-	variant := func(q parsed, alts alternatives) string {
-		rest, last, _, ok := q.splitLast(prefix)
-		if !split || !ok {
-			return fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(q.tsquery(prefix, alts)))
-		}
-		return fmt.Sprintf(`(SELECT CASE WHEN numnode(r) = 0 THEN l WHEN numnode(l) = 0 THEN r ELSE r && l END
+		q0 = fmt.Sprintf(`(SELECT CASE WHEN numnode(r) = 0 THEN l WHEN numnode(l) = 0 THEN r ELSE r && l END
 			FROM (SELECT to_tsquery(%[1]s, %[2]s(%[3]s)) AS r, to_tsquery(%[1]s, %[2]s(%[4]s)) || pp.pl AS l) v)`,
-			ix.lang, ix.unaccent, a.add(rest.tsquery(false, alts)), a.add(last.tsquery(false, alts)))
+			ix.lang, ix.unaccent, a.add(rest.tsquery(false, nil)), a.add(last.tsquery(false, nil)))
 	}
-	qp, qt, qt1 := variant(pe, nil), variant(p, alts), variant(p, alts1)
+	qp := rewrite(q0, "bestq", "c.bestq")
+	qt := rewrite(q0, "altq", "c.target || c.altq")
+	qt1 := rewrite(q0, "bestq", "c.target || c.bestq")
 	var from string
 	if ix.tenant != "" {
 		from = fmt.Sprintf("q, %s(q.qa) AS f(k) JOIN %s t ON t.%s = f.k", ix.matchFn, ix.table, ix.key)
@@ -281,7 +308,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		s, k := a.add(after.S), a.add(after.K)
 		keyset = fmt.Sprintf("WHERE (m.score < %s OR (m.score = %s AND m.k > %s))", s, s, k)
 	}
-	hl, hlCols := "", ""
+	hl, hlCols := "p", ""
 	if q.Highlight {
 		opts := a.add("StartSel=\x01, StopSel=\x02, MaxWords=30, MinWords=12, HighlightAll=false")
 		var cols []string
@@ -289,15 +316,23 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 			cols = append(cols, fmt.Sprintf("ts_headline(%s, translate(coalesce(t.%s, ''), E'\\x01\\x02', ''), q.qa, %s)", ix.lang, f.col, opts))
 		}
 		hlCols = ", " + strings.Join(cols, ", ")
-		hl = fmt.Sprintf("JOIN %s t ON t.%s = p.key", ix.table, ix.key)
+		hl = fmt.Sprintf("(p JOIN %s t ON t.%s = p.key)", ix.table, ix.key)
 	}
-	sql := fmt.Sprintf(`WITH q AS MATERIALIZED (
+	// One statement: the corrections (c), the query variants (q), the
+	// matching rows (m, through the GIN index), the page (p). The final
+	// LEFT JOIN returns a row even when nothing matches, to carry the
+	// corrections.
+	sql := fmt.Sprintf(`WITH %[24]s, q AS MATERIALIZED (
 	SELECT qe, qp, qt, qt1, qe || qp || qt AS qa, (
 		SELECT '\m(' || string_agg(y, '|') || ')\M'
-		FROM (SELECT regexp_replace(%[2]s(x), '[^[:alnum:]]+', '', 'g') AS y FROM unnest(%[22]s::text[]) AS x) z
-		WHERE y <> '') AS vre
+		FROM (SELECT regexp_replace(%[2]s(z), '[^[:alnum:]]+', '', 'g') AS y
+			FROM unnest(%[22]s::text[]) AS v(x) LEFT JOIN c ON c.w = v.x,
+			LATERAL unnest(CASE WHEN cardinality(c.best) > 0 THEN c.best ELSE ARRAY[v.x] END) AS z) zz
+		WHERE y <> '') AS vre,
+		EXISTS (SELECT FROM c WHERE cardinality(c.best) > 0) AS corrected,
+		(SELECT jsonb_object_agg(c.w, c.alts) FROM c WHERE cardinality(c.alts) > 0) AS corrections
 	FROM (SELECT
-		websearch_to_tsquery(%[1]s, %[2]s(%[3]s)) AS qe,
+		%[3]s AS qe,
 		%[4]s AS qp,
 		%[5]s AS qt,
 		%[6]s AS qt1
@@ -316,12 +351,12 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 ), p AS (
 	SELECT * FROM m %[15]s ORDER BY m.score DESC, m.k LIMIT %[16]d
 )
-SELECT p.k, p.score, p.exact, p.prefix, (SELECT count(*) FROM m)%[17]s
-FROM p CROSS JOIN q %[18]s
+SELECT p.k, p.score, p.exact, p.prefix, (SELECT count(*) FROM m), q.corrected, q.corrections%[17]s
+FROM q LEFT JOIN %[18]s ON true
 ORDER BY p.score DESC, p.k`,
 		ix.lang, ix.unaccent, qe, qp, qt, qt1,
 		ix.key, ix.vector, r.Exact, r.Prefix, r.Typo, r.Text,
-		from, filters, keyset, limit+1, hlCols, hl, ix.cfg.MaxCandidates, verbatim, r.Verbatim, vwords, pl)
+		from, filters, keyset, limit+1, hlCols, hl, ix.cfg.MaxCandidates, verbatim, r.Verbatim, vwords, pl, cte)
 	rows, err := db.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
@@ -330,10 +365,14 @@ ORDER BY p.score DESC, p.k`,
 	for rows.Next() {
 		var (
 			h             Hit
-			exact, prefix bool
+			key           *string
+			score         *float64
+			exact, prefix *bool
+			corrected     bool
+			corrections   map[string][]string
 			hls           = make([]*string, len(ix.fields))
 		)
-		dest := []any{&h.Key, &h.Score, &exact, &prefix, &res.Total}
+		dest := []any{&key, &score, &exact, &prefix, &res.Total, &corrected, &corrections}
 		if q.Highlight {
 			for i := range hls {
 				dest = append(dest, &hls[i])
@@ -342,12 +381,19 @@ ORDER BY p.score DESC, p.k`,
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("search: %w", err)
 		}
+		if len(corrections) > 0 {
+			res.Corrections = corrections
+		}
+		if key == nil {
+			continue // no hits: the row only carries the corrections
+		}
+		h.Key, h.Score = *key, *score
 		switch {
 		case corrected:
 			h.Match = MatchTypo
-		case exact:
+		case *exact:
 			h.Match = MatchExact
-		case prefix:
+		case *prefix:
 			h.Match = MatchPrefix
 		default:
 			h.Match = MatchTypo
@@ -374,94 +420,18 @@ ORDER BY p.score DESC, p.k`,
 	return res, nil
 }
 
+// quoteLexemeSQL is the SQL expression that quotes the text expr as a
+// tsquery operand.
+func quoteLexemeSQL(expr string) string {
+	return `'''' || replace(replace(` + expr + `, '\', '\\'), '''', '''''') || ''''`
+}
+
 // markup HTML-escapes a ts_headline snippet and turns its sentinel bytes
 // into the configured markers.
 func (ix *Index) markup(s string) string {
 	s = html.EscapeString(s)
 	s = strings.ReplaceAll(s, "\x01", ix.cfg.Highlight.Start)
 	return strings.ReplaceAll(s, "\x02", ix.cfg.Highlight.Stop)
-}
-
-// candidate is a word of the word list close to a query word.
-type candidate struct {
-	word  string
-	typed string // the query word, unaccented
-	docs  int
-	dist  int
-}
-
-// corrections looks the query's longer words up in the word list and keeps
-// the indexed words within the typo budget: alts has every correction,
-// alts1 the likeliest ones (fewest typos) of each word missing from the list.
-func (ix *Index) corrections(ctx context.Context, db DB, p parsed) (alts, alts1 alternatives, err error) {
-	ws := p.typoWords(ix.cfg.Typos.OneTypo)
-	if len(ws) == 0 {
-		return nil, nil, nil
-	}
-	cands, err := ix.similarWords(ctx, db, ws)
-	if err != nil {
-		return nil, nil, err
-	}
-	alts, alts1 = alternatives{}, alternatives{}
-	for i, w := range ws {
-		budget := ix.cfg.Typos.budget(utf8.RuneCountInString(w))
-		var keep []candidate
-		known := false
-		for _, c := range cands[i] {
-			if c.word == c.typed {
-				known = true
-				continue
-			}
-			if c.dist = typoDistance(c.typed, c.word, budget); c.dist <= budget {
-				keep = append(keep, c)
-			}
-		}
-		sort.SliceStable(keep, func(a, b int) bool {
-			if keep[a].dist != keep[b].dist {
-				return keep[a].dist < keep[b].dist
-			}
-			return keep[a].docs > keep[b].docs
-		})
-		if len(keep) > ix.cfg.Typos.Alternatives {
-			keep = keep[:ix.cfg.Typos.Alternatives]
-		}
-		for _, c := range keep {
-			alts[w] = append(alts[w], c.word)
-			if !known && c.dist == keep[0].dist {
-				// The likeliest corrections: those with the fewest typos,
-				// most frequent first; a word that is in the list is its
-				// own best reading.
-				alts1[w] = append(alts1[w], c.word)
-			}
-		}
-	}
-	return alts, alts1, nil
-}
-
-// similarWords asks the word list's trigram index for the words most similar
-// to each of ws, in one round trip.
-func (ix *Index) similarWords(ctx context.Context, db DB, ws []string) ([][]candidate, error) {
-	b := &pgx.Batch{}
-	out := make([][]candidate, len(ws))
-	for i, w := range ws {
-		b.Queue(`SELECT set_config('pg_trgm.similarity_threshold', $1, true)`,
-			strconv.FormatFloat(ix.cfg.Typos.threshold(utf8.RuneCountInString(w)), 'f', 3, 64))
-		sql := fmt.Sprintf(`SELECT word, docs, %[2]s($1) FROM %[1]s(%[2]s($1), $2)`, ix.wordsFn, ix.unaccent)
-		b.Queue(sql, w, ix.cfg.Typos.Candidates).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var c candidate
-				if err := rows.Scan(&c.word, &c.docs, &c.typed); err != nil {
-					return err
-				}
-				out[i] = append(out[i], c)
-			}
-			return rows.Err()
-		})
-	}
-	if err := db.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("search: looking up typo corrections: %w", err)
-	}
-	return out, nil
 }
 
 // Suggestion is a correctly spelled word close to what was typed.
@@ -486,28 +456,19 @@ func (ix *Index) Suggest(ctx context.Context, db DB, word string, n int) ([]Sugg
 		return nil, nil
 	}
 	w := ws[0]
-	cands, err := ix.similarWords(ctx, db, []string{w})
+	k := max(ix.cfg.Typos.budget(utf8.RuneCountInString(w)), 1) + 1
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT word, docs, typos FROM %s(%s($1), $2, $3, $4, $5)`, ix.wordsFn, ix.unaccent),
+		w, float32(ix.cfg.Typos.looseThreshold(utf8.RuneCountInString(w))), k, ix.cfg.Typos.Candidates, n)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("search: suggesting: %w", err)
 	}
-	maxTypos := max(ix.cfg.Typos.budget(utf8.RuneCountInString(w)), 1)
-	var out []Suggestion
-	for _, c := range cands[0] {
-		if d := typoDistance(c.typed, c.word, maxTypos+1); d <= maxTypos+1 {
-			out = append(out, Suggestion{Word: c.word, Docs: c.docs, Typos: d})
-		}
-	}
-	sort.SliceStable(out, func(a, b int) bool {
-		if out[a].Typos != out[b].Typos {
-			return out[a].Typos < out[b].Typos
-		}
-		if out[a].Docs != out[b].Docs {
-			return out[a].Docs > out[b].Docs
-		}
-		return out[a].Word < out[b].Word
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Suggestion, error) {
+		var s Suggestion
+		err := r.Scan(&s.Word, &s.Docs, &s.Typos)
+		return s, err
 	})
-	if len(out) > n {
-		out = out[:n]
+	if err != nil {
+		return nil, fmt.Errorf("search: suggesting: %w", err)
 	}
 	return out, nil
 }
@@ -608,7 +569,10 @@ func longestWordRun(s string) int {
 
 // RefreshWords rebuilds the word list that typo tolerance and Suggest use,
 // from the indexed text: every distinct unstemmed, unaccented, lower-cased
-// word with the number of rows it appears in. Run it after bulk changes
+// word of letters and digits (with a letter) with the number of rows it
+// appears in. Tokens with punctuation (hyphenated compounds, host names,
+// paths) are left out: a query word never has any, so they would only be
+// wrong corrections. Run it after bulk changes
 // (for example from a periodic job); words of rows added since the last
 // refresh still match exactly and by prefix, only their typo corrections
 // wait for the next refresh.
@@ -639,7 +603,7 @@ func (ix *Index) RefreshWords(ctx context.Context, db DB) error {
 		sql := fmt.Sprintf(`INSERT INTO %s (tenant_id, word, docs)
 SELECT %s, w.word, count(*)
 FROM %s t, LATERAL unnest(tsvector_to_array(to_tsvector('simple', %s))) AS w(word)
-WHERE %s AND char_length(w.word) BETWEEN 2 AND %d AND w.word ~ '[[:alpha:]]'
+WHERE %s AND char_length(w.word) BETWEEN 2 AND %d AND w.word ~ '^[[:alnum:]]*[[:alpha:]][[:alnum:]]*$'
 GROUP BY 1, 2`, ix.words, tenantCol, ix.table, doc, pred, MaxWordLen)
 		if _, err := tx.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("search: refreshing words: %w", err)

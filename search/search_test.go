@@ -477,3 +477,35 @@ func TestPrefixIsLiteral(t *testing.T) {
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"701", "702"}, keys(r), "a prefix inside an or-group")
 }
+
+// TestTypoSearchKeepsCallerSettings: the typo lookup sets the trigram
+// threshold for its own call only, not for the rest of the caller's
+// transaction.
+func TestTypoSearchKeepsCallerSettings(t *testing.T) {
+	t.Parallel()
+	db, ix := newProducts(t, productsConfig())
+	ctx := context.Background()
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `SELECT set_config('pg_trgm.similarity_threshold', '0.7', true)`)
+	require.NoError(t, err)
+	r, err := ix.Search(ctx, tx, search.Query{Text: "recieved "})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"3", "12"}, keys(r), "a 0.7 threshold would have lost the correction")
+	var th string
+	require.NoError(t, tx.QueryRow(ctx, `SELECT current_setting('pg_trgm.similarity_threshold')`).Scan(&th))
+	assert.Equal(t, "0.7", th)
+}
+
+// TestCorrectionsWithoutHits: the corrections are reported even when the
+// query has no hits.
+func TestCorrectionsWithoutHits(t *testing.T) {
+	t.Parallel()
+	db, ix := newProducts(t, productsConfig())
+	ctx := context.Background()
+	r, err := ix.Search(ctx, db.Pool, search.Query{Text: "espersso thermos "})
+	require.NoError(t, err)
+	assert.Empty(t, r.Hits)
+	assert.Equal(t, []string{"espresso"}, r.Corrections["espersso"])
+}

@@ -2,47 +2,7 @@ package search
 
 import "math"
 
-// typoDistance is the optimal-string-alignment distance between a and b
-// (insertions, deletions, substitutions and adjacent transpositions, in
-// characters), or max+1 when it exceeds max.
-func typoDistance(a, b string, max int) int {
-	ra, rb := []rune(a), []rune(b)
-	if d := len(ra) - len(rb); d > max || -d > max {
-		return max + 1
-	}
-	prev2 := make([]int, len(rb)+1)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		rowMin := cur[0]
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			v := min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				v = min(v, prev2[j-2]+1)
-			}
-			cur[j] = v
-			rowMin = min(rowMin, v)
-		}
-		if rowMin > max {
-			return max + 1
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	if prev[len(rb)] > max {
-		return max + 1
-	}
-	return prev[len(rb)]
-}
-
-// typoBudget is how many typos a word of n characters may have.
+// budget is how many typos a word of n characters may have.
 func (t Typos) budget(n int) int {
 	switch {
 	case t.Disabled || n < t.OneTypo:
@@ -57,11 +17,14 @@ func (t Typos) budget(n int) int {
 // threshold is the pg_trgm similarity above which a word of the list is a
 // candidate correction of a query word of n characters. Unless set, it is
 // the least similarity a word within the typo budget can have: pg_trgm
-// splits a word into n+1 trigrams (with padding), a transposition changes
-// up to four of them and a substitution three, so one typo leaves at least
-// (n-3)/(n+5) and two at least (n-5)/(n+7). A margin of 10% covers words
-// with repeated trigrams, and the result is kept within [0.2, 0.5]: lower
-// would make the lookup slow, higher would lose real corrections.
+// splits a word into n+1 trigrams (with padding), a substitution changes up
+// to three of them, an insertion or deletion fewer, so one typo leaves at
+// least (n-2)/(n+4) and two at least (n-5)/(n+7). A transposition changes
+// four, which for one typo would need a threshold so low that the lookup
+// reads thousands of words; instead the lookup function also finds the
+// word's n-1 adjacent transpositions by exact match. A margin of 10% covers
+// words with repeated trigrams, and the result is kept within [0.2, 0.5]:
+// lower would make the lookup slow, higher would lose real corrections.
 func (t Typos) threshold(n int) float64 {
 	if t.Similarity > 0 {
 		return t.Similarity
@@ -70,7 +33,20 @@ func (t Typos) threshold(n int) float64 {
 	if t.budget(n) >= 2 {
 		s = float64(n-5) / float64(n+7)
 	} else {
-		s = float64(n-3) / float64(n+5)
+		s = float64(n-2) / float64(n+4)
+	}
+	return min(max(math.Floor(s*900)/1000, 0.2), 0.5)
+}
+
+// looseThreshold is the similarity of a word one typo beyond the budget
+// (any typos, transpositions included), for Suggest.
+func (t Typos) looseThreshold(n int) float64 {
+	if t.Similarity > 0 {
+		return t.Similarity
+	}
+	s := float64(n-7) / float64(n+9)
+	if t.budget(n) < 2 {
+		s = float64(n-5) / float64(n+7)
 	}
 	return min(max(math.Floor(s*900)/1000, 0.2), 0.5)
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/blevesearch/bleve/v2/search/query"
 	"github.com/client9/misspell"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/justpg/justpg/bench/internal/benchdb"
 	"github.com/justpg/justpg/search"
@@ -44,8 +45,13 @@ var (
 	rows       = flag.Int("rows", 1_000_000, "corpus rows")
 	nQueries   = flag.Int("queries", 300, "queries per kind")
 	nSeq       = flag.Int("seq", 15, "sequential-scan ILIKE queries")
+	nSeqFuzzy  = flag.Int("seq-fuzzy", 3, "sequential-scan fuzzy (pg_trgm word similarity, no index) queries")
 	withBleve  = flag.Bool("bleve", true, "also index and query with Bleve")
 	showMisses = flag.Bool("misses", false, "print the misspellings justpg missed")
+	reuse      = flag.String("reuse", "", "database name to keep the corpus and index in across runs (needs BENCH_DATABASE_URL, a persistent server): built on the first run, reused after")
+	maxCands   = flag.Int("max-candidates", 0, "search.Config.MaxCandidates (0: the package default)")
+	refresh    = flag.Bool("refresh", false, "with -reuse: rebuild the word list (RefreshWords) of the reused database")
+	bleveDir   = flag.String("bleve-dir", "", "directory to keep the Bleve index in across runs (built when missing)")
 	gcidePath  = flag.String("gcide", "/usr/share/dictd/gcide.dict.dz", "GCIDE dictionary (dict-gcide)")
 	wordnetDir = flag.String("wordnet", "/usr/share/wordnet", "WordNet data files (wordnet-base)")
 )
@@ -54,42 +60,71 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 	log.SetFlags(log.Ltime)
-	docs := loadCorpus()
-	if len(docs) < *rows {
-		log.Printf("corpus has only %d rows (wanted %d)", len(docs), *rows)
-	} else {
-		docs = docs[:*rows]
-	}
-	fmt.Printf("machine: %s\ncorpus rows: %d\n", benchdb.Machine(), len(docs))
-
 	srv, err := benchdb.Start(ctx)
 	check(err)
 	defer srv.Stop(ctx)
-	pool, _, err := srv.FreshDB(ctx, "bench_search", 4)
-	check(err)
+	pool, built := openDB(ctx, srv, *rows)
 	defer pool.Close()
-	_, err = pool.Exec(ctx, `CREATE TABLE docs (id bigint PRIMARY KEY, body text NOT NULL)`)
+	// A reused database has the corpus already: its text is read back from
+	// it, so the run only queries.
+	var docs []string
+	nDocs := *rows
+	if !built {
+		docs = loadCorpus()
+		if len(docs) < *rows {
+			log.Printf("corpus has only %d rows (wanted %d)", len(docs), *rows)
+		} else {
+			docs = docs[:*rows]
+		}
+		nDocs = len(docs)
+	}
+	text := func(id int64) string {
+		if docs != nil {
+			return docs[id-1]
+		}
+		var s string
+		check(pool.QueryRow(ctx, `SELECT body FROM docs WHERE id = $1`, id).Scan(&s))
+		return s
+	}
+	fmt.Printf("machine: %s\ncorpus rows: %d\n", benchdb.Machine(), nDocs)
+	ix, err := search.New(search.Config{Table: "docs", Key: "id", MaxCandidates: *maxCands, Fields: []search.Field{{Column: "body", Weight: search.A}}})
 	check(err)
-	t0 := time.Now()
-	_, err = pool.CopyFrom(ctx, pgx.Identifier{"docs"}, []string{"id", "body"}, pgx.CopyFromSlice(len(docs), func(i int) ([]any, error) {
-		return []any{int64(i + 1), docs[i]}, nil
-	}))
-	check(err)
-	log.Printf("copied %d rows in %s", len(docs), time.Since(t0))
-	ix, err := search.New(search.Config{Table: "docs", Key: "id", Fields: []search.Field{{Column: "body", Weight: search.A}}})
-	check(err)
-	t0 = time.Now()
-	check(ix.Create(ctx, pool))
-	create := time.Since(t0)
-	t0 = time.Now()
-	check(ix.RefreshWords(ctx, pool))
-	refresh := time.Since(t0)
-	_, err = pool.Exec(ctx, `VACUUM ANALYZE docs`)
-	check(err)
-	_, err = pool.Exec(ctx, `ANALYZE docs_search_words`)
-	check(err)
-	log.Printf("index created in %s, words refreshed in %s", create, refresh)
-	fmt.Printf("justpg: Create (generated tsvector + 2 GIN indexes) %s, RefreshWords %s\n", create.Round(time.Second), refresh.Round(time.Second))
+	if !built {
+		t0 := time.Now()
+		_, err = pool.CopyFrom(ctx, pgx.Identifier{"docs"}, []string{"id", "body"}, pgx.CopyFromSlice(len(docs), func(i int) ([]any, error) {
+			return []any{int64(i + 1), docs[i]}, nil
+		}))
+		check(err)
+		log.Printf("copied %d rows in %s", len(docs), time.Since(t0))
+		t0 = time.Now()
+		check(ix.Create(ctx, pool))
+		create := time.Since(t0)
+		t0 = time.Now()
+		check(ix.RefreshWords(ctx, pool))
+		refresh := time.Since(t0)
+		_, err = pool.Exec(ctx, `VACUUM ANALYZE docs`)
+		check(err)
+		_, err = pool.Exec(ctx, `ANALYZE docs_search_words`)
+		check(err)
+		if *reuse != "" {
+			_, err = pool.Exec(ctx, `CREATE TABLE bench_built AS SELECT $1::int AS rows`, len(docs))
+			check(err)
+		}
+		log.Printf("index created in %s, words refreshed in %s", create, refresh)
+		fmt.Printf("justpg: Create (generated tsvector + 2 GIN indexes) %s, RefreshWords %s\n", create.Round(time.Second), refresh.Round(time.Second))
+	} else {
+		// Create is idempotent and replaces the functions, so a reused
+		// database runs the current code's SQL.
+		check(ix.Create(ctx, pool))
+		log.Printf("reusing the corpus and index in database %s", *reuse)
+		if *refresh {
+			t0 := time.Now()
+			check(ix.RefreshWords(ctx, pool))
+			_, err = pool.Exec(ctx, `VACUUM ANALYZE docs_search_words`)
+			check(err)
+			log.Printf("words refreshed in %s", time.Since(t0))
+		}
+	}
 
 	vocab := map[string]bool{}
 	r, err := pool.Query(ctx, `SELECT word FROM docs_search_words`)
@@ -120,7 +155,7 @@ func main() {
 	}
 
 	contains := func(id int64, word string) bool {
-		for _, f := range strings.FieldsFunc(strings.ToLower(docs[id-1]), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+		for _, f := range strings.FieldsFunc(strings.ToLower(text(id)), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
 			if f == word {
 				return true
 			}
@@ -192,6 +227,26 @@ func main() {
 		check(err)
 	}
 
+	// The typo queries without an index: pg_trgm's word similarity of the
+	// misspelling to each row, over the whole table.
+	var seqFuzzyLat []time.Duration
+	for i := 0; i < *nSeqFuzzy && i < len(pairs); i++ {
+		t := time.Now()
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexscan = off`); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT id, count(*) OVER () FROM docs WHERE $1 <% body ORDER BY $1 <<-> body LIMIT 10`, pairs[i].wrong)
+			if err != nil {
+				return err
+			}
+			rows.Close()
+			return rows.Err()
+		})
+		seqFuzzyLat = append(seqFuzzyLat, time.Since(t))
+		check(err)
+	}
+
 	fmt.Println()
 	fmt.Println("| query (justpg unless noted) | n | p50 | p95 |")
 	fmt.Println("|---|---|---|---|")
@@ -204,26 +259,17 @@ func main() {
 	row("prefix (search-as-you-type)", prefixLat)
 	_, like95 := row("substring (ILIKE via trigram index)", likeLat)
 	seq50, _ := row("sequential-scan ILIKE (same substrings)", seqLat)
+	seqFuzzy50, _ := row("sequential-scan fuzzy (word similarity <%, same misspellings)", seqFuzzyLat)
 
 	var bTypo, bPrefix, bLike []time.Duration
 	bRecall := -1.0
 	if *withBleve {
-		dir, err := os.MkdirTemp("", "bleve-bench-")
-		check(err)
-		defer os.RemoveAll(dir)
-		t0 := time.Now()
-		idx, err := bleve.New(filepath.Join(dir, "idx"), bleve.NewIndexMapping())
-		check(err)
-		b := idx.NewBatch()
-		for i, d := range docs {
-			check(b.Index(fmt.Sprint(i+1), map[string]any{"body": d}))
-			if b.Size() >= 5000 {
-				check(idx.Batch(b))
-				b = idx.NewBatch()
+		idx := openBleve(nDocs, func() []string {
+			if docs == nil {
+				log.Fatal("the Bleve index must be built: load the corpus (run without -reuse, or with a new -reuse name)")
 			}
-		}
-		check(idx.Batch(b))
-		fmt.Printf("\nBleve: indexed %d docs in %s\n", len(docs), time.Since(t0).Round(time.Second))
+			return docs
+		})
 		bHits := 0
 		for _, p := range pairs {
 			mq := query.NewMatchQuery(p.wrong)
@@ -277,13 +323,94 @@ func main() {
 		fmt.Printf(", Bleve %.3f", bRecall)
 	}
 	fmt.Println()
-	fmt.Printf("sequential-scan ILIKE p50 / justpg typo p95: %.0fx; / justpg substring p95: %.0fx\n",
-		float64(seq50)/float64(typo95), float64(seq50)/float64(like95))
+	fmt.Printf("sequential-scan ILIKE p50 / justpg typo p50: %.0fx, / typo p95: %.0fx; / justpg substring p50: %.0fx, / substring p95: %.0fx\n",
+		float64(seq50)/float64(pct(typoLat, 50)), float64(seq50)/float64(typo95),
+		float64(seq50)/float64(pct(likeLat, 50)), float64(seq50)/float64(like95))
+	if len(seqFuzzyLat) > 0 {
+		fmt.Printf("sequential-scan fuzzy p50 / justpg typo p50: %.0fx, / typo p95: %.0fx\n",
+			float64(seqFuzzy50)/float64(pct(typoLat, 50)), float64(seqFuzzy50)/float64(typo95))
+	}
 	if *withBleve {
 		fmt.Printf("justpg / Bleve p50: typo %.2fx, prefix %.2fx, substring %.2fx (below 1 = justpg faster)\n",
 			float64(pct(typoLat, 50))/float64(pct(bTypo, 50)), float64(pct(prefixLat, 50))/float64(pct(bPrefix, 50)),
 			float64(pct(likeLat, 50))/float64(pct(bLike, 50)))
 	}
+}
+
+// openDB returns a pool on the benchmark database and whether it already
+// holds the corpus and index (only with -reuse).
+func openDB(ctx context.Context, srv *benchdb.Server, n int) (*pgxpool.Pool, bool) {
+	if *reuse == "" {
+		pool, _, err := srv.FreshDB(ctx, "bench_search", 4)
+		check(err)
+		_, err = pool.Exec(ctx, `CREATE TABLE docs (id bigint PRIMARY KEY, body text NOT NULL)`)
+		check(err)
+		return pool, false
+	}
+	if os.Getenv("BENCH_DATABASE_URL") == "" {
+		log.Fatal("-reuse needs BENCH_DATABASE_URL: a throwaway server does not outlive the run")
+	}
+	conn, err := pgx.Connect(ctx, srv.AdminURL())
+	check(err)
+	var exists bool
+	check(conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, *reuse).Scan(&exists))
+	if !exists {
+		_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{*reuse}.Sanitize())
+		check(err)
+	}
+	check(conn.Close(ctx))
+	cfg, err := pgxpool.ParseConfig(srv.DatabaseURL(*reuse))
+	check(err)
+	cfg.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	check(err)
+	for _, ext := range []string{"pg_trgm", "unaccent"} {
+		_, err := pool.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS "+ext)
+		check(err)
+	}
+	var rows int
+	err = pool.QueryRow(ctx, `SELECT rows FROM bench_built`).Scan(&rows)
+	if err == nil && rows == n {
+		return pool, true
+	}
+	log.Printf("building the corpus and index in database %s", *reuse)
+	_, err = pool.Exec(ctx, `DROP TABLE IF EXISTS bench_built, docs, docs_search_words CASCADE;
+		CREATE TABLE docs (id bigint PRIMARY KEY, body text NOT NULL)`)
+	check(err)
+	return pool, false
+}
+
+// openBleve opens the Bleve index kept in -bleve-dir, or builds one.
+func openBleve(n int, corpus func() []string) bleve.Index {
+	dir := *bleveDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "bleve-bench-")
+		check(err)
+		dir = tmp
+		defer os.RemoveAll(tmp) // the open index keeps its files until exit
+	} else if idx, err := bleve.Open(filepath.Join(dir, "idx")); err == nil {
+		if c, err := idx.DocCount(); err == nil && c == uint64(n) {
+			log.Printf("reusing the Bleve index in %s", dir)
+			return idx
+		}
+		idx.Close()
+		check(os.RemoveAll(filepath.Join(dir, "idx")))
+	}
+	docs := corpus()
+	t0 := time.Now()
+	idx, err := bleve.New(filepath.Join(dir, "idx"), bleve.NewIndexMapping())
+	check(err)
+	b := idx.NewBatch()
+	for i, d := range docs {
+		check(b.Index(fmt.Sprint(i+1), map[string]any{"body": d}))
+		if b.Size() >= 5000 {
+			check(idx.Batch(b))
+			b = idx.NewBatch()
+		}
+	}
+	check(idx.Batch(b))
+	fmt.Printf("\nBleve: indexed %d docs in %s\n", len(docs), time.Since(t0).Round(time.Second))
+	return idx
 }
 
 func pct(d []time.Duration, p int) time.Duration {
