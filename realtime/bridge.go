@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,10 +90,131 @@ type Bridge struct {
 	cfg     BridgeConfig
 	clients atomic.Int64
 
-	// The last encoding per channel: the sockets of a room all receive the
-	// same event (sharing its payload), so it is encoded once, not per socket.
+	// Shared rooms: every client of this process that joins a channel
+	// without resuming shares one broker subscription and one relay
+	// goroutine, which encodes each event once and hands the bytes to every
+	// member's queue without blocking.
+	roomsMu sync.Mutex
+	rooms   map[string]*room
+
+	// The last encoding per channel for clients that resume a durable
+	// channel on their own subscription: the sockets of a room all receive
+	// the same event (sharing its payload), so it is encoded once.
 	encMu sync.Mutex
 	enc   map[string]encoded
+}
+
+// room is one channel relayed to the members that joined it.
+type room struct {
+	channel string
+	ready   chan struct{} // closed once sub (or err) is set
+	sub     *Subscription
+	err     error
+	members []*client // copy-on-write, under Bridge.roomsMu
+	done    chan struct{}
+	// relaying is held while one event is handed to the members, so that
+	// a member that left receives nothing once leaveRoom returns.
+	relaying sync.Mutex
+}
+
+// joinRoom adds c to the shared room of ch, subscribing when c is its first
+// member. It returns once the room receives messages.
+func (br *Bridge) joinRoom(ctx context.Context, ch string, c *client) (*room, error) {
+	for {
+		br.roomsMu.Lock()
+		r, ok := br.rooms[ch]
+		if !ok {
+			r = &room{channel: ch, ready: make(chan struct{}), done: make(chan struct{})}
+			if br.rooms == nil {
+				br.rooms = map[string]*room{}
+			}
+			br.rooms[ch] = r
+			r.members = []*client{c}
+			br.roomsMu.Unlock()
+			sub, err := br.b.Subscribe(ctx, ch, WithBuffer(max(br.cfg.QueueSize, 1024)), WithPolicy(DropAndGap))
+			br.roomsMu.Lock()
+			r.sub, r.err = sub, err
+			if err != nil {
+				delete(br.rooms, ch)
+			}
+			close(r.ready)
+			br.roomsMu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			go br.relay(r)
+			return r, nil
+		}
+		br.roomsMu.Unlock()
+		select {
+		case <-r.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		br.roomsMu.Lock()
+		if r.err != nil || br.rooms[ch] != r { // failed or emptied meanwhile: retry
+			br.roomsMu.Unlock()
+			continue
+		}
+		r.members = append(slices.Clip(r.members), c)
+		br.roomsMu.Unlock()
+		return r, nil
+	}
+}
+
+// leaveRoom removes c from r; the last member closes the subscription.
+func (br *Bridge) leaveRoom(r *room, c *client) {
+	br.roomsMu.Lock()
+	i := slices.Index(r.members, c)
+	if i < 0 {
+		br.roomsMu.Unlock()
+		return
+	}
+	r.members = slices.Delete(slices.Clone(r.members), i, i+1)
+	last := len(r.members) == 0
+	if last && br.rooms[r.channel] == r {
+		delete(br.rooms, r.channel)
+	}
+	br.roomsMu.Unlock()
+	if last {
+		r.sub.Close()
+		<-r.done
+		return
+	}
+	// Wait for an event being relayed to the old member list.
+	r.relaying.Lock()
+	//lint:ignore SA2001 the empty critical section is the point: a barrier
+	r.relaying.Unlock()
+}
+
+// relay hands r's events to its members until the subscription ends.
+func (br *Bridge) relay(r *room) {
+	defer close(r.done)
+	for {
+		ev, err := r.sub.Next(context.Background())
+		if err != nil {
+			br.roomsMu.Lock()
+			members := r.members
+			if br.rooms[r.channel] == r {
+				delete(br.rooms, r.channel)
+			}
+			br.roomsMu.Unlock()
+			for _, c := range members { // the broker stopped
+				c.fail(websocket.StatusGoingAway, "server shutting down")
+			}
+			return
+		}
+		b, _ := json.Marshal(encodeEvent(ev))
+		ev.Payload = nil // members use data; SSE reads only the event's metadata
+		r.relaying.Lock()
+		br.roomsMu.Lock()
+		members := r.members
+		br.roomsMu.Unlock()
+		for _, c := range members {
+			c.send(frame{ev: ev, data: b})
+		}
+		r.relaying.Unlock()
+	}
 }
 
 type encoded struct {
@@ -164,8 +286,9 @@ func (br *Bridge) Clients() int { return int(br.clients.Load()) }
 
 // frame is one item of a client's queue: an event or a control reply.
 type frame struct {
-	ev  Event
-	ctl *wireOut
+	ev   Event
+	data []byte // ev already encoded (shared by the members of a room)
+	ctl  *wireOut
 }
 
 type wireOut struct {
@@ -207,7 +330,7 @@ type client struct {
 	wg     sync.WaitGroup
 
 	mu     sync.Mutex
-	subs   map[string]*Subscription
+	subs   map[string]membership
 	fixed  map[string]bool // identity channels
 	closed bool
 	code   websocket.StatusCode
@@ -216,9 +339,24 @@ type client struct {
 
 func (br *Bridge) newClient(ctx context.Context, id Identity) *client {
 	c := &client{br: br, id: id, queue: make(chan frame, br.cfg.QueueSize),
-		subs: map[string]*Subscription{}, fixed: map[string]bool{}}
+		subs: map[string]membership{}, fixed: map[string]bool{}}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	return c
+}
+
+// membership is how a client receives a channel: through the shared room,
+// or, when it resumes a durable stream, on a subscription of its own.
+type membership struct {
+	room *room
+	sub  *Subscription
+}
+
+func (c *client) drop(m membership) {
+	if m.room != nil {
+		c.br.leaveRoom(m.room, c)
+	} else {
+		m.sub.Close()
+	}
 }
 
 // fail ends the client with a close status (the first reason wins).
@@ -260,44 +398,54 @@ func (c *client) join(ch string, since *int64, fixed bool) error {
 		return fmt.Errorf("realtime: room limit of %d reached", c.br.cfg.MaxRooms)
 	}
 	c.mu.Unlock()
-	opts := []SubscribeOption{WithBuffer(c.br.cfg.QueueSize), WithPolicy(Disconnect)}
-	if since != nil {
-		opts = append(opts, From(*since))
-	}
-	s, err := c.br.b.Subscribe(c.ctx, ch, opts...)
-	if err != nil {
-		return err
+	var m membership
+	if since == nil {
+		r, err := c.br.joinRoom(c.ctx, ch, c)
+		if err != nil {
+			return err
+		}
+		m.room = r
+	} else {
+		s, err := c.br.b.Subscribe(c.ctx, ch, WithBuffer(c.br.cfg.QueueSize), WithPolicy(Disconnect), From(*since))
+		if err != nil {
+			return err
+		}
+		m.sub = s
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		s.Close()
+		c.drop(m)
 		return ErrClosed
 	}
 	if _, dup := c.subs[ch]; dup { // joined concurrently
 		c.mu.Unlock()
-		s.Close()
+		if m.sub != nil { // a room counts its members once
+			c.drop(m)
+		}
 		return nil
 	}
-	c.subs[ch] = s
+	c.subs[ch] = m
 	if fixed {
 		c.fixed[ch] = true
 	}
 	c.mu.Unlock()
-	c.wg.Go(func() { c.pump(s) })
+	if m.sub != nil {
+		c.wg.Go(func() { c.pump(m.sub) })
+	}
 	return nil
 }
 
 func (c *client) leave(ch string) bool {
 	c.mu.Lock()
-	s, ok := c.subs[ch]
+	m, ok := c.subs[ch]
 	if !ok || c.fixed[ch] {
 		c.mu.Unlock()
 		return false
 	}
 	delete(c.subs, ch)
 	c.mu.Unlock()
-	s.Close()
+	c.drop(m)
 	return true
 }
 
@@ -307,7 +455,7 @@ func (c *client) pump(s *Subscription) {
 		ev, err := s.Next(c.ctx)
 		if err != nil {
 			c.mu.Lock()
-			current := c.subs[s.channel] == s
+			current := c.subs[s.channel].sub == s
 			c.mu.Unlock()
 			switch {
 			case c.ctx.Err() != nil, !current: // client gone or room left
@@ -330,10 +478,10 @@ func (c *client) finish() {
 	c.mu.Lock()
 	c.closed = true
 	subs := c.subs
-	c.subs = map[string]*Subscription{}
+	c.subs = map[string]membership{}
 	c.mu.Unlock()
-	for _, s := range subs {
-		s.Close()
+	for _, m := range subs {
+		c.drop(m)
 	}
 	c.wg.Wait()
 }
@@ -399,7 +547,13 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: br.cfg.OriginPatterns})
+	// Compression stays off: room events are encoded once and written as
+	// is to every socket; per-socket deflate would cost more than it saves
+	// on small messages.
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OriginPatterns:  br.cfg.OriginPatterns,
+		CompressionMode: websocket.CompressionDisabled,
+	})
 	if err != nil {
 		return // Accept wrote the HTTP error
 	}
@@ -513,10 +667,11 @@ func (c *client) writeLoop(conn *websocket.Conn) {
 		case <-c.ctx.Done():
 			return
 		case f := <-c.queue:
-			var b []byte
-			if f.ctl != nil {
+			b := f.data
+			switch {
+			case f.ctl != nil:
 				b, _ = json.Marshal(f.ctl)
-			} else {
+			case b == nil:
 				b = c.br.encode(f.ev)
 			}
 			ctx, cancel := context.WithTimeout(c.ctx, c.br.cfg.WriteTimeout)

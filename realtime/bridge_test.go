@@ -365,3 +365,55 @@ func TestSSEEndToEnd(t *testing.T) {
 	assert.EqualValues(t, 3, ev.data.ID)
 	assert.Equal(t, "room%3Anews=3", ev.id)
 }
+
+// TestRoomSharesOneSubscription: the sockets of this process that join a
+// room share one broker subscription, every member receives each message,
+// a member that left receives nothing more, and the last one to leave ends
+// the room's subscription.
+func TestRoomSharesOneSubscription(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	br, srv := newBridgeServer(t, b, BridgeConfig{})
+	ctx := ctxT(t)
+
+	const n = 20
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		conns[i] = dial(t, srv, fmt.Sprintf("user=u%d", i))
+		sendWire(t, conns[i], map[string]any{"type": "join", "channel": "room:shared"})
+		assert.Equal(t, wireOut{Type: "joined", Channel: "room:shared"}, readWire(t, conns[i]))
+	}
+	// n identity channels plus one subscription for the room.
+	assert.Equal(t, n+1, b.Stats().Subscriptions)
+	require.Equal(t, n, br.Clients())
+
+	require.NoError(t, b.Publish(ctx, db.Pool, "room:shared", []byte(`{"k":1}`)))
+	for _, c := range conns {
+		assert.Equal(t, wireOut{Type: "message", Channel: "room:shared", Data: json.RawMessage(`{"k":1}`)}, readWire(t, c))
+	}
+
+	// conns[0] leaves; the next thing it receives is on its own channel,
+	// published after the room's second message was relayed to the others.
+	sendWire(t, conns[0], map[string]any{"type": "leave", "channel": "room:shared"})
+	assert.Equal(t, wireOut{Type: "left", Channel: "room:shared"}, readWire(t, conns[0]))
+	require.NoError(t, b.Publish(ctx, db.Pool, "room:shared", []byte(`{"k":2}`)))
+	for _, c := range conns[1:] {
+		assert.Equal(t, wireOut{Type: "message", Channel: "room:shared", Data: json.RawMessage(`{"k":2}`)}, readWire(t, c))
+	}
+	require.NoError(t, b.Publish(ctx, db.Pool, "user:u0", []byte(`"after"`)))
+	assert.Equal(t, wireOut{Type: "message", Channel: "user:u0", Data: json.RawMessage(`"after"`)}, readWire(t, conns[0]))
+
+	for _, c := range conns[1:] {
+		sendWire(t, c, map[string]any{"type": "leave", "channel": "room:shared"})
+		assert.Equal(t, "left", readWire(t, c).Type)
+	}
+	require.Eventually(t, func() bool { return b.Stats().Subscriptions == n }, 10*time.Second, 10*time.Millisecond,
+		"the room's subscription ends with its last member")
+
+	// Joining again opens a new room that works.
+	sendWire(t, conns[3], map[string]any{"type": "join", "channel": "room:shared"})
+	assert.Equal(t, "joined", readWire(t, conns[3]).Type)
+	require.NoError(t, b.Publish(ctx, db.Pool, "room:shared", []byte(`3`)))
+	assert.Equal(t, wireOut{Type: "message", Channel: "room:shared", Data: json.RawMessage(`3`)}, readWire(t, conns[3]))
+}

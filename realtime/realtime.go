@@ -160,6 +160,8 @@ type Broker struct {
 
 	// Qualified SQL names, built once.
 	qPublish, qPublishMany, qStreams, qEvents, qPayloads, qTableChange string
+	// The statements of Publish: the common case and the general one.
+	sqlPublish, sqlPublishSlow string
 
 	stats counters
 
@@ -210,5 +212,13 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 		}
 		*x.dst = s
 	}
+	// A payload that fits in a notification and needs no envelope is sent
+	// with a bare pg_notify unless the channel has a stream: one index probe
+	// of realtime_streams, no function call. The ELSE branch is an
+	// uncorrelated sub-select, evaluated only when it is reached.
+	b.sqlPublish = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
+		THEN ` + b.qPublish + `($1::text, $2::text)
+		ELSE (SELECT NULL::bigint FROM pg_notify($1::text, $2::text)) END`
+	b.sqlPublishSlow = `SELECT ` + b.qPublish + `($1::text, $2::text)`
 	return b, nil
 }

@@ -682,3 +682,33 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		assert.Contains(t, plan.String(), c.index, c.sql)
 	}
 }
+
+// TestPublishFastPath shows, with EXPLAIN ANALYZE of the statement Publish
+// sends, that a small payload on a channel without a stream costs one
+// pg_notify plus one index probe (the publishing function is not called),
+// and that a channel with a stream still goes through the function (its
+// event is logged, the bare pg_notify is never executed).
+func TestPublishFastPath(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := ctxT(t)
+	b, err := New(db.Pool, Config{})
+	require.NoError(t, err)
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "logged", StreamConfig{}))
+	explain := func(ch string) string {
+		rows, err := db.Pool.Query(ctx, `EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) `+b.sqlPublish, ch, "hello")
+		require.NoError(t, err)
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return strings.Join(lines, "\n")
+	}
+	plain := explain("plain")
+	assert.Contains(t, plain, "realtime_streams_pkey", plain)
+	assert.Regexp(t, `Function Scan on pg_notify \(actual rows=1 loops=1\)`, plain)
+
+	logged := explain("logged")
+	assert.Regexp(t, `Function Scan on pg_notify \(never executed\)`, logged)
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM justpg.realtime_events WHERE channel = 'logged'`).Scan(&n))
+	assert.Equal(t, 1, n, "the stream channel's message was logged by the function")
+}

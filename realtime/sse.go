@@ -110,7 +110,10 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 			if f.ctl != nil {
 				continue
 			}
-			data := br.encode(f.ev)
+			data := f.data
+			if data == nil {
+				data = br.encode(f.ev)
+			}
 			typ := "message"
 			if f.ev.IsGap() {
 				typ = "gap"
