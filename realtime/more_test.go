@@ -3,10 +3,12 @@ package realtime
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
@@ -324,4 +326,46 @@ func TestResumeBacklogLongerThanBuffer(t *testing.T) {
 	// Live events continue after the gap.
 	require.NoError(t, b.Publish(ctx, db.Pool, "backlog", []byte("11")))
 	assert.EqualValues(t, 11, next(t, s).ID)
+}
+
+// No goroutine of the bridge (socket writers, room relays, durable pumps)
+// is left behind once its clients are gone and the broker stopped.
+func TestNoGoroutineLeakBridge(t *testing.T) {
+	db := newDB(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := ctxT(t)
+	pool, err := pgxpool.New(ctx, db.URL)
+	require.NoError(t, err)
+	defer pool.Close()
+	b, err := New(pool, Config{CleanupInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, b.Start(ctx))
+	require.NoError(t, b.CreateStream(ctx, pool, "room:log", StreamConfig{}))
+	br, err := NewBridge(b, BridgeConfig{Authorize: testAuthorize})
+	require.NoError(t, err)
+	srv := httptest.NewServer(br)
+	defer srv.Close()
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/?user="
+	c1, _, err := websocket.Dial(ctx, wsURL+"a", nil)
+	require.NoError(t, err)
+	defer c1.CloseNow()
+	c2, _, err := websocket.Dial(ctx, wsURL+"b", nil)
+	require.NoError(t, err)
+	defer c2.CloseNow()
+	for _, c := range []*websocket.Conn{c1, c2} {
+		sendWire(t, c, map[string]any{"type": "join", "channel": "room:x"})
+		assert.Equal(t, "joined", readWire(t, c).Type)
+	}
+	sendWire(t, c2, map[string]any{"type": "join", "channel": "room:log", "since": 0})
+	assert.Equal(t, "joined", readWire(t, c2).Type)
+	require.NoError(t, b.Publish(ctx, pool, "room:x", []byte("1")))
+	assert.Equal(t, "message", readWire(t, c1).Type)
+	assert.Equal(t, "message", readWire(t, c2).Type)
+
+	require.NoError(t, c1.Close(websocket.StatusNormalClosure, "bye"))
+	require.NoError(t, b.Stop(ctx))
+	assert.Equal(t, websocket.StatusGoingAway, closeStatus(t, c2))
+	require.Eventually(t, func() bool { return br.Clients() == 0 }, 10*time.Second, 10*time.Millisecond)
+	srv.Close()
+	pool.Close()
 }
