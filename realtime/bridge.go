@@ -662,6 +662,12 @@ func (c *client) handleJoin(ch string, since *int64) {
 func (c *client) writeLoop(conn *websocket.Conn) {
 	ping := time.NewTicker(c.br.cfg.PingInterval)
 	defer ping.Stop()
+	// One timer per socket bounds every write (armed per write, no
+	// allocation): when it fires the client fails, which cancels c.ctx and
+	// makes the websocket package close the connection under the write.
+	timeout := time.AfterFunc(time.Hour, func() { c.fail(websocket.StatusPolicyViolation, "write timeout") })
+	timeout.Stop()
+	defer timeout.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -674,9 +680,9 @@ func (c *client) writeLoop(conn *websocket.Conn) {
 			case b == nil:
 				b = c.br.encode(f.ev)
 			}
-			ctx, cancel := context.WithTimeout(c.ctx, c.br.cfg.WriteTimeout)
-			err := conn.Write(ctx, websocket.MessageText, b)
-			cancel()
+			timeout.Reset(c.br.cfg.WriteTimeout)
+			err := conn.Write(c.ctx, websocket.MessageText, b)
+			timeout.Stop()
 			if err != nil {
 				c.fail(websocket.StatusPolicyViolation, "write timeout")
 				return

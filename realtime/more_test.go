@@ -369,3 +369,82 @@ func TestNoGoroutineLeakBridge(t *testing.T) {
 	srv.Close()
 	pool.Close()
 }
+
+// The project's convention for background components under RLS: the
+// listener runs on a separate "system" pool whose role has BYPASSRLS, while
+// the app publishes inside tenant-scoped transactions on a pool whose role
+// is subject to the policies. Stored large payloads and stream backlogs of
+// every tenant are then resolved by the listener.
+func TestListenerOnSystemPoolUnderRLS(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := ctxT(t)
+	suffix := strings.TrimPrefix(db.Name, "justpg_test_")
+	appRole, sysRole := "rta_"+suffix, "rts_"+suffix
+	_, err := db.Pool.Exec(ctx, `CREATE ROLE `+appRole+` LOGIN PASSWORD 'pw' NOSUPERUSER NOBYPASSRLS;
+		CREATE ROLE `+sysRole+` LOGIN PASSWORD 'pw' NOSUPERUSER BYPASSRLS`)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		for _, r := range []string{appRole, sysRole} {
+			_, _ = db.Pool.Exec(context.Background(), `DROP OWNED BY `+r)
+			_, _ = db.Pool.Exec(context.Background(), `DROP ROLE `+r)
+		}
+	})
+	for _, tbl := range []string{"realtime_streams", "realtime_events", "realtime_payloads"} {
+		_, err = db.Pool.Exec(ctx, `ALTER TABLE justpg.`+tbl+` ENABLE ROW LEVEL SECURITY;
+			ALTER TABLE justpg.`+tbl+` FORCE ROW LEVEL SECURITY;
+			CREATE POLICY tenant ON justpg.`+tbl+` USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid))`)
+		require.NoError(t, err)
+	}
+	_, err = db.Pool.Exec(ctx, `GRANT USAGE ON SCHEMA justpg TO `+appRole+`, `+sysRole+`;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA justpg TO `+appRole+`, `+sysRole)
+	require.NoError(t, err)
+	poolAs := func(role string) *pgxpool.Pool {
+		cfg, err := pgxpool.ParseConfig(db.URL)
+		require.NoError(t, err)
+		cfg.ConnConfig.User, cfg.ConnConfig.Password = role, "pw"
+		cfg.MaxConns = 3
+		p, err := pgxpool.NewWithConfig(ctx, cfg)
+		require.NoError(t, err)
+		t.Cleanup(p.Close)
+		return p
+	}
+	app, system := poolAs(appRole), poolAs(sysRole)
+	b := startBroker(t, system, Config{})
+
+	const tenantA = "11111111-1111-1111-1111-111111111111"
+	big := strings.Repeat("A", 9000)
+	inTenant := func(fn func(tx pgx.Tx) error) {
+		require.NoError(t, pgx.BeginFunc(ctx, app, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, tenantA); err != nil {
+				return err
+			}
+			return fn(tx)
+		}))
+	}
+	inTenant(func(tx pgx.Tx) error { return b.CreateStream(ctx, tx, "t.a.log", StreamConfig{}) })
+	live := subscribe(t, b, "t.a.big")
+	inTenant(func(tx pgx.Tx) error {
+		if err := b.Publish(ctx, tx, "t.a.log", []byte("e1")); err != nil {
+			return err
+		}
+		if err := b.Publish(ctx, tx, "t.a.log", []byte(big)); err != nil {
+			return err
+		}
+		return b.Publish(ctx, tx, "t.a.big", []byte(big))
+	})
+	assert.Equal(t, big, msg(t, live), "the system listener resolves the tenant's stored payload")
+
+	// A durable subscription's backlog (read by the listener) holds both events.
+	s := subscribe(t, b, "t.a.log", From(0))
+	ev := next(t, s)
+	assert.Equal(t, "e1", string(ev.Payload))
+	ev = next(t, s)
+	assert.Equal(t, big, string(ev.Payload))
+	assert.Equal(t, int64(2), ev.ID)
+
+	// Without a tenant, the app role sees none of it.
+	var n int
+	require.NoError(t, app.QueryRow(ctx, `SELECT count(*) FROM justpg.realtime_events`).Scan(&n))
+	assert.Zero(t, n)
+}

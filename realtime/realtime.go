@@ -172,7 +172,8 @@ type Broker struct {
 	subs      map[string][]*Subscription // copy-on-write slices
 	pending   []*Subscription            // registered, not yet active
 	dirty     bool                       // subs changed since the loop last looked
-	wake      context.CancelFunc         // interrupts the current wait
+	wake      func()                     // interrupts the current wait
+	woken     bool                       // wake was called during the current wait
 	connected bool
 
 	onSync func(listening map[string]bool) // test hook, called by the loop

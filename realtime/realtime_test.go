@@ -712,3 +712,24 @@ func TestPublishFastPath(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM justpg.realtime_events WHERE channel = 'logged'`).Scan(&n))
 	assert.Equal(t, 1, n, "the stream channel's message was logged by the function")
 }
+
+// TestIdlePing: an idle listener pings its connection (seen in
+// pg_stat_activity as pgx's "-- ping"), and keeps delivering afterwards.
+func TestIdlePing(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	cfg := fastCfg()
+	cfg.PingInterval = 50 * time.Millisecond
+	b := startBroker(t, db.Pool, cfg)
+	s := subscribe(t, b, "idle")
+	ctx := ctxT(t)
+	require.Eventually(t, func() bool {
+		var n int
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND query = '-- ping'`).Scan(&n)
+		return err == nil && n > 0
+	}, 15*time.Second, 20*time.Millisecond, "the idle listener pings")
+	require.NoError(t, b.Publish(ctx, db.Pool, "idle", []byte("still here")))
+	assert.Equal(t, "still here", msg(t, s))
+	assert.Zero(t, b.Stats().Reconnects)
+}
