@@ -104,7 +104,9 @@
 // process that join a room share one subscription: each event is encoded
 // to JSON once and its bytes are queued to every member without blocking,
 // with one writer goroutine per socket and compression off. (Resuming a
-// durable room from an id uses a subscription of the client's own.) Two
+// durable room from an id uses a subscription of the client's own.) A gap
+// on the shared subscription (reconnect, or the relay itself falling more
+// than max(QueueSize, 1024) events behind) is sent to every member. Two
 // processes with their own brokers and bridges on one database deliver a
 // room message to the sockets of both.
 //
