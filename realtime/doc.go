@@ -117,7 +117,11 @@
 // logs (ReadStream and publishing inside a tenant-scoped transaction respect
 // the policies). The listener reads stored payloads and stream backlogs on
 // its own connection without a tenant, so its role must be able to read
-// those tables (owner or BYPASSRLS); live delivery is isolated by channel
+// those tables (owner or BYPASSRLS): give New a separate "system" pool whose
+// role has BYPASSRLS and is used for nothing else, and publish through the
+// request's tenant-scoped transaction on the app pool (Publish takes any
+// DB). TestListenerOnSystemPoolUnderRLS shows this with FORCE ROW LEVEL
+// SECURITY on the package's tables. Live delivery is isolated by channel
 // names and the bridge's authorization, so give tenants their own channel
 // names (e.g. prefixed with the tenant).
 //
