@@ -215,11 +215,13 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 	}
 	// A payload that fits in a notification and needs no envelope is sent
 	// with a bare pg_notify unless the channel has a stream: one index probe
-	// of realtime_streams, no function call. The ELSE branch is an
-	// uncorrelated sub-select, evaluated only when it is reached.
+	// of realtime_streams, no function call. CASE evaluates its arms in
+	// order and only as far as needed, so pg_notify runs only when the
+	// channel has no stream (the IS NULL test is never true; it just turns
+	// the void call into a condition).
 	b.sqlPublish = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
 		THEN ` + b.qPublish + `($1::text, $2::text)
-		ELSE (SELECT NULL::bigint FROM pg_notify($1::text, $2::text)) END`
+		WHEN pg_notify($1::text, $2::text) IS NULL THEN NULL END`
 	b.sqlPublishSlow = `SELECT ` + b.qPublish + `($1::text, $2::text)`
 	return b, nil
 }
