@@ -187,6 +187,39 @@ func (br *Bridge) leaveRoom(r *room, c *client) {
 	r.relaying.Unlock()
 }
 
+// Broadcast sends payload to the clients of this bridge that receive
+// channel (room members and identity channels), without going through
+// PostgreSQL: other processes do not see it and no stream logs it. It
+// returns how many clients it was queued to. Clients that resumed a
+// durable channel with an id read it on a subscription of their own and do
+// not receive broadcasts.
+func (br *Bridge) Broadcast(channel string, payload []byte) (int, error) {
+	if err := ValidateChannel(channel); err != nil {
+		return 0, err
+	}
+	br.roomsMu.Lock()
+	r := br.rooms[channel]
+	br.roomsMu.Unlock()
+	if r == nil {
+		return 0, nil
+	}
+	ev := Event{Channel: channel, Payload: payload}
+	data, _ := json.Marshal(encodeEvent(ev))
+	ev.Payload = nil
+	r.relaying.Lock() // in order with the relayed events
+	defer r.relaying.Unlock()
+	br.roomsMu.Lock()
+	members := r.members
+	br.roomsMu.Unlock()
+	n := 0
+	for _, c := range members {
+		if c.send(frame{ev: ev, data: data}) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // relay hands r's events to its members until the subscription ends.
 func (br *Bridge) relay(r *room) {
 	defer close(r.done)

@@ -417,3 +417,42 @@ func TestRoomSharesOneSubscription(t *testing.T) {
 	require.NoError(t, b.Publish(ctx, db.Pool, "room:shared", []byte(`3`)))
 	assert.Equal(t, wireOut{Type: "message", Channel: "room:shared", Data: json.RawMessage(`3`)}, readWire(t, conns[3]))
 }
+
+// TestBroadcastToLocalSockets: Broadcast reaches the sockets of this bridge
+// in the room (not others, not another bridge) without PostgreSQL.
+func TestBroadcastToLocalSockets(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	br, srv := newBridgeServer(t, b, BridgeConfig{})
+	_, srv2 := newBridgeServer(t, b, BridgeConfig{})
+	ctx := ctxT(t)
+
+	in1, in2, out := dial(t, srv, "user=in1"), dial(t, srv, "user=in2"), dial(t, srv, "user=out")
+	other := dial(t, srv2, "user=other") // same room, another bridge
+	for _, c := range []*websocket.Conn{in1, in2, other} {
+		sendWire(t, c, map[string]any{"type": "join", "channel": "room:local"})
+		assert.Equal(t, "joined", readWire(t, c).Type)
+	}
+	n, err := br.Broadcast("room:local", []byte(`{"hello":"local"}`))
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	for _, c := range []*websocket.Conn{in1, in2} {
+		assert.Equal(t, wireOut{Type: "message", Channel: "room:local", Data: json.RawMessage(`{"hello":"local"}`)}, readWire(t, c))
+	}
+	n, err = br.Broadcast("user:out", []byte("just you"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "identity channels are rooms too")
+	assert.Equal(t, wireOut{Type: "message", Channel: "user:out", Data: json.RawMessage(`"just you"`)}, readWire(t, out))
+
+	// The other bridge's socket got nothing: the next thing it reads is a
+	// message published after the broadcast.
+	require.NoError(t, b.Publish(ctx, db.Pool, "user:other", []byte(`"marker"`)))
+	assert.Equal(t, wireOut{Type: "message", Channel: "user:other", Data: json.RawMessage(`"marker"`)}, readWire(t, other))
+
+	n, err = br.Broadcast("room:nobody", []byte("x"))
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	_, err = br.Broadcast("bad name", []byte("x"))
+	assert.ErrorIs(t, err, ErrInvalidChannel)
+}

@@ -106,7 +106,9 @@
 // with one writer goroutine per socket and compression off. (Resuming a
 // durable room from an id uses a subscription of the client's own.) A gap
 // on the shared subscription (reconnect, or the relay itself falling more
-// than max(QueueSize, 1024) events behind) is sent to every member. Two
+// than max(QueueSize, 1024) events behind) is sent to every member.
+// Bridge.Broadcast sends to this process's sockets of a channel without
+// going through PostgreSQL. Two
 // processes with their own brokers and bridges on one database deliver a
 // room message to the sockets of both.
 //
