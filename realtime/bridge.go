@@ -119,7 +119,10 @@ type room struct {
 
 // joinRoom adds c to the shared room of ch, subscribing when c is its first
 // member. It returns once the room receives messages.
-func (br *Bridge) joinRoom(ctx context.Context, ch string, c *client) (*room, error) {
+//
+// joined, when not nil, is called just before c can receive the room's
+// events, so that a reply it queues precedes them.
+func (br *Bridge) joinRoom(ctx context.Context, ch string, c *client, joined func()) (*room, error) {
 	for {
 		br.roomsMu.Lock()
 		r, ok := br.rooms[ch]
@@ -142,6 +145,9 @@ func (br *Bridge) joinRoom(ctx context.Context, ch string, c *client) (*room, er
 			if err != nil {
 				return nil, err
 			}
+			if joined != nil {
+				joined()
+			}
 			go br.relay(r)
 			return r, nil
 		}
@@ -155,6 +161,9 @@ func (br *Bridge) joinRoom(ctx context.Context, ch string, c *client) (*room, er
 		if r.err != nil || br.rooms[ch] != r { // failed or emptied meanwhile: retry
 			br.roomsMu.Unlock()
 			continue
+		}
+		if joined != nil {
+			joined()
 		}
 		r.members = append(slices.Clip(r.members), c)
 		br.roomsMu.Unlock()
@@ -417,7 +426,10 @@ func (c *client) send(f frame) bool {
 func (c *client) reply(w wireOut) { c.send(frame{ctl: &w}) }
 
 // join subscribes the client to channel and starts relaying it.
-func (c *client) join(ch string, since *int64, fixed bool) error {
+//
+// joined, when not nil, is called once the subscription is ready and before
+// any of its events can reach the client's queue (for the "joined" reply).
+func (c *client) join(ch string, since *int64, fixed bool, joined func()) error {
 	if err := ValidateChannel(ch); err != nil {
 		return err
 	}
@@ -433,7 +445,7 @@ func (c *client) join(ch string, since *int64, fixed bool) error {
 	c.mu.Unlock()
 	var m membership
 	if since == nil {
-		r, err := c.br.joinRoom(c.ctx, ch, c)
+		r, err := c.br.joinRoom(c.ctx, ch, c, joined)
 		if err != nil {
 			return err
 		}
@@ -453,9 +465,7 @@ func (c *client) join(ch string, since *int64, fixed bool) error {
 	}
 	if _, dup := c.subs[ch]; dup { // joined concurrently
 		c.mu.Unlock()
-		if m.sub != nil { // a room counts its members once
-			c.drop(m)
-		}
+		c.drop(m) // for a room: removes this second membership only
 		return nil
 	}
 	c.subs[ch] = m
@@ -464,6 +474,9 @@ func (c *client) join(ch string, since *int64, fixed bool) error {
 	}
 	c.mu.Unlock()
 	if m.sub != nil {
+		if joined != nil {
+			joined()
+		}
 		c.wg.Go(func() { c.pump(m.sub) })
 	}
 	return nil
@@ -596,7 +609,7 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := br.newClient(context.WithoutCancel(r.Context()), id)
 
 	for _, ch := range id.Channels {
-		if err := c.join(ch, sincePtr(resume, ch), true); err != nil {
+		if err := c.join(ch, sincePtr(resume, ch), true, nil); err != nil {
 			c.finish()
 			code, reason := websocket.StatusInternalError, "subscribe failed"
 			if errors.Is(err, ErrNotRunning) {
@@ -678,7 +691,12 @@ func (c *client) handleJoin(ch string, since *int64) {
 		c.reply(wireOut{Type: "error", Channel: ch, Error: "not allowed"})
 		return
 	}
-	if err := c.join(ch, since, false); err != nil {
+	replied := false
+	joined := func() {
+		replied = true
+		c.reply(wireOut{Type: "joined", Channel: ch})
+	}
+	if err := c.join(ch, since, false, joined); err != nil {
 		msg := "join failed"
 		switch {
 		case errors.Is(err, ErrNoStream):
@@ -689,7 +707,9 @@ func (c *client) handleJoin(ch string, since *int64) {
 		c.reply(wireOut{Type: "error", Channel: ch, Error: msg})
 		return
 	}
-	c.reply(wireOut{Type: "joined", Channel: ch})
+	if !replied { // already joined
+		c.reply(wireOut{Type: "joined", Channel: ch})
+	}
 }
 
 func (c *client) writeLoop(conn *websocket.Conn) {

@@ -171,7 +171,7 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 // it finds afterwards beyond the ignored ones would be a leak of the broker.
 func TestNoGoroutineLeakAfterStop(t *testing.T) {
 	db := newDB(t) // the shared server and its helpers exist before the snapshot
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer verifyNoLeak(t, goleak.IgnoreCurrent())
 	pool, err := pgxpool.New(context.Background(), db.URL)
 	require.NoError(t, err)
 	defer pool.Close()
@@ -332,7 +332,7 @@ func TestResumeBacklogLongerThanBuffer(t *testing.T) {
 // is left behind once its clients are gone and the broker stopped.
 func TestNoGoroutineLeakBridge(t *testing.T) {
 	db := newDB(t)
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer verifyNoLeak(t, goleak.IgnoreCurrent())
 	ctx := ctxT(t)
 	pool, err := pgxpool.New(ctx, db.URL)
 	require.NoError(t, err)
@@ -364,7 +364,9 @@ func TestNoGoroutineLeakBridge(t *testing.T) {
 
 	require.NoError(t, c1.Close(websocket.StatusNormalClosure, "bye"))
 	require.NoError(t, b.Stop(ctx))
-	assert.Equal(t, websocket.StatusGoingAway, closeStatus(t, c2))
+	// The socket ends (its close status is checked by
+	// TestBridgeClosesSocketsWhenBrokerStops; here only what is left behind).
+	assert.Error(t, closeErr(t, c2))
 	require.Eventually(t, func() bool { return br.Clients() == 0 }, 10*time.Second, 10*time.Millisecond)
 	srv.Close()
 	pool.Close()
@@ -447,4 +449,16 @@ func TestListenerOnSystemPoolUnderRLS(t *testing.T) {
 	var n int
 	require.NoError(t, app.QueryRow(ctx, `SELECT count(*) FROM justpg.realtime_events`).Scan(&n))
 	assert.Zero(t, n)
+}
+
+// verifyNoLeak fails if goroutines other than those in snapshot remain. It
+// first gives them up to 15s to end (goleak alone retries for about a
+// second, too short on a loaded machine for connections being torn down).
+func verifyNoLeak(t *testing.T, snapshot goleak.Option) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for goleak.Find(snapshot) != nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	goleak.VerifyNone(t, snapshot)
 }
