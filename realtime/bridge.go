@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,10 +90,173 @@ type Bridge struct {
 	cfg     BridgeConfig
 	clients atomic.Int64
 
-	// The last encoding per channel: the sockets of a room all receive the
-	// same event (sharing its payload), so it is encoded once, not per socket.
+	// Shared rooms: every client of this process that joins a channel
+	// without resuming shares one broker subscription and one relay
+	// goroutine, which encodes each event once and hands the bytes to every
+	// member's queue without blocking.
+	roomsMu sync.Mutex
+	rooms   map[string]*room
+
+	// The last encoding per channel for clients that resume a durable
+	// channel on their own subscription: the sockets of a room all receive
+	// the same event (sharing its payload), so it is encoded once.
 	encMu sync.Mutex
 	enc   map[string]encoded
+}
+
+// room is one channel relayed to the members that joined it.
+type room struct {
+	channel string
+	ready   chan struct{} // closed once sub (or err) is set
+	sub     *Subscription
+	err     error
+	members []*client // copy-on-write, under Bridge.roomsMu
+	done    chan struct{}
+	// relaying is held while one event is handed to the members, so that
+	// a member that left receives nothing once leaveRoom returns.
+	relaying sync.Mutex
+}
+
+// joinRoom adds c to the shared room of ch, subscribing when c is its first
+// member. It returns once the room receives messages.
+//
+// joined, when not nil, is called just before c can receive the room's
+// events, so that a reply it queues precedes them.
+func (br *Bridge) joinRoom(ctx context.Context, ch string, c *client, joined func()) (*room, error) {
+	for {
+		br.roomsMu.Lock()
+		r, ok := br.rooms[ch]
+		if !ok {
+			r = &room{channel: ch, ready: make(chan struct{}), done: make(chan struct{})}
+			if br.rooms == nil {
+				br.rooms = map[string]*room{}
+			}
+			br.rooms[ch] = r
+			r.members = []*client{c}
+			br.roomsMu.Unlock()
+			sub, err := br.b.Subscribe(ctx, ch, WithBuffer(max(br.cfg.QueueSize, 1024)), WithPolicy(DropAndGap))
+			br.roomsMu.Lock()
+			r.sub, r.err = sub, err
+			if err != nil {
+				delete(br.rooms, ch)
+			}
+			close(r.ready)
+			br.roomsMu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			if joined != nil {
+				joined()
+			}
+			go br.relay(r)
+			return r, nil
+		}
+		br.roomsMu.Unlock()
+		select {
+		case <-r.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		br.roomsMu.Lock()
+		if r.err != nil || br.rooms[ch] != r { // failed or emptied meanwhile: retry
+			br.roomsMu.Unlock()
+			continue
+		}
+		if joined != nil {
+			joined()
+		}
+		r.members = append(slices.Clip(r.members), c)
+		br.roomsMu.Unlock()
+		return r, nil
+	}
+}
+
+// leaveRoom removes c from r; the last member closes the subscription.
+func (br *Bridge) leaveRoom(r *room, c *client) {
+	br.roomsMu.Lock()
+	i := slices.Index(r.members, c)
+	if i < 0 {
+		br.roomsMu.Unlock()
+		return
+	}
+	r.members = slices.Delete(slices.Clone(r.members), i, i+1)
+	last := len(r.members) == 0
+	if last && br.rooms[r.channel] == r {
+		delete(br.rooms, r.channel)
+	}
+	br.roomsMu.Unlock()
+	if last {
+		r.sub.Close()
+		<-r.done
+		return
+	}
+	// Wait for an event being relayed to the old member list.
+	r.relaying.Lock()
+	//lint:ignore SA2001 the empty critical section is the point: a barrier
+	r.relaying.Unlock()
+}
+
+// Broadcast sends payload to the clients of this bridge that receive
+// channel (room members and identity channels), without going through
+// PostgreSQL: other processes do not see it and no stream logs it. It
+// returns how many clients it was queued to. Clients that resumed a
+// durable channel with an id read it on a subscription of their own and do
+// not receive broadcasts.
+func (br *Bridge) Broadcast(channel string, payload []byte) (int, error) {
+	if err := ValidateChannel(channel); err != nil {
+		return 0, err
+	}
+	br.roomsMu.Lock()
+	r := br.rooms[channel]
+	br.roomsMu.Unlock()
+	if r == nil {
+		return 0, nil
+	}
+	ev := Event{Channel: channel, Payload: payload}
+	data, _ := json.Marshal(encodeEvent(ev))
+	ev.Payload = nil
+	r.relaying.Lock() // in order with the relayed events
+	defer r.relaying.Unlock()
+	br.roomsMu.Lock()
+	members := r.members
+	br.roomsMu.Unlock()
+	n := 0
+	for _, c := range members {
+		if c.send(frame{ev: ev, data: data}) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// relay hands r's events to its members until the subscription ends.
+func (br *Bridge) relay(r *room) {
+	defer close(r.done)
+	for {
+		ev, err := r.sub.Next(context.Background())
+		if err != nil {
+			br.roomsMu.Lock()
+			members := r.members
+			if br.rooms[r.channel] == r {
+				delete(br.rooms, r.channel)
+			}
+			br.roomsMu.Unlock()
+			for _, c := range members { // the broker stopped
+				c.fail(websocket.StatusGoingAway, "server shutting down")
+			}
+			return
+		}
+		b, _ := json.Marshal(encodeEvent(ev))
+		ev.Payload = nil // members use data; SSE reads only the event's metadata
+		r.relaying.Lock()
+		br.roomsMu.Lock()
+		members := r.members
+		br.roomsMu.Unlock()
+		for _, c := range members {
+			c.send(frame{ev: ev, data: b})
+		}
+		r.relaying.Unlock()
+	}
 }
 
 type encoded struct {
@@ -164,8 +328,9 @@ func (br *Bridge) Clients() int { return int(br.clients.Load()) }
 
 // frame is one item of a client's queue: an event or a control reply.
 type frame struct {
-	ev  Event
-	ctl *wireOut
+	ev   Event
+	data []byte // ev already encoded (shared by the members of a room)
+	ctl  *wireOut
 }
 
 type wireOut struct {
@@ -207,7 +372,7 @@ type client struct {
 	wg     sync.WaitGroup
 
 	mu     sync.Mutex
-	subs   map[string]*Subscription
+	subs   map[string]membership
 	fixed  map[string]bool // identity channels
 	closed bool
 	code   websocket.StatusCode
@@ -216,9 +381,24 @@ type client struct {
 
 func (br *Bridge) newClient(ctx context.Context, id Identity) *client {
 	c := &client{br: br, id: id, queue: make(chan frame, br.cfg.QueueSize),
-		subs: map[string]*Subscription{}, fixed: map[string]bool{}}
+		subs: map[string]membership{}, fixed: map[string]bool{}}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	return c
+}
+
+// membership is how a client receives a channel: through the shared room,
+// or, when it resumes a durable stream, on a subscription of its own.
+type membership struct {
+	room *room
+	sub  *Subscription
+}
+
+func (c *client) drop(m membership) {
+	if m.room != nil {
+		c.br.leaveRoom(m.room, c)
+	} else {
+		m.sub.Close()
+	}
 }
 
 // fail ends the client with a close status (the first reason wins).
@@ -246,7 +426,10 @@ func (c *client) send(f frame) bool {
 func (c *client) reply(w wireOut) { c.send(frame{ctl: &w}) }
 
 // join subscribes the client to channel and starts relaying it.
-func (c *client) join(ch string, since *int64, fixed bool) error {
+//
+// joined, when not nil, is called once the subscription is ready and before
+// any of its events can reach the client's queue (for the "joined" reply).
+func (c *client) join(ch string, since *int64, fixed bool, joined func()) error {
 	if err := ValidateChannel(ch); err != nil {
 		return err
 	}
@@ -260,44 +443,55 @@ func (c *client) join(ch string, since *int64, fixed bool) error {
 		return fmt.Errorf("realtime: room limit of %d reached", c.br.cfg.MaxRooms)
 	}
 	c.mu.Unlock()
-	opts := []SubscribeOption{WithBuffer(c.br.cfg.QueueSize), WithPolicy(Disconnect)}
-	if since != nil {
-		opts = append(opts, From(*since))
-	}
-	s, err := c.br.b.Subscribe(c.ctx, ch, opts...)
-	if err != nil {
-		return err
+	var m membership
+	if since == nil {
+		r, err := c.br.joinRoom(c.ctx, ch, c, joined)
+		if err != nil {
+			return err
+		}
+		m.room = r
+	} else {
+		s, err := c.br.b.Subscribe(c.ctx, ch, WithBuffer(c.br.cfg.QueueSize), WithPolicy(Disconnect), From(*since))
+		if err != nil {
+			return err
+		}
+		m.sub = s
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		s.Close()
+		c.drop(m)
 		return ErrClosed
 	}
 	if _, dup := c.subs[ch]; dup { // joined concurrently
 		c.mu.Unlock()
-		s.Close()
+		c.drop(m) // for a room: removes this second membership only
 		return nil
 	}
-	c.subs[ch] = s
+	c.subs[ch] = m
 	if fixed {
 		c.fixed[ch] = true
 	}
 	c.mu.Unlock()
-	c.wg.Go(func() { c.pump(s) })
+	if m.sub != nil {
+		if joined != nil {
+			joined()
+		}
+		c.wg.Go(func() { c.pump(m.sub) })
+	}
 	return nil
 }
 
 func (c *client) leave(ch string) bool {
 	c.mu.Lock()
-	s, ok := c.subs[ch]
+	m, ok := c.subs[ch]
 	if !ok || c.fixed[ch] {
 		c.mu.Unlock()
 		return false
 	}
 	delete(c.subs, ch)
 	c.mu.Unlock()
-	s.Close()
+	c.drop(m)
 	return true
 }
 
@@ -307,7 +501,7 @@ func (c *client) pump(s *Subscription) {
 		ev, err := s.Next(c.ctx)
 		if err != nil {
 			c.mu.Lock()
-			current := c.subs[s.channel] == s
+			current := c.subs[s.channel].sub == s
 			c.mu.Unlock()
 			switch {
 			case c.ctx.Err() != nil, !current: // client gone or room left
@@ -330,10 +524,10 @@ func (c *client) finish() {
 	c.mu.Lock()
 	c.closed = true
 	subs := c.subs
-	c.subs = map[string]*Subscription{}
+	c.subs = map[string]membership{}
 	c.mu.Unlock()
-	for _, s := range subs {
-		s.Close()
+	for _, m := range subs {
+		c.drop(m)
 	}
 	c.wg.Wait()
 }
@@ -399,7 +593,13 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: br.cfg.OriginPatterns})
+	// Compression stays off: room events are encoded once and written as
+	// is to every socket; per-socket deflate would cost more than it saves
+	// on small messages.
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OriginPatterns:  br.cfg.OriginPatterns,
+		CompressionMode: websocket.CompressionDisabled,
+	})
 	if err != nil {
 		return // Accept wrote the HTTP error
 	}
@@ -409,7 +609,7 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := br.newClient(context.WithoutCancel(r.Context()), id)
 
 	for _, ch := range id.Channels {
-		if err := c.join(ch, sincePtr(resume, ch), true); err != nil {
+		if err := c.join(ch, sincePtr(resume, ch), true, nil); err != nil {
 			c.finish()
 			code, reason := websocket.StatusInternalError, "subscribe failed"
 			if errors.Is(err, ErrNotRunning) {
@@ -491,7 +691,12 @@ func (c *client) handleJoin(ch string, since *int64) {
 		c.reply(wireOut{Type: "error", Channel: ch, Error: "not allowed"})
 		return
 	}
-	if err := c.join(ch, since, false); err != nil {
+	replied := false
+	joined := func() {
+		replied = true
+		c.reply(wireOut{Type: "joined", Channel: ch})
+	}
+	if err := c.join(ch, since, false, joined); err != nil {
 		msg := "join failed"
 		switch {
 		case errors.Is(err, ErrNoStream):
@@ -502,26 +707,35 @@ func (c *client) handleJoin(ch string, since *int64) {
 		c.reply(wireOut{Type: "error", Channel: ch, Error: msg})
 		return
 	}
-	c.reply(wireOut{Type: "joined", Channel: ch})
+	if !replied { // already joined
+		c.reply(wireOut{Type: "joined", Channel: ch})
+	}
 }
 
 func (c *client) writeLoop(conn *websocket.Conn) {
 	ping := time.NewTicker(c.br.cfg.PingInterval)
 	defer ping.Stop()
+	// One timer per socket bounds every write (armed per write, no
+	// allocation): when it fires the client fails, which cancels c.ctx and
+	// makes the websocket package close the connection under the write.
+	timeout := time.AfterFunc(time.Hour, func() { c.fail(websocket.StatusPolicyViolation, "write timeout") })
+	timeout.Stop()
+	defer timeout.Stop()
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case f := <-c.queue:
-			var b []byte
-			if f.ctl != nil {
+			b := f.data
+			switch {
+			case f.ctl != nil:
 				b, _ = json.Marshal(f.ctl)
-			} else {
+			case b == nil:
 				b = c.br.encode(f.ev)
 			}
-			ctx, cancel := context.WithTimeout(c.ctx, c.br.cfg.WriteTimeout)
-			err := conn.Write(ctx, websocket.MessageText, b)
-			cancel()
+			timeout.Reset(c.br.cfg.WriteTimeout)
+			err := conn.Write(c.ctx, websocket.MessageText, b)
+			timeout.Stop()
 			if err != nil {
 				c.fail(websocket.StatusPolicyViolation, "write timeout")
 				return

@@ -365,3 +365,94 @@ func TestSSEEndToEnd(t *testing.T) {
 	assert.EqualValues(t, 3, ev.data.ID)
 	assert.Equal(t, "room%3Anews=3", ev.id)
 }
+
+// TestRoomSharesOneSubscription: the sockets of this process that join a
+// room share one broker subscription, every member receives each message,
+// a member that left receives nothing more, and the last one to leave ends
+// the room's subscription.
+func TestRoomSharesOneSubscription(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	br, srv := newBridgeServer(t, b, BridgeConfig{})
+	ctx := ctxT(t)
+
+	const n = 20
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		conns[i] = dial(t, srv, fmt.Sprintf("user=u%d", i))
+		sendWire(t, conns[i], map[string]any{"type": "join", "channel": "room:shared"})
+		assert.Equal(t, wireOut{Type: "joined", Channel: "room:shared"}, readWire(t, conns[i]))
+	}
+	// n identity channels plus one subscription for the room.
+	assert.Equal(t, n+1, b.Stats().Subscriptions)
+	require.Equal(t, n, br.Clients())
+
+	require.NoError(t, b.Publish(ctx, db.Pool, "room:shared", []byte(`{"k":1}`)))
+	for _, c := range conns {
+		assert.Equal(t, wireOut{Type: "message", Channel: "room:shared", Data: json.RawMessage(`{"k":1}`)}, readWire(t, c))
+	}
+
+	// conns[0] leaves; the next thing it receives is on its own channel,
+	// published after the room's second message was relayed to the others.
+	sendWire(t, conns[0], map[string]any{"type": "leave", "channel": "room:shared"})
+	assert.Equal(t, wireOut{Type: "left", Channel: "room:shared"}, readWire(t, conns[0]))
+	require.NoError(t, b.Publish(ctx, db.Pool, "room:shared", []byte(`{"k":2}`)))
+	for _, c := range conns[1:] {
+		assert.Equal(t, wireOut{Type: "message", Channel: "room:shared", Data: json.RawMessage(`{"k":2}`)}, readWire(t, c))
+	}
+	require.NoError(t, b.Publish(ctx, db.Pool, "user:u0", []byte(`"after"`)))
+	assert.Equal(t, wireOut{Type: "message", Channel: "user:u0", Data: json.RawMessage(`"after"`)}, readWire(t, conns[0]))
+
+	for _, c := range conns[1:] {
+		sendWire(t, c, map[string]any{"type": "leave", "channel": "room:shared"})
+		assert.Equal(t, "left", readWire(t, c).Type)
+	}
+	require.Eventually(t, func() bool { return b.Stats().Subscriptions == n }, 10*time.Second, 10*time.Millisecond,
+		"the room's subscription ends with its last member")
+
+	// Joining again opens a new room that works.
+	sendWire(t, conns[3], map[string]any{"type": "join", "channel": "room:shared"})
+	assert.Equal(t, "joined", readWire(t, conns[3]).Type)
+	require.NoError(t, b.Publish(ctx, db.Pool, "room:shared", []byte(`3`)))
+	assert.Equal(t, wireOut{Type: "message", Channel: "room:shared", Data: json.RawMessage(`3`)}, readWire(t, conns[3]))
+}
+
+// TestBroadcastToLocalSockets: Broadcast reaches the sockets of this bridge
+// in the room (not others, not another bridge) without PostgreSQL.
+func TestBroadcastToLocalSockets(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	br, srv := newBridgeServer(t, b, BridgeConfig{})
+	_, srv2 := newBridgeServer(t, b, BridgeConfig{})
+	ctx := ctxT(t)
+
+	in1, in2, out := dial(t, srv, "user=in1"), dial(t, srv, "user=in2"), dial(t, srv, "user=out")
+	other := dial(t, srv2, "user=other") // same room, another bridge
+	for _, c := range []*websocket.Conn{in1, in2, other} {
+		sendWire(t, c, map[string]any{"type": "join", "channel": "room:local"})
+		assert.Equal(t, "joined", readWire(t, c).Type)
+	}
+	n, err := br.Broadcast("room:local", []byte(`{"hello":"local"}`))
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	for _, c := range []*websocket.Conn{in1, in2} {
+		assert.Equal(t, wireOut{Type: "message", Channel: "room:local", Data: json.RawMessage(`{"hello":"local"}`)}, readWire(t, c))
+	}
+	n, err = br.Broadcast("user:out", []byte("just you"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "identity channels are rooms too")
+	assert.Equal(t, wireOut{Type: "message", Channel: "user:out", Data: json.RawMessage(`"just you"`)}, readWire(t, out))
+
+	// The other bridge's socket got nothing: the next thing it reads is a
+	// message published after the broadcast.
+	require.NoError(t, b.Publish(ctx, db.Pool, "user:other", []byte(`"marker"`)))
+	assert.Equal(t, wireOut{Type: "message", Channel: "user:other", Data: json.RawMessage(`"marker"`)}, readWire(t, other))
+
+	n, err = br.Broadcast("room:nobody", []byte("x"))
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	_, err = br.Broadcast("bad name", []byte("x"))
+	assert.ErrorIs(t, err, ErrInvalidChannel)
+}

@@ -16,8 +16,12 @@
 //	})
 //
 // Publish, PublishBatch (many messages, one round trip) and the generic
-// PublishJSON/PublishJSONBatch call one SQL function, realtime_publish,
-// which sends pg_notify with bind parameters. Messages of one transaction
+// PublishJSON/PublishJSONBatch send pg_notify with bind parameters, one
+// statement per call. A payload that fits in a notification goes out as a
+// bare pg_notify guarded by one index probe of realtime_streams, so it
+// costs what a hand-written SELECT pg_notify($1, $2) costs; durable
+// channels and large payloads go through the SQL function realtime_publish,
+// which logs the event or stores the payload. Messages of one transaction
 // arrive in publish order. As with NOTIFY itself, identical (channel,
 // payload) pairs in one transaction are delivered once, unless the channel
 // has a stream.
@@ -96,9 +100,17 @@
 // with JSON messages, each join authorized; durable rooms can be resumed
 // from an id (SSE uses Last-Event-ID). Every client has a bounded queue and
 // a write timeout; a client that falls behind is closed with status 1008
-// (policy violation). Sockets are kept alive with pings. Two processes with
-// their own brokers and bridges on one database deliver a room message to
-// the sockets of both.
+// (policy violation). Sockets are kept alive with pings. All clients of a
+// process that join a room share one subscription: each event is encoded
+// to JSON once and its bytes are queued to every member without blocking,
+// with one writer goroutine per socket and compression off. (Resuming a
+// durable room from an id uses a subscription of the client's own.) A gap
+// on the shared subscription (reconnect, or the relay itself falling more
+// than max(QueueSize, 1024) events behind) is sent to every member.
+// Bridge.Broadcast sends to this process's sockets of a channel without
+// going through PostgreSQL. Two
+// processes with their own brokers and bridges on one database deliver a
+// room message to the sockets of both.
 //
 // # Tenancy
 //
@@ -107,7 +119,11 @@
 // logs (ReadStream and publishing inside a tenant-scoped transaction respect
 // the policies). The listener reads stored payloads and stream backlogs on
 // its own connection without a tenant, so its role must be able to read
-// those tables (owner or BYPASSRLS); live delivery is isolated by channel
+// those tables (owner or BYPASSRLS): give New a separate "system" pool whose
+// role has BYPASSRLS and is used for nothing else, and publish through the
+// request's tenant-scoped transaction on the app pool (Publish takes any
+// DB). TestListenerOnSystemPoolUnderRLS shows this with FORCE ROW LEVEL
+// SECURITY on the package's tables. Live delivery is isolated by channel
 // names and the bridge's authorization, so give tenants their own channel
 // names (e.g. prefixed with the tenant).
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,7 +81,18 @@ func (b *Broker) Start(ctx context.Context) error {
 		case <-lctx.Done():
 		}
 	})
-	wg.Go(func() { b.run(lctx) })
+	// Stopping interrupts the listener's wait (see loop.wait).
+	stopWake := context.AfterFunc(lctx, func() {
+		b.mu.Lock()
+		if b.wake != nil {
+			b.wake()
+		}
+		b.mu.Unlock()
+	})
+	wg.Go(func() {
+		defer stopWake()
+		b.run(lctx)
+	})
 	if b.cfg.CleanupInterval > 0 {
 		wg.Go(func() { b.cleanupLoop(lctx) })
 	}
@@ -180,8 +192,8 @@ type loop struct {
 	b         *Broker
 	conn      *pgxpool.Conn
 	listening map[string]bool
-	wctx      context.Context // current wait context (see wait)
-	wcancel   context.CancelFunc
+	armed     time.Time // when the idle read deadline was last set; zero: none
+	wakeFn    func()    // sets an expired read deadline; one per connection
 }
 
 func (b *Broker) run(ctx context.Context) {
@@ -260,8 +272,22 @@ func (l *loop) connect(ctx context.Context) error {
 		c.Release()
 		return err
 	}
-	l.conn, l.listening = c, map[string]bool{}
+	l.conn, l.listening, l.armed = c, map[string]bool{}, time.Time{}
+	nc := c.Conn().PgConn().Conn()
+	l.wakeFn = func() { // called with b.mu held
+		l.b.woken = true
+		_ = nc.SetReadDeadline(time.Unix(1, 0))
+	}
 	return nil
+}
+
+// clearDeadline removes the read deadline wait sets, before the connection
+// runs a statement (which has its own context) or after a wake.
+func (l *loop) clearDeadline() {
+	if l.conn != nil {
+		_ = l.conn.Conn().PgConn().Conn().SetReadDeadline(time.Time{})
+	}
+	l.armed = time.Time{}
 }
 
 // broken drops a failed connection; the loop reconnects.
@@ -288,6 +314,7 @@ func (l *loop) shutdown() {
 	l.resetWait()
 	b.mu.Unlock()
 	if l.conn != nil {
+		l.clearDeadline()
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PingTimeout)
 		if _, err := l.conn.Exec(ctx, "UNLISTEN *"); err != nil {
 			_ = l.conn.Conn().Close(ctx)
@@ -375,6 +402,9 @@ func (l *loop) sync(ctx context.Context) error {
 	b.pending = nil
 	b.mu.Unlock()
 
+	if len(stmts) > 0 || len(pending) > 0 {
+		l.clearDeadline()
+	}
 	if len(stmts) > 0 {
 		// Simple protocol, several statements, one round trip.
 		octx, cancel := context.WithTimeout(ctx, b.cfg.PingTimeout)
@@ -430,6 +460,7 @@ func isConnErr(err error) bool {
 // applies (a gap carrying the last queued id).
 func (l *loop) catchUp(ctx context.Context, s *Subscription) error {
 	b := l.b
+	l.clearDeadline()
 	// Bounded, so a dead connection cannot stall the listener.
 	ctx, cancel := context.WithTimeout(ctx, 4*b.cfg.PingTimeout)
 	defer cancel()
@@ -484,26 +515,40 @@ func (l *loop) push(s *Subscription, ev Event) {
 }
 
 // wait waits for one notification (or a change of subscriptions, or the
-// idle ping interval) and dispatches it. The wait context is reused across
-// notifications until it is cancelled by a change or its ping deadline
-// passes, so a busy listener does not allocate a timer per message.
+// idle ping interval) and dispatches it.
+//
+// The wait itself runs without a cancellable context: pgx registers and
+// removes a context callback on every call otherwise, which cost more than
+// the rest of a notification's handling. Instead the connection carries a
+// read deadline: PingInterval ahead (re-armed at most every PingInterval/2
+// while busy, so a ping follows PingInterval/2 to PingInterval of silence),
+// and set to the past by b.wake to interrupt the wait for a change of
+// subscriptions or Stop. pgx keeps the connection and any partly read
+// message on a read timeout.
 func (l *loop) wait(ctx context.Context) error {
 	b := l.b
+	now := time.Now()
 	b.mu.Lock()
-	if b.dirty {
+	if b.dirty || ctx.Err() != nil {
 		b.mu.Unlock()
 		return nil
 	}
-	if l.wctx == nil || l.wctx.Err() != nil {
-		l.resetWait()
-		l.wctx, l.wcancel = context.WithTimeout(ctx, b.cfg.PingInterval)
-		b.wake = l.wcancel
+	if l.armed.IsZero() || now.Sub(l.armed) > b.cfg.PingInterval/2 {
+		l.armed = now
+		_ = l.conn.Conn().PgConn().Conn().SetReadDeadline(now.Add(b.cfg.PingInterval))
 	}
-	wctx := l.wctx
+	b.wake, b.woken = l.wakeFn, false
 	b.mu.Unlock()
 
-	n, err := l.conn.Conn().WaitForNotification(wctx)
+	n, err := l.conn.Conn().WaitForNotification(context.Background())
 
+	b.mu.Lock()
+	b.wake = nil
+	woken := b.woken
+	b.mu.Unlock()
+	if woken {
+		l.clearDeadline()
+	}
 	if n != nil {
 		if derr := l.dispatch(ctx, n); derr != nil {
 			return derr
@@ -515,13 +560,11 @@ func (l *loop) wait(ctx context.Context) error {
 	if l.conn.Conn().IsClosed() {
 		return err
 	}
-	b.mu.Lock()
-	woken := b.dirty
-	b.mu.Unlock()
 	if woken {
 		return nil
 	}
-	if errors.Is(wctx.Err(), context.DeadlineExceeded) {
+	if pgconn.Timeout(err) || errors.Is(err, os.ErrDeadlineExceeded) {
+		l.clearDeadline()
 		pctx, pcancel := context.WithTimeout(ctx, b.cfg.PingTimeout)
 		defer pcancel()
 		if perr := l.conn.Ping(pctx); perr != nil {
@@ -532,12 +575,8 @@ func (l *loop) wait(ctx context.Context) error {
 	return err
 }
 
-// resetWait drops the current wait context; b.mu must be held.
+// resetWait forgets the current wait; b.mu must be held.
 func (l *loop) resetWait() {
-	if l.wcancel != nil {
-		l.wcancel()
-	}
-	l.wctx, l.wcancel = nil, nil
 	l.b.wake = nil
 }
 
@@ -629,6 +668,7 @@ func (l *loop) decode(ctx context.Context, n *pgconn.Notification) (Event, error
 	default: // envStored
 		q = `SELECT payload FROM ` + l.b.qPayloads + ` WHERE channel = $1 AND id = $2`
 	}
+	l.clearDeadline()
 	qctx, cancel := context.WithTimeout(ctx, l.b.cfg.PingTimeout)
 	defer cancel()
 	if err := l.conn.QueryRow(qctx, q, n.Channel, id).Scan(&ev.Payload); err != nil {

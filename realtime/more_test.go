@@ -3,10 +3,12 @@ package realtime
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
@@ -169,7 +171,7 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 // it finds afterwards beyond the ignored ones would be a leak of the broker.
 func TestNoGoroutineLeakAfterStop(t *testing.T) {
 	db := newDB(t) // the shared server and its helpers exist before the snapshot
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer verifyNoLeak(t, goleak.IgnoreCurrent())
 	pool, err := pgxpool.New(context.Background(), db.URL)
 	require.NoError(t, err)
 	defer pool.Close()
@@ -324,4 +326,139 @@ func TestResumeBacklogLongerThanBuffer(t *testing.T) {
 	// Live events continue after the gap.
 	require.NoError(t, b.Publish(ctx, db.Pool, "backlog", []byte("11")))
 	assert.EqualValues(t, 11, next(t, s).ID)
+}
+
+// No goroutine of the bridge (socket writers, room relays, durable pumps)
+// is left behind once its clients are gone and the broker stopped.
+func TestNoGoroutineLeakBridge(t *testing.T) {
+	db := newDB(t)
+	defer verifyNoLeak(t, goleak.IgnoreCurrent())
+	ctx := ctxT(t)
+	pool, err := pgxpool.New(ctx, db.URL)
+	require.NoError(t, err)
+	defer pool.Close()
+	b, err := New(pool, Config{CleanupInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, b.Start(ctx))
+	require.NoError(t, b.CreateStream(ctx, pool, "room:log", StreamConfig{}))
+	br, err := NewBridge(b, BridgeConfig{Authorize: testAuthorize})
+	require.NoError(t, err)
+	srv := httptest.NewServer(br)
+	defer srv.Close()
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/?user="
+	c1, _, err := websocket.Dial(ctx, wsURL+"a", nil)
+	require.NoError(t, err)
+	defer c1.CloseNow()
+	c2, _, err := websocket.Dial(ctx, wsURL+"b", nil)
+	require.NoError(t, err)
+	defer c2.CloseNow()
+	for _, c := range []*websocket.Conn{c1, c2} {
+		sendWire(t, c, map[string]any{"type": "join", "channel": "room:x"})
+		assert.Equal(t, "joined", readWire(t, c).Type)
+	}
+	sendWire(t, c2, map[string]any{"type": "join", "channel": "room:log", "since": 0})
+	assert.Equal(t, "joined", readWire(t, c2).Type)
+	require.NoError(t, b.Publish(ctx, pool, "room:x", []byte("1")))
+	assert.Equal(t, "message", readWire(t, c1).Type)
+	assert.Equal(t, "message", readWire(t, c2).Type)
+
+	require.NoError(t, c1.Close(websocket.StatusNormalClosure, "bye"))
+	require.NoError(t, b.Stop(ctx))
+	// The socket ends (its close status is checked by
+	// TestBridgeClosesSocketsWhenBrokerStops; here only what is left behind).
+	assert.Error(t, closeErr(t, c2))
+	require.Eventually(t, func() bool { return br.Clients() == 0 }, 10*time.Second, 10*time.Millisecond)
+	srv.Close()
+	pool.Close()
+}
+
+// The project's convention for background components under RLS: the
+// listener runs on a separate "system" pool whose role has BYPASSRLS, while
+// the app publishes inside tenant-scoped transactions on a pool whose role
+// is subject to the policies. Stored large payloads and stream backlogs of
+// every tenant are then resolved by the listener.
+func TestListenerOnSystemPoolUnderRLS(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := ctxT(t)
+	suffix := strings.TrimPrefix(db.Name, "justpg_test_")
+	appRole, sysRole := "rta_"+suffix, "rts_"+suffix
+	_, err := db.Pool.Exec(ctx, `CREATE ROLE `+appRole+` LOGIN PASSWORD 'pw' NOSUPERUSER NOBYPASSRLS;
+		CREATE ROLE `+sysRole+` LOGIN PASSWORD 'pw' NOSUPERUSER BYPASSRLS`)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		for _, r := range []string{appRole, sysRole} {
+			_, _ = db.Pool.Exec(context.Background(), `DROP OWNED BY `+r)
+			_, _ = db.Pool.Exec(context.Background(), `DROP ROLE `+r)
+		}
+	})
+	for _, tbl := range []string{"realtime_streams", "realtime_events", "realtime_payloads"} {
+		_, err = db.Pool.Exec(ctx, `ALTER TABLE justpg.`+tbl+` ENABLE ROW LEVEL SECURITY;
+			ALTER TABLE justpg.`+tbl+` FORCE ROW LEVEL SECURITY;
+			CREATE POLICY tenant ON justpg.`+tbl+` USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid))`)
+		require.NoError(t, err)
+	}
+	_, err = db.Pool.Exec(ctx, `GRANT USAGE ON SCHEMA justpg TO `+appRole+`, `+sysRole+`;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA justpg TO `+appRole+`, `+sysRole)
+	require.NoError(t, err)
+	poolAs := func(role string) *pgxpool.Pool {
+		cfg, err := pgxpool.ParseConfig(db.URL)
+		require.NoError(t, err)
+		cfg.ConnConfig.User, cfg.ConnConfig.Password = role, "pw"
+		cfg.MaxConns = 3
+		p, err := pgxpool.NewWithConfig(ctx, cfg)
+		require.NoError(t, err)
+		t.Cleanup(p.Close)
+		return p
+	}
+	app, system := poolAs(appRole), poolAs(sysRole)
+	b := startBroker(t, system, Config{})
+
+	const tenantA = "11111111-1111-1111-1111-111111111111"
+	big := strings.Repeat("A", 9000)
+	inTenant := func(fn func(tx pgx.Tx) error) {
+		require.NoError(t, pgx.BeginFunc(ctx, app, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, tenantA); err != nil {
+				return err
+			}
+			return fn(tx)
+		}))
+	}
+	inTenant(func(tx pgx.Tx) error { return b.CreateStream(ctx, tx, "t.a.log", StreamConfig{}) })
+	live := subscribe(t, b, "t.a.big")
+	inTenant(func(tx pgx.Tx) error {
+		if err := b.Publish(ctx, tx, "t.a.log", []byte("e1")); err != nil {
+			return err
+		}
+		if err := b.Publish(ctx, tx, "t.a.log", []byte(big)); err != nil {
+			return err
+		}
+		return b.Publish(ctx, tx, "t.a.big", []byte(big))
+	})
+	assert.Equal(t, big, msg(t, live), "the system listener resolves the tenant's stored payload")
+
+	// A durable subscription's backlog (read by the listener) holds both events.
+	s := subscribe(t, b, "t.a.log", From(0))
+	ev := next(t, s)
+	assert.Equal(t, "e1", string(ev.Payload))
+	ev = next(t, s)
+	assert.Equal(t, big, string(ev.Payload))
+	assert.Equal(t, int64(2), ev.ID)
+
+	// Without a tenant, the app role sees none of it.
+	var n int
+	require.NoError(t, app.QueryRow(ctx, `SELECT count(*) FROM justpg.realtime_events`).Scan(&n))
+	assert.Zero(t, n)
+}
+
+// verifyNoLeak fails if goroutines other than those in snapshot remain. It
+// first gives them up to 15s to end (goleak alone retries for about a
+// second, too short on a loaded machine for connections being torn down).
+func verifyNoLeak(t *testing.T, snapshot goleak.Option) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for goleak.Find(snapshot) != nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	goleak.VerifyNone(t, snapshot)
 }

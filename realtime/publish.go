@@ -8,6 +8,10 @@ import (
 	"unicode/utf8"
 )
 
+// maxInline is the largest payload (in bytes) that a notification carries
+// as is; NOTIFY refuses 8000 bytes or more.
+const maxInline = 7999
+
 // Message is one message to publish.
 type Message struct {
 	Channel string
@@ -43,7 +47,11 @@ func (b *Broker) Publish(ctx context.Context, db DB, channel string, payload []b
 	if err := validatePayload(payload); err != nil {
 		return err
 	}
-	if _, err := db.Exec(ctx, `SELECT `+b.qPublish+`($1, $2)`, channel, payload); err != nil {
+	q := b.sqlPublish
+	if len(payload) > maxInline || (len(payload) > 0 && payload[0] == envSeparator) {
+		q = b.sqlPublishSlow
+	}
+	if _, err := db.Exec(ctx, q, channel, payload); err != nil {
 		return fmt.Errorf("realtime: publishing to %q: %w", channel, err)
 	}
 	return nil

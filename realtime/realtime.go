@@ -160,6 +160,8 @@ type Broker struct {
 
 	// Qualified SQL names, built once.
 	qPublish, qPublishMany, qStreams, qEvents, qPayloads, qTableChange string
+	// The statements of Publish: the common case and the general one.
+	sqlPublish, sqlPublishSlow string
 
 	stats counters
 
@@ -170,7 +172,8 @@ type Broker struct {
 	subs      map[string][]*Subscription // copy-on-write slices
 	pending   []*Subscription            // registered, not yet active
 	dirty     bool                       // subs changed since the loop last looked
-	wake      context.CancelFunc         // interrupts the current wait
+	wake      func()                     // interrupts the current wait
+	woken     bool                       // wake was called during the current wait
 	connected bool
 
 	onSync func(listening map[string]bool) // test hook, called by the loop
@@ -210,5 +213,15 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 		}
 		*x.dst = s
 	}
+	// A payload that fits in a notification and needs no envelope is sent
+	// with a bare pg_notify unless the channel has a stream: one index probe
+	// of realtime_streams, no function call. CASE evaluates its arms in
+	// order and only as far as needed, so pg_notify runs only when the
+	// channel has no stream (the IS NULL test is never true; it just turns
+	// the void call into a condition).
+	b.sqlPublish = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
+		THEN ` + b.qPublish + `($1::text, $2::text)
+		WHEN pg_notify($1::text, $2::text) IS NULL THEN NULL END`
+	b.sqlPublishSlow = `SELECT ` + b.qPublish + `($1::text, $2::text)`
 	return b, nil
 }

@@ -682,3 +682,71 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		assert.Contains(t, plan.String(), c.index, c.sql)
 	}
 }
+
+// TestPublishFastPath shows that a small payload on a channel without a
+// stream is sent without calling the publishing function (counted with
+// track_functions), that a channel with a stream still goes through it (its
+// event is logged), and that such a channel gets exactly one notification
+// per message (the bare pg_notify does not run as well).
+func TestPublishFastPath(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := ctxT(t)
+	b := startBroker(t, db.Pool, Config{})
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "logged", StreamConfig{}))
+	// The calls of realtime_publish made by one Publish: the difference of
+	// the backend's not yet reported counts around it.
+	calls := func(ch string, payload string) int64 {
+		var before, after int64
+		const q = `SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions
+			WHERE schemaname = 'justpg' AND funcname = 'realtime_publish'`
+		require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL track_functions = 'pl'`); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, q).Scan(&before); err != nil {
+				return err
+			}
+			if err := b.Publish(ctx, tx, ch, []byte(payload)); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, q).Scan(&after)
+		}))
+		return after - before
+	}
+	assert.Zero(t, calls("plain", "hello"), "a plain message is a bare pg_notify")
+	assert.Equal(t, int64(1), calls("plain", "\x1eenvelope-like"), "a payload starting with 0x1e is escaped by the function")
+	assert.Equal(t, int64(1), calls("plain", strings.Repeat("x", 8000)), "a large payload is stored by the function")
+
+	s := subscribe(t, b, "logged")
+	assert.Equal(t, int64(1), calls("logged", "one"))
+	require.NoError(t, b.Publish(ctx, db.Pool, "logged", []byte("two")))
+	ev := next(t, s)
+	assert.Equal(t, Event{Channel: "logged", ID: 1, Payload: []byte("one")}, ev)
+	ev = next(t, s)
+	assert.Equal(t, Event{Channel: "logged", ID: 2, Payload: []byte("two")}, ev, "exactly one notification per stream message")
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM justpg.realtime_events WHERE channel = 'logged'`).Scan(&n))
+	assert.Equal(t, 2, n)
+}
+
+// TestIdlePing: an idle listener pings its connection (seen in
+// pg_stat_activity as pgx's "-- ping"), and keeps delivering afterwards.
+func TestIdlePing(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	cfg := fastCfg()
+	cfg.PingInterval = 50 * time.Millisecond
+	b := startBroker(t, db.Pool, cfg)
+	s := subscribe(t, b, "idle")
+	ctx := ctxT(t)
+	require.Eventually(t, func() bool {
+		var n int
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND query = '-- ping'`).Scan(&n)
+		return err == nil && n > 0
+	}, 15*time.Second, 20*time.Millisecond, "the idle listener pings")
+	require.NoError(t, b.Publish(ctx, db.Pool, "idle", []byte("still here")))
+	assert.Equal(t, "still here", msg(t, s))
+	assert.Zero(t, b.Stats().Reconnects)
+}

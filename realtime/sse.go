@@ -61,7 +61,7 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 	c := br.newClient(r.Context(), id)
 	defer c.finish()
 	join := func(ch string, fixed bool) bool {
-		err := c.join(ch, sincePtr(last, ch), fixed)
+		err := c.join(ch, sincePtr(last, ch), fixed, nil)
 		switch {
 		case err == nil:
 			return true
@@ -110,7 +110,10 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 			if f.ctl != nil {
 				continue
 			}
-			data := br.encode(f.ev)
+			data := f.data
+			if data == nil {
+				data = br.encode(f.ev)
+			}
 			typ := "message"
 			if f.ev.IsGap() {
 				typ = "gap"

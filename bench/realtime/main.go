@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,7 +47,13 @@ var (
 	flagBatch   = flag.Int("batch", 500, "messages per batch in the batched run")
 	flagClients = flag.Int("clients", 1000, "WebSocket clients in the fan-out run")
 	flagFanMsgs = flag.Int("fanout-msgs", 50, "messages in the fan-out run")
+	flagBatchN  = flag.Int("batch-n", 100000, "messages per batched throughput run")
+	flagReps    = flag.Int("reps", 3, "repetitions of each throughput run (systems interleaved; the median is reported)")
 	flagRedis   = flag.Bool("redis", true, "compare with Redis pub/sub (needs redis-server)")
+	flagLight   = flag.Bool("light-client", true, "fan-out clients use a minimal WebSocket reader (false: github.com/coder/websocket clients)")
+	flagProfile = flag.String("cpuprofile", "", "write a CPU profile of this process (bench client, broker and bridge) to this file")
+	flagCross   = flag.Bool("cross", false, "also run justpg publishing into a raw listener and raw publishing into the justpg listener (to see which side costs)")
+	flagOnly    = flag.String("only", "", "run only this part: latency, single, many, batched or fanout")
 )
 
 const channel = "bench"
@@ -62,7 +69,19 @@ type system struct {
 
 func main() {
 	flag.Parse()
-	if err := run(); err != nil {
+	if *flagProfile != "" {
+		f, err := os.Create(*flagProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+	}
+	err := run()
+	pprof.StopCPUProfile() // no-op without -cpuprofile
+	if err != nil {
 		log.Fatal(err)
 	}
 }
@@ -92,6 +111,40 @@ func run() error {
 	defer b.Stop(ctx)
 
 	systems := []system{justpgSystem(b, pool), rawSystem(pool, url)}
+	if *flagCross {
+		jp, raw := systems[0], systems[1]
+		systems = append(systems,
+			system{name: "jp>raw", publish: jp.publish, batch: jp.batch, subscribe: raw.subscribe},
+			system{name: "raw>jp", publish: raw.publish, batch: raw.batch, subscribe: jp.subscribe},
+			system{name: "raw/pool", publish: raw.publish, batch: raw.batch, subscribe: func(ctx context.Context, onMsg func(string)) (func(), error) {
+				c, err := pool.Acquire(ctx)
+				if err != nil {
+					return nil, err
+				}
+				if _, err := c.Exec(ctx, `LISTEN `+pgx.Identifier{channel}.Sanitize()); err != nil {
+					c.Release()
+					return nil, err
+				}
+				lctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					for {
+						n, err := c.Conn().WaitForNotification(lctx)
+						if err != nil {
+							return
+						}
+						onMsg(n.Payload)
+					}
+				}()
+				return func() {
+					cancel()
+					<-done
+					_, _ = c.Exec(context.Background(), "UNLISTEN *")
+					c.Release()
+				}, nil
+			}})
+	}
 	if *flagRedis {
 		rs, stop, err := redisSystem(ctx)
 		if err != nil {
@@ -114,38 +167,75 @@ func run() error {
 		results[sys][metric] = v
 	}
 
-	fmt.Printf("== latency at %d msg/s (%d messages)\n", *flagRate, *flagLatN)
-	for _, s := range systems {
-		p50, p99, lost, err := latencyRun(ctx, s, *flagRate, *flagLatN)
-		if err != nil {
-			return fmt.Errorf("%s latency: %w", s.name, err)
+	want := func(part string) bool { return *flagOnly == "" || *flagOnly == part }
+	if want("latency") {
+		// Every system first gets a short warm-up (connections, prepared
+		// statements, the first LISTEN), then the runs are interleaved
+		// -reps times and the medians reported, so one system does not
+		// take all of a passing stall on the shared machine.
+		fmt.Printf("== latency at %d msg/s (%d messages), %d repetitions (median; p99 of every run in brackets)\n", *flagRate, *flagLatN, *flagReps)
+		for _, s := range systems {
+			if _, _, _, err := latencyRun(ctx, s, *flagRate, min(300, *flagLatN)); err != nil {
+				return fmt.Errorf("%s latency warm-up: %w", s.name, err)
+			}
 		}
-		put(s.name, "p50", p50)
-		put(s.name, "p99", p99)
-		fmt.Printf("%-8s p50 %.3f ms  p99 %.3f ms  lost %d\n", s.name, p50, p99, lost)
-	}
-	for _, s := range systems {
-		if s.name != "justpg" {
-			fmt.Printf("p50 justpg / %s = %.2f\n", s.name, results["justpg"]["p50"]/results[s.name]["p50"])
+		p50s, p99s, losts := map[string][]float64{}, map[string][]float64{}, map[string]int{}
+		for range *flagReps {
+			for _, s := range systems {
+				p50, p99, lost, err := latencyRun(ctx, s, *flagRate, *flagLatN)
+				if err != nil {
+					return fmt.Errorf("%s latency: %w", s.name, err)
+				}
+				p50s[s.name] = append(p50s[s.name], p50)
+				p99s[s.name] = append(p99s[s.name], p99)
+				losts[s.name] += lost
+			}
+		}
+		for _, s := range systems {
+			slices.Sort(p50s[s.name])
+			slices.Sort(p99s[s.name])
+			p50, p99 := p50s[s.name][*flagReps/2], p99s[s.name][*flagReps/2]
+			put(s.name, "p50", p50)
+			put(s.name, "p99", p99)
+			fmt.Printf("%-8s p50 %.3f ms  p99 %.3f ms %.2f  lost %d\n", s.name, p50, p99, p99s[s.name], losts[s.name])
+		}
+		for _, s := range systems {
+			if s.name != "justpg" {
+				fmt.Printf("justpg / %s: p50 %.2f, p99 %.2f\n", s.name,
+					results["justpg"]["p50"]/results[s.name]["p50"], results["justpg"]["p99"]/results[s.name]["p99"])
+			}
 		}
 	}
 	for _, mode := range []struct {
+		part string
 		name string
 		pubs int
 		bat  int
+		n    int
 	}{
-		{"single publisher", 1, 0},
-		{fmt.Sprintf("%d publishers", *flagPubs), *flagPubs, 0},
-		{fmt.Sprintf("batched (%d per call, %d publishers)", *flagBatch, *flagPubs), *flagPubs, *flagBatch},
+		{"single", "single publisher", 1, 0, *flagN},
+		{"many", fmt.Sprintf("%d publishers", *flagPubs), *flagPubs, 0, *flagN},
+		{"batched", fmt.Sprintf("batched (%d per call, %d publishers)", *flagBatch, *flagPubs), *flagPubs, *flagBatch, *flagBatchN},
 	} {
-		fmt.Printf("\n== throughput, %s, %d messages\n", mode.name, *flagN)
-		for _, s := range systems {
-			rate, err := throughputRun(ctx, s, mode.pubs, mode.bat, *flagN)
-			if err != nil {
-				return fmt.Errorf("%s throughput: %w", s.name, err)
+		if !want(mode.part) {
+			continue
+		}
+		fmt.Printf("\n== throughput, %s, %d messages, %d repetitions (median; all runs in brackets)\n", mode.name, mode.n, *flagReps)
+		rates := map[string][]float64{}
+		for range *flagReps {
+			for _, s := range systems {
+				rate, err := throughputRun(ctx, s, mode.pubs, mode.bat, mode.n)
+				if err != nil {
+					return fmt.Errorf("%s throughput: %w", s.name, err)
+				}
+				rates[s.name] = append(rates[s.name], rate)
 			}
-			put(s.name, mode.name, rate)
-			fmt.Printf("%-8s %9.0f msg/s delivered\n", s.name, rate)
+		}
+		for _, s := range systems {
+			rs := rates[s.name]
+			slices.Sort(rs)
+			put(s.name, mode.name, rs[len(rs)/2])
+			fmt.Printf("%-8s %9.0f msg/s delivered %.0f\n", s.name, rs[len(rs)/2], rs)
 		}
 		base := results["justpg"][mode.name]
 		for _, s := range systems {
@@ -155,12 +245,14 @@ func run() error {
 		}
 	}
 
-	fmt.Printf("\n== fan-out: 1 message to %d WebSocket clients, %d messages\n", *flagClients, *flagFanMsgs)
-	p50, p99, err := fanoutRun(ctx, b, pool, *flagClients, *flagFanMsgs)
-	if err != nil {
-		return fmt.Errorf("fan-out: %w", err)
+	if want("fanout") {
+		fmt.Printf("\n== fan-out: 1 message to %d WebSocket clients, %d messages\n", *flagClients, *flagFanMsgs)
+		p50, p99, err := fanoutRun(ctx, b, pool, *flagClients, *flagFanMsgs)
+		if err != nil {
+			return fmt.Errorf("fan-out: %w", err)
+		}
+		fmt.Printf("justpg   p50 %.2f ms  p99 %.2f ms (publish → every socket received)\n", p50, p99)
 	}
-	fmt.Printf("justpg   p50 %.2f ms  p99 %.2f ms (publish → every socket received)\n", p50, p99)
 	st := b.Stats()
 	fmt.Printf("\nbroker stats: delivered %d, dropped %d, gaps %d, reconnects %d\n", st.Delivered, st.Dropped, st.Gaps, st.Reconnects)
 	return nil
@@ -438,19 +530,66 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 	srv := httptest.NewServer(br)
 	defer srv.Close()
 	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http")
-	var mu sync.Mutex
-	var lat []float64
+	// The clients share the machine with the server, so they are kept as
+	// cheap as possible: one read context per client (no timer per read),
+	// the receive time taken as soon as Read returns, parsing after that,
+	// and a latency slice per client (no shared lock while receiving).
+	lats := make([][]float64, clients)
 	var wg sync.WaitGroup
 	ready := make(chan error, clients)
+	rctx, rcancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer rcancel()
+	record := func(mine []float64, data []byte, now time.Time) ([]float64, bool) {
+		// {"type":"message","channel":"room:fanout","data":"<seq> <nanos>"}
+		_, rest, ok := bytes.Cut(data, []byte(`"data":"`))
+		if !ok {
+			return mine, false
+		}
+		p, _, _ := bytes.Cut(rest, []byte(`"`))
+		return append(mine, float64(now.Sub(sentAt(string(p))).Microseconds())/1000), true
+	}
+	join := []byte(`{"type":"join","channel":"room:fanout"}`)
+	addr := strings.TrimPrefix(srv.URL, "http://")
 	for i := range clients {
 		wg.Go(func() {
+			mine := make([]float64, 0, msgs)
+			defer func() { lats[i] = mine }()
+			if *flagLight {
+				c, err := dialLight(addr, fmt.Sprintf("/?u=%d", i))
+				if err != nil {
+					ready <- err
+					return
+				}
+				defer c.close()
+				if err := c.writeText(join); err != nil {
+					ready <- err
+					return
+				}
+				if _, err := c.read(); err != nil { // "joined"
+					ready <- err
+					return
+				}
+				ready <- nil
+				for range msgs {
+					data, err := c.read()
+					now := time.Now()
+					if err != nil {
+						return
+					}
+					var ok bool
+					if mine, ok = record(mine, data, now); !ok {
+						return
+					}
+				}
+				return
+			}
 			c, _, err := websocket.Dial(ctx, fmt.Sprintf("%s/?u=%d", wsURL, i), nil)
 			if err != nil {
 				ready <- err
 				return
 			}
 			defer c.CloseNow()
-			if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"join","channel":"room:fanout"}`)); err != nil {
+			if err := c.Write(ctx, websocket.MessageText, join); err != nil {
 				ready <- err
 				return
 			}
@@ -460,22 +599,15 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 			}
 			ready <- nil
 			for range msgs {
-				rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				_, data, err := c.Read(rctx)
-				cancel()
+				now := time.Now()
 				if err != nil {
 					return
 				}
-				// {"type":"message","channel":"room:fanout","data":"<seq> <nanos>"}
-				_, rest, ok := bytes.Cut(data, []byte(`"data":"`))
-				if !ok {
+				var ok bool
+				if mine, ok = record(mine, data, now); !ok {
 					return
 				}
-				p, _, _ := bytes.Cut(rest, []byte(`"`))
-				d := time.Since(sentAt(string(p)))
-				mu.Lock()
-				lat = append(lat, float64(d.Microseconds())/1000)
-				mu.Unlock()
 			}
 		})
 	}
@@ -491,6 +623,10 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 		time.Sleep(50 * time.Millisecond)
 	}
 	wg.Wait()
+	var lat []float64
+	for _, l := range lats {
+		lat = append(lat, l...)
+	}
 	if len(lat) != clients*msgs {
 		return 0, 0, errors.New("fan-out: " + strconv.Itoa(len(lat)) + " of " + strconv.Itoa(clients*msgs) + " deliveries")
 	}
