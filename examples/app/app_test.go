@@ -11,12 +11,14 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"maps"
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -204,15 +206,25 @@ type liveMsg struct {
 // other events of the workspace are skipped).
 func nextOf(t *testing.T, ctx context.Context, c *websocket.Conn, typ string) liveMsg {
 	t.Helper()
-	for {
+	return nextEach(t, ctx, c, typ)[typ]
+}
+
+// nextEach reads messages until it has seen one of each data type in types,
+// in any order: events of different channels (the workspace's and the
+// user's) are relayed independently, so their order is not defined.
+func nextEach(t *testing.T, ctx context.Context, c *websocket.Conn, types ...string) map[string]liveMsg {
+	t.Helper()
+	got := map[string]liveMsg{}
+	for len(got) < len(types) {
 		_, data, err := c.Read(ctx)
-		require.NoError(t, err)
+		require.NoError(t, err, "still waiting for %v, got %v", types, slices.Collect(maps.Keys(got)))
 		var m liveMsg
 		require.NoError(t, json.Unmarshal(data, &m))
-		if m.Type == "message" && m.Data.Type == typ {
-			return m
+		if _, seen := got[m.Data.Type]; m.Type == "message" && slices.Contains(types, m.Data.Type) && !seen {
+			got[m.Data.Type] = m
 		}
 	}
+	return got
 }
 
 func pngBytes(t *testing.T, w, h int) []byte {
@@ -403,10 +415,11 @@ func TestInviteLiveNotesAndMentions(t *testing.T) {
 	require.NoError(t, err)
 	defer carolLive.CloseNow()
 	id := alice.note("acme", "Launch checklist", "@carol please review")
-	ev := nextOf(t, ctx, carolLive, "note")
+	evs := nextEach(t, ctx, carolLive, "note", "mention")
+	ev := evs["note"]
 	assert.Equal(t, "Launch checklist", ev.Data.Title)
 	assert.Equal(t, id, fmt.Sprint(ev.Data.ID))
-	ev = nextOf(t, ctx, carolLive, "mention")
+	ev = evs["mention"]
 	assert.Equal(t, "alice", ev.Data.By)
 	assert.True(t, strings.HasPrefix(ev.Channel, "u:"), ev.Channel)
 
