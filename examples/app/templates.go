@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/justpg/justpg/tenancy"
@@ -57,11 +58,11 @@ var funcs = template.FuncMap{
 	"wrap": func(ws tenancy.Tenant, v any) fragmentData { return fragmentData{WS: ws, V: v} },
 }
 
-// parseTemplates parses every page with the layout and the fragments.
-func parseTemplates() error {
-	if pages != nil {
-		return nil
-	}
+// parseTemplates parses every page with the layout and the fragments, once
+// per process (several Apps, as in the tests, share them).
+func parseTemplates() error { return parseOnce() }
+
+var parseOnce = sync.OnceValue(func() error {
 	frag, err := template.New("").Funcs(funcs).ParseFS(templateFiles, "templates/fragments.html")
 	if err != nil {
 		return err
@@ -76,7 +77,7 @@ func parseTemplates() error {
 	}
 	pages, fragments = ps, frag
 	return nil
-}
+})
 
 // render writes a full page. data is the page's own data; the layout adds
 // the workspace and the signed-in member.
