@@ -124,6 +124,11 @@ func TestBrowserEndToEnd(t *testing.T) {
 
 	signUp(alice, "Acme Research", "acme", "alice@example.com", true)
 	signUp(bob, "Globex", "globex", "bob@example.com", false)
+	// Bob logs out, and logs in again through the log-in form.
+	do(bob, "log out", chromedp.Click(chromedp.CSS(`#logout`)), chromedp.WaitVisible(chromedp.CSS(`#login`)))
+	do(bob, "log in", field("login", "workspace", "globex"), field("login", "email", "bob@example.com"),
+		field("login", "password", password),
+		chromedp.Click(chromedp.CSS(`#login button`)), chromedp.WaitVisible(chromedp.CSS(`#new-note`)))
 
 	// Alice invites Carol; Carol joins through the link.
 	do(alice, "invite", chromedp.Navigate(base+"/w/acme/members"),
