@@ -100,8 +100,10 @@
 // base backup with recovery.signal, restore_command, recovery_target_time
 // and recovery_target_action; a target before the base backup is refused
 // with ErrTargetBeforeBackup.
-// Start a server on it and ConfirmRecovery waits until it is promoted (or
-// paused) at the target.
+// StartServer starts it with pg_ctl (as the data directory's owner when
+// running as root, with command-line settings such as the port), and
+// ConfirmRecovery waits until it is promoted (or paused) at the target;
+// StopServer stops it.
 //
 // # Scheduling
 //

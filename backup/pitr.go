@@ -45,8 +45,8 @@ type PITROptions struct {
 // PreparePITR lays out a data directory for point-in-time recovery,
 // PostgreSQL 12+ style: a copy of the base backup, recovery.signal, and
 // restore_command, recovery_target_time and recovery_target_action appended
-// to postgresql.auto.conf. Start a server on DataDir afterwards (with
-// pg_ctl, systemd or your orchestrator) and call ConfirmRecovery.
+// to postgresql.auto.conf. Start a server on DataDir afterwards
+// (StartServer, or systemd or your orchestrator) and call ConfirmRecovery.
 //
 // A target before the base backup's start is refused with
 // ErrTargetBeforeBackup before anything is written.

@@ -149,7 +149,25 @@ func TestPITREndToEnd(t *testing.T) {
 	uid, gid, asRoot := replica.Owner()
 	require.NoError(t, backup.PreparePITR(ctx, backup.PITROptions{BaseBackup: baseDir, DataDir: dataDir,
 		RestoreCommand: restoreCmd, TargetTime: target, Chown: asRoot, UID: uid, GID: gid}))
-	require.NoError(t, replica.StartServer(ctx))
+	// Started by the package, as an operator would: pg_ctl on the laid-out
+	// directory, on the replica's port, with a socket directory of its own
+	// (the base backup's configuration is the primary's).
+	sockDir, err := os.MkdirTemp("", "justpg-pitr-sock-") // t.TempDir's parent is private to root
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
+	if asRoot {
+		require.NoError(t, os.Chown(sockDir, uid, gid))
+	}
+	port, err := replica.Port()
+	require.NoError(t, err)
+	srvOpts := backup.ServerOptions{BinDir: binDir, DataDir: dataDir, Port: port, SocketDir: sockDir,
+		Settings: map[string]string{"max_connections": "300"}, // as the harness ran the primary
+		RunAs:    asRoot, UID: uid, GID: gid}
+	require.NoError(t, backup.StartServer(ctx, srvOpts))
+	t.Cleanup(func() {
+		// Before the harness's own clean-up (cleanups run last first).
+		assert.NoError(t, backup.StopServer(context.Background(), srvOpts))
+	})
 	rpool := clusterPool(t, replica)
 	res, err := backup.ConfirmRecovery(ctx, rpool, target)
 	require.NoError(t, err)
