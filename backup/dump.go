@@ -314,20 +314,7 @@ func (m *Manager) removeBackup(ctx context.Context, id string) {
 }
 
 func removeBackupObjects(ctx context.Context, repo Repository, id string) error {
-	prefix := logicalPrefix + id + "/"
-	if err := repo.Remove(ctx, prefix+"manifest.json"); err != nil {
-		return err
-	}
-	objs, err := repo.List(ctx, prefix)
-	if err != nil {
-		return err
-	}
-	for _, o := range objs {
-		if err := repo.Remove(ctx, o.Name); err != nil {
-			return err
-		}
-	}
-	return nil
+	return removeObjects(ctx, repo, logicalPrefix+id+"/")
 }
 
 // cmdReader reads a command's stdout and, at the end, reports the

@@ -1,10 +1,10 @@
 package backup
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -88,8 +88,12 @@ func StartServer(ctx context.Context, o ServerOptions) error {
 		args = append(args, "-o", strings.Join(opts, " "))
 	}
 	if err := pgCtl(ctx, o, args...); err != nil {
-		log, _ := os.ReadFile(logFile)
-		return fmt.Errorf("backup: starting the server on %s: %w\n%s", o.DataDir, err, tail(log, 2000))
+		log := &tailBuffer{max: 4 << 10}
+		if f, ferr := os.Open(logFile); ferr == nil {
+			_, _ = io.Copy(log, f)
+			f.Close()
+		}
+		return fmt.Errorf("backup: starting the server on %s: %w\n%s", o.DataDir, err, log.String())
 	}
 	return nil
 }
@@ -120,22 +124,14 @@ func pgCtl(ctx context.Context, o ServerOptions, args ...string) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(o.UID), Gid: uint32(o.GID), NoSetGroups: true}}
 	}
 	cmd.Dir = os.TempDir() // a directory the server's user can enter
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &tailBuffer{max: 16 << 10}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
-			return fmt.Errorf("pg_ctl %s: %w: %s", args[0], err, bytes.TrimSpace(out.Bytes()))
+			return fmt.Errorf("pg_ctl %s: %w: %s", args[0], err, strings.TrimSpace(out.String()))
 		}
 		return err
 	}
 	return nil
-}
-
-// tail is the end of b, at most n bytes.
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }
