@@ -23,8 +23,9 @@
 // WITH CHECK refuses a row written for, or moved to, another tenant.
 //
 // WithTenant opens a transaction and, in the same round trip as its BEGIN
-// (the two travel as one pipelined batch, so scoping costs no round trip of
-// its own), sets app.tenant_id with set_config(..., true) (a bind
+// (BEGIN and two plain statements travel as one pipelined batch, so scoping
+// costs no round trip of its own), takes the tenant's shared lock, checks the
+// role and the tenant, and sets app.tenant_id with set_config(..., true) (a bind
 // parameter, never string-built SQL), the
 // tenant's statement_timeout (Tenant.Settings "statement_timeout_ms", against
 // noisy neighbours) and, for a dedicated tenant, a search_path that starts

@@ -11,13 +11,13 @@ import (
 // WithTenant runs fn in a new transaction scoped to tenant and commits when
 // fn returns nil (otherwise it rolls back and returns fn's error).
 //
-// BEGIN and the statement that scopes the transaction travel together in one
-// pipelined batch, so scoping costs no round trip of its own. That statement
-// refuses a role that would bypass row-level security (ErrBypass), takes the
-// tenant's shared lock (so a move between shared and dedicated storage never
-// runs under it), checks the tenant (ErrNotFound, ErrSuspended, ErrDeleted)
-// and sets, all with set_config(..., true) and the tenant id as a bind
-// parameter, so that nothing outlives the transaction: app.tenant_id;
+// BEGIN and the two statements that scope the transaction travel together in
+// one pipelined batch, so scoping costs no round trip of its own. They take
+// the tenant's shared lock (so a move between shared and dedicated storage
+// never runs under it), refuse a role that would bypass row-level security
+// (ErrBypass), check the tenant (ErrNotFound, ErrSuspended, ErrDeleted) and
+// set, all with set_config(..., true) and the tenant id as a bind parameter,
+// so that nothing outlives the transaction: app.tenant_id;
 // statement_timeout from the tenant's settings; and, for a dedicated tenant,
 // search_path with its schema first. Safe with any pool and with PgBouncer in
 // transaction mode.
@@ -33,7 +33,12 @@ func (m *Manager) WithTenant(ctx context.Context, db DB, tenant uuid.UUID, fn fu
 // WithTenantTx is WithTenant with transaction modes: an isolation level,
 // READ ONLY, DEFERRABLE (for example REPEATABLE READ READ ONLY to read
 // several tables from one snapshot, as Export does). opts.BeginQuery is
-// refused with ErrInvalid: WithTenantTx writes the BEGIN itself.
+// refused with ErrInvalid: WithTenantTx writes the BEGIN itself. A
+// REPEATABLE READ or SERIALIZABLE transaction that is not READ ONLY also
+// reads the tenant's row FOR SHARE: if the tenant changed (a move, a
+// suspension) after its snapshot was taken, it fails with a serialization
+// error (a *pgconn.PgError with SQLSTATE 40001), to be retried like any
+// other.
 func (m *Manager) WithTenantTx(ctx context.Context, db DB, tenant uuid.UUID, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
 	if _, nested := db.(pgx.Tx); nested {
 		return ErrNestedTx
@@ -58,14 +63,65 @@ func (m *Manager) WithTenantTx(ctx context.Context, db DB, tenant uuid.UUID, opt
 	return nil
 }
 
+// lockSQL takes the tenant's advisory lock in shared mode: any number of
+// tenant-scoped transactions hold it together, and a move between shared and
+// dedicated storage (lockTenant, exclusive) waits for them and holds new ones
+// back until it commits.
+const lockSQL = `SELECT pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hashtextextended('justpg.tenancy:' || $1::text, 0))`
+
+// scopeSQL returns the statement that checks the role and the tenant and
+// scopes the transaction, given the qualified tenants table and the probe
+// table's name as a literal. It returns one row whatever it finds: whether
+// the role bypasses row-level security (row_security_active is false exactly
+// for a superuser or a BYPASSRLS role, answered from the catalog caches; a
+// probe table whose row-level security was switched off makes every role
+// look like a bypassing one, so the check fails closed), whether the tenant
+// exists, its status and whether it is deleted. Only when all is well does it
+// set app.tenant_id, the tenant's statement_timeout and, for a dedicated
+// tenant, search_path with its schema first, each with set_config(..., true).
+// It runs as a statement of its own after lockSQL, so under READ COMMITTED its
+// snapshot is taken once the lock is granted and it sees a move that
+// committed meanwhile.
+//
+// A REPEATABLE READ or SERIALIZABLE transaction has taken its snapshot with
+// the lock statement, before waiting. For one that may write, shareFn (the
+// qualified tenancy_share_tenant function, "" for the others) reads the
+// tenant's row FOR SHARE, which fails with a serialization error (SQLSTATE
+// 40001: retry the transaction) when the row changed after the snapshot, so
+// such a transaction never writes under a storage mode that a move has
+// just changed. READ ONLY ones read the consistent state their snapshot
+// shows and need no row lock.
+func scopeSQL(qtenants, probe, shareFn string) string {
+	share := `NULL::boolean`
+	if shareFn != "" {
+		share = shareFn + `($1)`
+	}
+	return `SELECT b.bypass, t.id IS NOT NULL, t.status, coalesce(t.deleted_at IS NOT NULL, false), ` + share + `,
+       CASE WHEN o.ok THEN pg_catalog.set_config('app.tenant_id', t.id::text, true) END,
+       CASE WHEN o.ok AND t.settings ? 'statement_timeout_ms'
+            THEN pg_catalog.set_config('statement_timeout', t.settings->>'statement_timeout_ms', true) END,
+       CASE WHEN o.ok AND t.isolation = 'dedicated'
+            THEN pg_catalog.set_config('search_path',
+                 pg_catalog.quote_ident(t.schema_name) || ', ' || pg_catalog.current_setting('search_path'), true) END
+  FROM (SELECT NOT pg_catalog.row_security_active(` + probe + `::pg_catalog.regclass) AS bypass) b
+  LEFT JOIN ` + qtenants + ` t ON t.id = $1
+  CROSS JOIN LATERAL (SELECT NOT b.bypass AND t.status = 'active' AND t.deleted_at IS NULL AS ok) o`
+}
+
 // begin opens a transaction on db and scopes it to tenant, in one round trip:
-// BEGIN and the call of tenancy_enter are sent as one pipelined batch. On
-// error the transaction is already rolled back (and a pooled connection
-// released).
+// BEGIN, the tenant's lock and the scoping statement are sent as one
+// pipelined batch (plain statements, prepared and cached by pgx: cheaper than
+// one call of a PL/pgSQL function doing the same). On error the transaction
+// is already rolled back (and a pooled connection released).
 func (m *Manager) begin(ctx context.Context, db DB, tenant uuid.UUID, opts pgx.TxOptions) (pgx.Tx, error) {
 	b := &pgx.Batch{}
 	b.BeginTx(opts)
-	b.Queue(`SELECT o_found, o_status, o_deleted, o_isolation, o_schema, o_bypass FROM `+m.qenter+`($1)`, tenant)
+	b.Queue(lockSQL, tenant)
+	scope := m.qscope
+	if opts.IsoLevel != "" && opts.IsoLevel != pgx.ReadCommitted && opts.IsoLevel != pgx.ReadUncommitted && opts.AccessMode != pgx.ReadOnly {
+		scope = m.qscopeRow
+	}
+	b.Queue(scope, tenant)
 	br := db.SendBatch(ctx, b)
 	tx := br.Tx()
 	if tx == nil { // not a pgx connection, pool or transaction
@@ -80,9 +136,12 @@ func (m *Manager) begin(ctx context.Context, db DB, tenant uuid.UUID, opts pgx.T
 	if _, err := br.Exec(); err != nil {
 		return fail(fmt.Errorf("tenancy: begin: %w", err))
 	}
-	var found, deleted, bypass bool
-	var status, isolation, schema *string
-	if err := br.QueryRow().Scan(&found, &status, &deleted, &isolation, &schema, &bypass); err != nil {
+	if _, err := br.Exec(); err != nil {
+		return fail(fmt.Errorf("tenancy: locking tenant %s: %w", tenant, err))
+	}
+	var bypass, found, deleted bool
+	var status *string
+	if err := br.QueryRow().Scan(&bypass, &found, &status, &deleted, nil, nil, nil, nil); err != nil {
 		return fail(fmt.Errorf("tenancy: entering tenant %s: %w", tenant, err))
 	}
 	if err := br.Close(); err != nil {

@@ -168,6 +168,8 @@ type Manager struct {
 	qtenants   string // qualified tenants table
 	qaccess    string // qualified admin access table
 	qenter     string // qualified tenancy_enter function
+	qscope     string // the statement that checks the tenant and scopes the transaction
+	qscopeRow  string // qscope for REPEATABLE READ and SERIALIZABLE writers: also reads the tenant's row FOR SHARE
 	qshared    string // quoted shared schema
 	line       string
 	migrations []migrate.Migration
@@ -218,6 +220,12 @@ func New(cfg Config) (*Manager, error) {
 	m.qtenants = m.qschema + ".tenancy_tenants"
 	m.qaccess = m.qschema + ".tenancy_admin_access"
 	m.qenter = m.qschema + ".tenancy_enter"
+	probe, err := ident.Literal(m.qschema + ".tenancy_rls_probe")
+	if err != nil {
+		return nil, fmt.Errorf("tenancy: Schema: %w", err)
+	}
+	m.qscope = scopeSQL(m.qtenants, probe, "")
+	m.qscopeRow = scopeSQL(m.qtenants, probe, m.qschema+".tenancy_share_tenant")
 	if cfg.TenantMigrations != nil {
 		if m.migrations, err = migrate.Load(cfg.TenantMigrations); err != nil {
 			return nil, fmt.Errorf("tenancy: TenantMigrations: %w", err)

@@ -634,3 +634,65 @@ func TestServerRestart(t *testing.T) {
 	assert.Equal(t, b.ID, got[0])
 	require.NoError(t, tenancy.Check(ctx, e.app))
 }
+
+// A transaction that enters a tenant while another holds the tenant's lock
+// exclusively (a move between shared and dedicated storage does) waits for
+// it, and then sees what it committed: under READ COMMITTED the tenant is
+// looked up with a snapshot taken after the lock is granted; a REPEATABLE
+// READ or SERIALIZABLE writer, whose snapshot is older, gets a serialization
+// error to retry on rather than the stale state.
+func TestEnterWaitsForTheTenantLockAndSeesItsCommit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, tc := range []struct {
+		name  string
+		opts  pgx.TxOptions
+		check func(t *testing.T, err error)
+	}{
+		{"read committed", pgx.TxOptions{}, func(t *testing.T, err error) {
+			assert.ErrorIs(t, err, tenancy.ErrSuspended, "the lookup must see the commit it waited for")
+		}},
+		{"repeatable read", pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(t *testing.T, err error) {
+			var pgErr *pgconn.PgError
+			require.ErrorAs(t, err, &pgErr)
+			assert.Equal(t, "40001", pgErr.Code, "a serialization failure to retry on")
+		}},
+		{"serializable", pgx.TxOptions{IsoLevel: pgx.Serializable}, func(t *testing.T, err error) {
+			var pgErr *pgconn.PgError
+			require.ErrorAs(t, err, &pgErr)
+			assert.Equal(t, "40001", pgErr.Code, "a serialization failure to retry on")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			a := e.tenant(t, strings.ReplaceAll(tc.name, " ", "-"), tenancy.Shared)
+			holder, err := e.owner.Begin(ctx)
+			require.NoError(t, err)
+			defer func() { _ = holder.Rollback(ctx) }()
+			_, err = holder.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('justpg.tenancy:' || $1::text, 0))`, a.ID)
+			require.NoError(t, err)
+			_, err = holder.Exec(ctx, `UPDATE justpg.tenancy_tenants SET status = 'suspended' WHERE id = $1`, a.ID)
+			require.NoError(t, err)
+
+			entered := make(chan error, 1)
+			go func() {
+				entered <- e.m.WithTenantTx(ctx, e.app, a.ID, tc.opts, func(pgx.Tx) error { return nil })
+			}()
+			// Wait until the entering transaction waits for the advisory lock.
+			require.Eventually(t, func() bool {
+				var waiting bool
+				err := e.owner.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+					WHERE locktype = 'advisory' AND mode = 'ShareLock' AND NOT granted
+					  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`).Scan(&waiting)
+				return err == nil && waiting
+			}, 30*time.Second, 5*time.Millisecond)
+			select {
+			case err := <-entered:
+				t.Fatalf("WithTenant returned while the tenant's lock was held: %v", err)
+			default:
+			}
+			require.NoError(t, holder.Commit(ctx))
+			tc.check(t, <-entered)
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"log"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing/fstest"
@@ -33,6 +34,7 @@ var (
 	workers  = flag.Int("workers", 8, "concurrent clients")
 	conns    = flag.Int("conns", 4, "pool size")
 	nSchemas = flag.Int("schemas", 1000, "tenant schemas to create and migrate (0 skips)")
+	variants = flag.Bool("variants", false, "also measure other ways of scoping a transaction (where WithTenant's cost goes)")
 )
 
 func main() {
@@ -72,8 +74,9 @@ type contender struct {
 	point string
 	rng   string
 	ins   string
-	rls   bool // the table has the policy: statements carry no tenant id
-	bare  bool // scope with set_config alone instead of WithTenant
+	rls   bool   // the table has the policy: statements carry no tenant id
+	bare  bool   // scope with set_config alone instead of WithTenant
+	enter string // with bare: statements (";"-separated) to scope the transaction instead of set_config
 }
 
 func rlsVsWhere(ctx context.Context, srv *benchdb.Server) error {
@@ -170,7 +173,7 @@ func rlsVsWhere(ctx context.Context, srv *benchdb.Server) error {
 	fmt.Println("  (prepared and cached by pgx); they differ only in how the transaction is scoped to the tenant:")
 	fmt.Println("    WHERE: BEGIN alone, then statements that name tenant_id = $n, on a table without a policy")
 	fmt.Println("    RLS (set_config only): BEGIN pipelined with set_config('app.tenant_id', $1, true), then the statements, policy on")
-	fmt.Println("    RLS (WithTenant): BEGIN pipelined with tenancy_enter($1) (role check, tenant lock + status, set_config), then the statements")
+	fmt.Println("    RLS (WithTenant): BEGIN pipelined with the tenant's shared lock and one statement (role check, tenant status, set_config), then the statements")
 	fmt.Println("  (the contenders' transactions alternate in every client, so load from elsewhere hits them alike;")
 	fmt.Println("   figures are summed transaction latencies, pool waits included)")
 	for _, stmts := range []int{1, 5, 50} {
@@ -178,7 +181,11 @@ func rlsVsWhere(ctx context.Context, srv *benchdb.Server) error {
 		if stmts == 50 {
 			txs /= 10
 		}
-		lat, err := run(ctx, app, m, []contender{plain, bare, rls}, ids, byTenant, stmts, txs)
+		cs := []contender{plain, bare, rls}
+		if *variants {
+			cs = append(cs, variantContenders(bare)...)
+		}
+		lat, err := run(ctx, app, m, cs, ids, byTenant, stmts, txs)
 		if err != nil {
 			return err
 		}
@@ -186,6 +193,10 @@ func rlsVsWhere(ctx context.Context, srv *benchdb.Server) error {
 		fmt.Printf("  %2d statements/transaction, %5d tx each: WHERE %7.3f ms/tx | RLS set_config only %7.3f ms/tx, / WHERE = %.3f (%+.1f%%) | RLS WithTenant %7.3f ms/tx, / WHERE = %.3f (%+.1f%%)\n",
 			stmts, txs, ms(p, txs), ms(b, txs), b.Seconds()/p.Seconds(), 100*(b.Seconds()/p.Seconds()-1),
 			ms(q, txs), q.Seconds()/p.Seconds(), 100*(q.Seconds()/p.Seconds()-1))
+		for i, c := range cs[3:] {
+			fmt.Printf("     variant %s: %.3f ms/tx, / WHERE = %.3f (%+.1f%%)\n", c.name, ms(lat[3+i], txs),
+				lat[3+i].Seconds()/p.Seconds(), 100*(lat[3+i].Seconds()/p.Seconds()-1))
+		}
 	}
 	return nil
 }
@@ -259,6 +270,8 @@ func run(ctx context.Context, pool *pgxpool.Pool, m *tenancy.Manager, cs []conte
 				start := time.Now()
 				var err error
 				switch {
+				case c.enter != "":
+					err = customTenant(ctx, pool, c.enter, t, body)
 				case c.bare:
 					err = bareTenant(ctx, pool, t, body)
 				case c.rls:
@@ -282,12 +295,27 @@ func run(ctx context.Context, pool *pgxpool.Pool, m *tenancy.Manager, cs []conte
 	return lat, firstErr
 }
 
-// bareTenant is the least a policy needs: BEGIN pipelined with
-// set_config('app.tenant_id', $1, true), no checks.
-func bareTenant(ctx context.Context, pool *pgxpool.Pool, tenant uuid.UUID, fn func(pgx.Tx) error) error {
+// variantContenders scope the transaction in other ways, each a list of
+// statements pipelined with BEGIN, to show where WithTenant's cost goes:
+// the earlier design (one call of the PL/pgSQL function tenancy_enter, which
+// does the same checks as WithTenant's two statements), the tenant's shared
+// lock alone, and the tenant lookup alone.
+func variantContenders(bare contender) []contender {
+	fn, lock, lookup := bare, bare, bare
+	fn.name, fn.enter = "tenancy_enter() (the earlier design)", `SELECT * FROM justpg.tenancy_enter($1)`
+	lock.name, lock.enter = "advisory lock + set_config", `SELECT pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hashtextextended('justpg.tenancy:' || $1::text, 0));SELECT pg_catalog.set_config('app.tenant_id', $1::text, true)`
+	lookup.name, lookup.enter = "tenant lookup + set_config", `SELECT pg_catalog.set_config('app.tenant_id', id::text, true), status FROM justpg.tenancy_tenants WHERE id = $1`
+	return []contender{fn, lock, lookup}
+}
+
+// customTenant pipelines BEGIN with the statements of q (separated by ";"),
+// each given the tenant id as $1.
+func customTenant(ctx context.Context, pool *pgxpool.Pool, q string, tenant uuid.UUID, fn func(pgx.Tx) error) error {
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
-	b.Queue(`SELECT set_config('app.tenant_id', $1, true)`, tenant.String())
+	for _, s := range strings.Split(q, ";") {
+		b.Queue(s, tenant)
+	}
 	br := pool.SendBatch(ctx, b)
 	tx := br.Tx()
 	defer func() { _ = tx.Rollback(ctx) }()
@@ -298,6 +326,12 @@ func bareTenant(ctx context.Context, pool *pgxpool.Pool, tenant uuid.UUID, fn fu
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// bareTenant is the least a policy needs: BEGIN pipelined with
+// set_config('app.tenant_id', $1, true), no checks.
+func bareTenant(ctx context.Context, pool *pgxpool.Pool, tenant uuid.UUID, fn func(pgx.Tx) error) error {
+	return customTenant(ctx, pool, `SELECT set_config('app.tenant_id', $1::text, true)`, tenant, fn)
 }
 
 func schemas(ctx context.Context, srv *benchdb.Server) error {
