@@ -66,7 +66,8 @@ type queries struct {
 	completeOnly                     string
 	heartbeat, leader, rescue, sweep string
 	cancelled                        string
-	get, cancel, retry, prune        string
+	get, cancel, retry               string
+	prune                            map[State]string
 	rateWindow, rateCount            string
 }
 
@@ -191,16 +192,21 @@ WHERE CASE WHEN state = 'running' THEN pg_notify($2, 'c:' || id::text)::text = '
 	max_attempts = GREATEST(max_attempts, attempt + 1), cancel_requested = false
 WHERE id = $1 AND state IN ('discarded', 'cancelled', 'completed', 'available')
 RETURNING ` + jobCols
-	// Pruning walks one finished state of jobs_list_idx in ID order from a
-	// cursor ($4), testing finalized_at on the index entries, so one pass
-	// over the state's retained jobs finds every expired one.
-	q.prune = `WITH gone AS (
+	// Pruning walks one finished state's listing index in ID order from a
+	// cursor ($3), testing finalized_at on the index entries, so one pass
+	// over the state's retained jobs finds every expired one. The state is
+	// a literal so that even a generic plan proves the partial index's
+	// predicate.
+	q.prune = map[State]string{}
+	for _, st := range []State{StateCompleted, StateCancelled, StateDiscarded} {
+		q.prune[st] = `WITH gone AS (
 	DELETE FROM ` + jobs + ` WHERE id IN (
 		SELECT id FROM ` + jobs + `
-		WHERE (state, id) > ($2, $4) AND state <= $2 AND state <> 'running'
+		WHERE (state, id) > ('` + string(st) + `', $3) AND state <= '` + string(st) + `' AND state >= '` + string(st) + `'
 		  AND finalized_at < now() - $1::bigint * interval '1 microsecond'
-		ORDER BY state, id LIMIT $3)
+		ORDER BY state, id LIMIT $2)
 	RETURNING id)
 SELECT count(*), coalesce(max(id), 0) FROM gone`
+	}
 	return q
 }

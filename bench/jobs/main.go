@@ -41,7 +41,7 @@ var (
 	flagConns   = flag.Int("conns", 0, "pool size for both (0: pgx default)")
 	flagRounds  = flag.Int("rounds", 1, "rounds; contenders alternate, the median of each figure is reported")
 	flagOnly    = flag.String("only", "", "run only this contender (river, justpg or justpg-nolist), for profiling")
-	flagNoList  = flag.Bool("list-index-cost", true, "also burn down justpg without its listing index (jobs_list_idx, with the finalized_at index it replaced), to show what that index costs")
+	flagNoList  = flag.Bool("list-index-cost", true, "also burn down justpg without its listing indexes (jobs_<state>_list_idx, with the finalized_at index they replaced), to show what they cost")
 	flagProfile = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 )
 
@@ -132,7 +132,7 @@ func main() {
 		j.insert/r.insert, j.work/r.work, j.p50, r.p50, j.p99, r.p99)
 	if *flagNoList {
 		n := summary["justpg-nolist"]
-		fmt.Printf("jobs_list_idx: justpg with it / without it: insert %.2fx, work %.2fx\n", j.insert/n.insert, j.work/n.work)
+		fmt.Printf("listing indexes: justpg with them / without them: insert %.2fx, work %.2fx\n", j.insert/n.insert, j.work/n.work)
 		for i := range results["justpg"].work {
 			fmt.Printf("  round %d: insert %.2fx, work %.2fx\n", i+1,
 				results["justpg"].insert[i]/results["justpg-nolist"].insert[i], results["justpg"].work[i]/results["justpg-nolist"].work[i])
@@ -317,9 +317,10 @@ func (j *justpgC) setup(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	if j.noListIndex {
-		// The schema before migration 004: no listing index, and the
-		// finalized_at index that pruning used instead.
-		if _, err := pool.Exec(ctx, `DROP INDEX justpg.jobs_list_idx;
+		// No listing indexes (migrations 004 and 005), and the finalized_at
+		// index that pruning used before them.
+		if _, err := pool.Exec(ctx, `DROP INDEX justpg.jobs_available_list_idx, justpg.jobs_completed_list_idx,
+	justpg.jobs_cancelled_list_idx, justpg.jobs_discarded_list_idx;
 CREATE INDEX jobs_finalized_idx ON justpg.jobs (finalized_at) WHERE finalized_at IS NOT NULL`); err != nil {
 			return err
 		}
