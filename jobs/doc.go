@@ -127,7 +127,7 @@
 // finishes, each appended at the right edge of its state's index (ids
 // grow), which is btree's cheapest insert. Pruning uses the finished states'
 // indexes (one pass per state, testing finalized_at on the entries).
-// bench/RESULTS.md has // the burn-down with and without these indexes.
+// bench/RESULTS.md has the burn-down with and without these indexes.
 //
 // JobByID, List, CancelJob and RetryJob take a DB, so they work in a tenant's
 // transaction: the jobs table has the tenancy convention's
