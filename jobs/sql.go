@@ -24,14 +24,17 @@ func prefixCols(alias string) string {
 func scanJob(row pgx.CollectableRow) (*JobRow, error) {
 	var j JobRow
 	var state string
-	var errs []byte
+	var errs, args, meta []byte
 	var by, key, tenant *string
 	var timeoutUS *int64
-	if err := row.Scan(&j.ID, &j.Kind, &j.Queue, &state, &j.Priority, &j.EncodedArgs, &j.Metadata, &j.Tags,
+	// The jsonb columns are scanned as bytes: PostgreSQL has validated
+	// them, and scanning into json.RawMessage would parse them again.
+	if err := row.Scan(&j.ID, &j.Kind, &j.Queue, &state, &j.Priority, &args, &meta, &j.Tags,
 		&j.Attempt, &j.MaxAttempts, &errs, &j.CreatedAt, &j.ScheduledAt, &j.AttemptedAt, &by, &j.FinalizedAt, &key, &tenant,
 		&timeoutUS); err != nil {
 		return nil, err
 	}
+	j.EncodedArgs, j.Metadata = args, meta
 	if timeoutUS != nil {
 		j.Timeout = -1
 		if *timeoutUS > 0 {
