@@ -140,7 +140,10 @@ func main() {
 	}
 }
 
+// freshPool gives a phase a new database. The server is checkpointed first,
+// so that no phase writes out the buffers another one dirtied.
 func freshPool(ctx context.Context, srv *benchdb.Server, prefix string) *pgxpool.Pool {
+	must(admin(ctx, srv, "CHECKPOINT"))
 	pool, _, err := srv.FreshDB(ctx, prefix, int32(*flagConns))
 	if err != nil {
 		log.Fatal(err)
@@ -148,9 +151,28 @@ func freshPool(ctx context.Context, srv *benchdb.Server, prefix string) *pgxpool
 	return pool
 }
 
+// dropPool closes a phase's pool and drops its database, so that
+// autovacuum does not clean up one contender's dead rows while the next
+// one runs.
+func dropPool(ctx context.Context, srv *benchdb.Server, pool *pgxpool.Pool) {
+	name := pool.Config().ConnConfig.Database
+	pool.Close()
+	must(admin(ctx, srv, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"))
+}
+
+func admin(ctx context.Context, srv *benchdb.Server, sql string) error {
+	conn, err := pgx.Connect(ctx, srv.AdminURL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
 func burnDown(ctx context.Context, srv *benchdb.Server, c contender) (insertRate, workRate float64) {
 	pool := freshPool(ctx, srv, "bench_jobs_"+c.name())
-	defer pool.Close()
+	defer dropPool(ctx, srv, pool)
 	must(c.setup(ctx, pool))
 	args := make([]noop, *flagN)
 	for i := range args {
@@ -187,7 +209,7 @@ func burnDown(ctx context.Context, srv *benchdb.Server, c contender) (insertRate
 
 func latency(ctx context.Context, srv *benchdb.Server, c contender) (p50, p99 float64) {
 	pool := freshPool(ctx, srv, "bench_jobs_lat_"+c.name())
-	defer pool.Close()
+	defer dropPool(ctx, srv, pool)
 	must(c.setup(ctx, pool))
 	var mu sync.Mutex
 	var lat []float64
