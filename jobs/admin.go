@@ -45,15 +45,16 @@ type ListPage struct {
 	Next int64
 }
 
-// finishedOrWaiting are the states jobs_list_idx holds.
+// finishedOrWaiting are the states with a listing index (jobs_<state>_list_idx).
 var finishedOrWaiting = []State{StateAvailable, StateCompleted, StateCancelled, StateDiscarded}
 
 // List returns jobs in ID order, a page at a time (keyset pagination: each
 // page costs the same however deep it is). Jobs of one state are read from
-// the jobs_list_idx index (state, id, queue, kind, finalized_at), which
-// checks the queue and kind filters on its entries; running jobs, which that index leaves
-// out, are collected through jobs_running_idx and sorted (there are at most
-// as many as all clients' workers). Without a state filter, the page is
+// that state's partial index jobs_<state>_list_idx (state, id, queue, kind[,
+// finalized_at]), which checks the queue and kind filters on its entries;
+// running jobs, which have no such index, are collected through
+// jobs_running_idx and sorted (there are at most as many as all clients'
+// workers). Without a state filter, the page is
 // merged from one such ordered read per state.
 func (c *Client) List(ctx context.Context, db DB, p ListParams) (*ListPage, error) {
 	if p.Limit == 0 {
@@ -103,17 +104,18 @@ func (c *Client) listQuery(p ListParams) (string, []any, error) {
 	}
 	// The states are literals (from the fixed set above, never caller
 	// text), so that even a generic plan of a prepared statement can prove
-	// the partial indexes' predicates. One state is selected as the range
+	// the partial indexes' predicates (state >= s AND state <= s, written as
+	// a range; see migration 005). One state is selected as the range
 	// (state, id) > (s, after) up to state <= s, ordered by (state, id):
 	// that is the state's jobs after the cursor in ID order, but written so
-	// that only jobs_list_idx returns it without a sort, starting right at
-	// the cursor. (With "state = s" the planner may prefer walking the
+	// that only the state's listing index returns it without a sort,
+	// starting right at the cursor. (With "state = s" the planner may prefer walking the
 	// primary key and filtering on the state, which reads as many rows more
 	// as the page's jobs are rare.)
 	ofState := func(st State) string {
 		lit := `'` + string(st) + `'`
 		return `(SELECT ` + jobCols + ` FROM ` + c.qJobs + ` WHERE (state, id) > (` + lit + `, $1) AND state <= ` + lit +
-			` AND state <> 'running'` + filter + ` ORDER BY state, id LIMIT $2)`
+			` AND state >= ` + lit + filter + ` ORDER BY state, id LIMIT $2)`
 	}
 	// Running jobs are few: collect them (through jobs_running_idx) and sort.
 	running := `running AS MATERIALIZED (SELECT ` + jobCols + ` FROM ` + c.qJobs +

@@ -84,8 +84,9 @@ type Config struct {
 	// FetchPollInterval is how often each queue is polled in case a
 	// notification was missed (or always, with PollOnly); default 1s.
 	FetchPollInterval time.Duration
-	// FetchCooldown is the least time between two fetches of a queue while
-	// it has a backlog; default 1ms.
+	// FetchCooldown is the least time between the starts of two fetches of
+	// a queue while it has a backlog (a fetch that took longer is followed
+	// at once by the next); default 1ms.
 	FetchCooldown time.Duration
 	// JobTimeout bounds each attempt unless its job (InsertOpts.Timeout) or
 	// its worker (WorkerOptions.Timeout) sets a timeout; default 1 minute;
@@ -148,12 +149,10 @@ type Client struct {
 
 // run is the state of one Start…Stop cycle.
 type run struct {
-	ctx        context.Context // background goroutines
-	cancel     context.CancelFunc
-	fetchCtx   context.Context // fetch loops; cancelled first on Stop
-	stopFetch  context.CancelFunc
-	jobsCtx    context.Context // parent of every job's context
-	cancelJobs context.CancelCauseFunc
+	ctx       context.Context // background goroutines
+	cancel    context.CancelFunc
+	fetchCtx  context.Context // fetch loops; cancelled first on Stop
+	stopFetch context.CancelFunc
 
 	queues  map[string]*queueRunner
 	fetchWG sync.WaitGroup
@@ -166,8 +165,14 @@ type run struct {
 	complDone chan struct{}
 	complOK   atomic.Bool // every result reached the database
 
+	// running holds the cancel function of every running job's context.
+	// Job contexts have no common parent (registering thousands of
+	// children with one parent would serialise them on its lock); Stop
+	// cancels them through this map, and jobsCause, once set, cancels a job
+	// as it registers.
 	runningMu sync.Mutex
 	running   map[int64]context.CancelCauseFunc
+	jobsCause error
 
 	// inflight holds every job this client fetched whose outcome is not yet
 	// recorded; the orphan sweep resets running jobs of ours not in it.
@@ -355,7 +360,6 @@ func (c *Client) Start(ctx context.Context) error {
 		inflight: map[int64]struct{}{}}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.fetchCtx, r.stopFetch = context.WithCancel(r.ctx)
-	r.jobsCtx, r.cancelJobs = context.WithCancelCause(context.Background())
 	for name, qc := range c.cfg.Queues {
 		r.queues[name] = &queueRunner{name: name, cfg: qc, wake: make(chan struct{}, 1),
 			lockKey: advisoryKey("justpg.jobs.queue\x00" + c.schema + "\x00" + name)}
@@ -493,6 +497,7 @@ func (c *Client) fetchLoop(r *run, q *queueRunner) {
 				q.backlog.Store(true)
 				break
 			}
+			started := time.Now()
 			n, err := c.fetch(r, q, free)
 			if err != nil {
 				if r.fetchCtx.Err() != nil {
@@ -512,7 +517,7 @@ func (c *Client) fetchLoop(r *run, q *queueRunner) {
 			if n < free {
 				break
 			}
-			if !sleepCtx(r.fetchCtx, c.cfg.FetchCooldown) {
+			if wait := c.cfg.FetchCooldown - time.Since(started); wait > 0 && !sleepCtx(r.fetchCtx, wait) {
 				return
 			}
 		}
@@ -648,7 +653,7 @@ func (c *Client) execute(r *run, q *queueRunner, t task) {
 	if row.Timeout != 0 {
 		timeout = row.Timeout // the job's own timeout wins
 	}
-	ctx, cancel := context.WithCancelCause(r.jobsCtx)
+	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	if timeout > 0 {
 		var cancelT context.CancelFunc
@@ -657,6 +662,9 @@ func (c *Client) execute(r *run, q *queueRunner, t task) {
 	}
 	r.runningMu.Lock()
 	r.running[row.ID] = cancel
+	if r.jobsCause != nil {
+		cancel(r.jobsCause)
+	}
 	r.runningMu.Unlock()
 	defer func() {
 		r.runningMu.Lock()
@@ -964,4 +972,17 @@ func (c *Client) listenOnce(r *run, failures *int) error {
 // migrations with their own tool.
 func Migrations() fs.FS {
 	return migrate.Sub(migrationsFS, "migrations")
+}
+
+// cancelJobs cancels the context of every running job, and of every job
+// that starts afterwards, with cause.
+func (r *run) cancelJobs(cause error) {
+	r.runningMu.Lock()
+	defer r.runningMu.Unlock()
+	if r.jobsCause == nil {
+		r.jobsCause = cause
+	}
+	for _, cancel := range r.running {
+		cancel(r.jobsCause)
+	}
 }

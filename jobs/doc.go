@@ -117,16 +117,17 @@
 // jobs_queues, under the same lock).
 //
 // List pages through jobs in ID order (keyset pagination: a page costs the
-// same however deep it is), filtered by queue, state and kind. It reads the
-// jobs_list_idx index over (state, id, queue, kind, finalized_at): in ID
-// order within a state, starting at the cursor, with the queue and kind
-// tested on the index entries. The index leaves running jobs out (they are
-// few and found through jobs_running_idx), so starting a job adds no entry to
-// it; a job gets one entry when inserted and one when it finishes. Pruning
-// uses the same index (one pass per finished state, testing finalized_at on
-// the entries), so a completion writes no more index entries than it would
-// without listing; the insert pays one entry more. bench/RESULTS.md has the
-// burn-down with and without the index.
+// same however deep it is), filtered by queue, state and kind. Each listed
+// state has its own partial index (jobs_available_list_idx,
+// jobs_completed_list_idx, ...) over (state, id, queue, kind[,
+// finalized_at]): a page is read in ID order starting at the cursor, with the
+// queue and kind tested on the index entries. Running jobs have no such
+// index (they are few and found through jobs_running_idx), so starting a job
+// adds no entry to one; a job gets one entry when inserted and one when it
+// finishes, each appended at the right edge of its state's index (ids
+// grow), which is btree's cheapest insert. Pruning uses the finished states'
+// indexes (one pass per state, testing finalized_at on the entries).
+// bench/RESULTS.md has the burn-down with and without these indexes.
 //
 // JobByID, List, CancelJob and RetryJob take a DB, so they work in a tenant's
 // transaction: the jobs table has the tenancy convention's

@@ -95,7 +95,7 @@ func (c *Client) Rescue(ctx context.Context) error {
 
 // Prune deletes finished jobs older than their state's retention, in
 // batches of 1000, and returns how many it deleted. Each state is one pass
-// in ID order over its finished jobs' entries in jobs_list_idx.
+// in ID order over the entries of its listing index (jobs_<state>_list_idx).
 func (c *Client) Prune(ctx context.Context) (int64, error) {
 	var total int64
 	for _, st := range []State{StateCompleted, StateCancelled, StateDiscarded} {
@@ -106,7 +106,7 @@ func (c *Client) Prune(ctx context.Context) (int64, error) {
 		var after int64
 		for {
 			var n, last int64
-			if err := c.pool.QueryRow(ctx, c.sql.prune, keep.Microseconds(), string(st), 1000, after).Scan(&n, &last); err != nil {
+			if err := c.pool.QueryRow(ctx, c.sql.prune[st], keep.Microseconds(), 1000, after).Scan(&n, &last); err != nil {
 				return total, err
 			}
 			total += n

@@ -24,14 +24,17 @@ func prefixCols(alias string) string {
 func scanJob(row pgx.CollectableRow) (*JobRow, error) {
 	var j JobRow
 	var state string
-	var errs []byte
+	var errs, args, meta []byte
 	var by, key, tenant *string
 	var timeoutUS *int64
-	if err := row.Scan(&j.ID, &j.Kind, &j.Queue, &state, &j.Priority, &j.EncodedArgs, &j.Metadata, &j.Tags,
+	// The jsonb columns are scanned as bytes: PostgreSQL has validated
+	// them, and scanning into json.RawMessage would parse them again.
+	if err := row.Scan(&j.ID, &j.Kind, &j.Queue, &state, &j.Priority, &args, &meta, &j.Tags,
 		&j.Attempt, &j.MaxAttempts, &errs, &j.CreatedAt, &j.ScheduledAt, &j.AttemptedAt, &by, &j.FinalizedAt, &key, &tenant,
 		&timeoutUS); err != nil {
 		return nil, err
 	}
+	j.EncodedArgs, j.Metadata = args, meta
 	if timeoutUS != nil {
 		j.Timeout = -1
 		if *timeoutUS > 0 {
@@ -66,7 +69,8 @@ type queries struct {
 	completeOnly                     string
 	heartbeat, leader, rescue, sweep string
 	cancelled                        string
-	get, cancel, retry, prune        string
+	get, cancel, retry               string
+	prune                            map[State]string
 	rateWindow, rateCount            string
 }
 
@@ -191,16 +195,21 @@ WHERE CASE WHEN state = 'running' THEN pg_notify($2, 'c:' || id::text)::text = '
 	max_attempts = GREATEST(max_attempts, attempt + 1), cancel_requested = false
 WHERE id = $1 AND state IN ('discarded', 'cancelled', 'completed', 'available')
 RETURNING ` + jobCols
-	// Pruning walks one finished state of jobs_list_idx in ID order from a
-	// cursor ($4), testing finalized_at on the index entries, so one pass
-	// over the state's retained jobs finds every expired one.
-	q.prune = `WITH gone AS (
+	// Pruning walks one finished state's listing index in ID order from a
+	// cursor ($3), testing finalized_at on the index entries, so one pass
+	// over the state's retained jobs finds every expired one. The state is
+	// a literal so that even a generic plan proves the partial index's
+	// predicate.
+	q.prune = map[State]string{}
+	for _, st := range []State{StateCompleted, StateCancelled, StateDiscarded} {
+		q.prune[st] = `WITH gone AS (
 	DELETE FROM ` + jobs + ` WHERE id IN (
 		SELECT id FROM ` + jobs + `
-		WHERE (state, id) > ($2, $4) AND state <= $2 AND state <> 'running'
+		WHERE (state, id) > ('` + string(st) + `', $3) AND state <= '` + string(st) + `' AND state >= '` + string(st) + `'
 		  AND finalized_at < now() - $1::bigint * interval '1 microsecond'
-		ORDER BY state, id LIMIT $3)
+		ORDER BY state, id LIMIT $2)
 	RETURNING id)
 SELECT count(*), coalesce(max(id), 0) FROM gone`
+	}
 	return q
 }

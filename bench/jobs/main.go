@@ -41,7 +41,7 @@ var (
 	flagConns   = flag.Int("conns", 0, "pool size for both (0: pgx default)")
 	flagRounds  = flag.Int("rounds", 1, "rounds; contenders alternate, the median of each figure is reported")
 	flagOnly    = flag.String("only", "", "run only this contender (river, justpg or justpg-nolist), for profiling")
-	flagNoList  = flag.Bool("list-index-cost", true, "also burn down justpg without its listing index (jobs_list_idx, with the finalized_at index it replaced), to show what that index costs")
+	flagNoList  = flag.Bool("list-index-cost", true, "also burn down justpg without its listing indexes (jobs_<state>_list_idx, with the finalized_at index they replaced), to show what they cost")
 	flagProfile = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 )
 
@@ -132,7 +132,7 @@ func main() {
 		j.insert/r.insert, j.work/r.work, j.p50, r.p50, j.p99, r.p99)
 	if *flagNoList {
 		n := summary["justpg-nolist"]
-		fmt.Printf("jobs_list_idx: justpg with it / without it: insert %.2fx, work %.2fx\n", j.insert/n.insert, j.work/n.work)
+		fmt.Printf("listing indexes: justpg with them / without them: insert %.2fx, work %.2fx\n", j.insert/n.insert, j.work/n.work)
 		for i := range results["justpg"].work {
 			fmt.Printf("  round %d: insert %.2fx, work %.2fx\n", i+1,
 				results["justpg"].insert[i]/results["justpg-nolist"].insert[i], results["justpg"].work[i]/results["justpg-nolist"].work[i])
@@ -140,7 +140,10 @@ func main() {
 	}
 }
 
+// freshPool gives a phase a new database. The server is checkpointed first,
+// so that no phase writes out the buffers another one dirtied.
 func freshPool(ctx context.Context, srv *benchdb.Server, prefix string) *pgxpool.Pool {
+	must(admin(ctx, srv, "CHECKPOINT"))
 	pool, _, err := srv.FreshDB(ctx, prefix, int32(*flagConns))
 	if err != nil {
 		log.Fatal(err)
@@ -148,9 +151,28 @@ func freshPool(ctx context.Context, srv *benchdb.Server, prefix string) *pgxpool
 	return pool
 }
 
+// dropPool closes a phase's pool and drops its database, so that
+// autovacuum does not clean up one contender's dead rows while the next
+// one runs.
+func dropPool(ctx context.Context, srv *benchdb.Server, pool *pgxpool.Pool) {
+	name := pool.Config().ConnConfig.Database
+	pool.Close()
+	must(admin(ctx, srv, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"))
+}
+
+func admin(ctx context.Context, srv *benchdb.Server, sql string) error {
+	conn, err := pgx.Connect(ctx, srv.AdminURL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
 func burnDown(ctx context.Context, srv *benchdb.Server, c contender) (insertRate, workRate float64) {
 	pool := freshPool(ctx, srv, "bench_jobs_"+c.name())
-	defer pool.Close()
+	defer dropPool(ctx, srv, pool)
 	must(c.setup(ctx, pool))
 	args := make([]noop, *flagN)
 	for i := range args {
@@ -187,7 +209,7 @@ func burnDown(ctx context.Context, srv *benchdb.Server, c contender) (insertRate
 
 func latency(ctx context.Context, srv *benchdb.Server, c contender) (p50, p99 float64) {
 	pool := freshPool(ctx, srv, "bench_jobs_lat_"+c.name())
-	defer pool.Close()
+	defer dropPool(ctx, srv, pool)
 	must(c.setup(ctx, pool))
 	var mu sync.Mutex
 	var lat []float64
@@ -317,9 +339,10 @@ func (j *justpgC) setup(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	if j.noListIndex {
-		// The schema before migration 004: no listing index, and the
-		// finalized_at index that pruning used instead.
-		if _, err := pool.Exec(ctx, `DROP INDEX justpg.jobs_list_idx;
+		// No listing indexes (migrations 004 and 005), and the finalized_at
+		// index that pruning used before them.
+		if _, err := pool.Exec(ctx, `DROP INDEX justpg.jobs_available_list_idx, justpg.jobs_completed_list_idx,
+	justpg.jobs_cancelled_list_idx, justpg.jobs_discarded_list_idx;
 CREATE INDEX jobs_finalized_idx ON justpg.jobs (finalized_at) WHERE finalized_at IS NOT NULL`); err != nil {
 			return err
 		}
