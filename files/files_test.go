@@ -501,12 +501,11 @@ func TestIndexesServeHotQueries(t *testing.T) {
 	assert.Contains(t, explain(`SELECT 1 FROM justpg.files WHERE id = '0f8fad5b-d9cb-469f-a165-70867728950e'`), "files_pkey")
 }
 
-// TestStreamingReadAhead reads a file of several windows on a pool, where a
-// streaming Reader fetches the next window on another connection while the
-// caller consumes the current one: whole-file copies, small reads, seeks
-// back and forth in the middle of a stream, a file deleted and a context
-// cancelled while a fetch runs ahead.
-func TestStreamingReadAhead(t *testing.T) {
+// TestStreamingReads reads a file of several 1 MiB read windows on a pool
+// and in a transaction: whole-file copies (WriteTo), small reads, seeks back
+// and forth in the middle of a stream, a file deleted and a context
+// cancelled in the middle of a stream.
+func TestStreamingReads(t *testing.T) {
 	t.Parallel()
 	db := newDB(t)
 	ctx := context.Background()
@@ -538,8 +537,8 @@ func TestStreamingReadAhead(t *testing.T) {
 		require.True(t, bytes.Equal(want, out.Bytes()))
 	}
 
-	// Seeks while a fetch runs ahead: back into the current window, into
-	// the prefetched one, beyond it, then streaming on from there.
+	// Seeks while streaming: back into the current window, into the next
+	// one, beyond it, then streaming on from there.
 	r, err := s.Get(ctx, db.Pool, f.ID)
 	require.NoError(t, err)
 	defer r.Close()
@@ -560,10 +559,10 @@ func TestStreamingReadAhead(t *testing.T) {
 		check(off)
 	}
 
-	// Deleted while a fetch runs ahead: the next window is gone.
+	// Deleted in the middle of a stream: the next window is gone.
 	r2, err := s.Get(ctx, db.Pool, f.ID)
 	require.NoError(t, err)
-	_, err = io.CopyN(io.Discard, r2, 2<<20) // streaming: a fetch runs ahead
+	_, err = io.CopyN(io.Discard, r2, 2<<20)
 	require.NoError(t, err)
 	cctx, cancel := context.WithCancel(ctx)
 	r3, err := s.Get(cctx, db.Pool, f.ID)
@@ -575,7 +574,7 @@ func TestStreamingReadAhead(t *testing.T) {
 	require.ErrorIs(t, err, files.ErrNotFound)
 	require.NoError(t, r2.Close())
 
-	// Cancelled while a fetch runs ahead.
+	// Cancelled in the middle of a stream.
 	cancel()
 	_, err = io.Copy(io.Discard, r3)
 	require.ErrorIs(t, err, context.Canceled)

@@ -7,23 +7,18 @@ import (
 	"io"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Reader reads one file's body. It fetches bytes only when Read needs them,
 // one round trip at a time: sequential reads fetch about 1 MiB of whole
-// chunks, a read after a seek at least 64 KiB, so memory use stays a few
-// MiB whatever the file and chunk sizes. It implements io.ReadSeeker,
-// io.ReaderAt and io.WriterTo, as http.ServeContent and io.Copy use them.
+// chunks, a read after a seek at least 64 KiB, so memory use stays about
+// 1 MiB whatever the file and chunk sizes. It
+// implements io.ReadSeeker and io.ReaderAt, as http.ServeContent needs.
 //
 // Reads run on the DB and under the ctx given to Get: a cancelled ctx fails
 // the next Read. With a pool, each fetch borrows a connection only for its
-// round trip; bodies are immutable, so reads need no transaction. Once a
-// Reader on a pool streams (a second sequential window), it fetches the next
-// window on another pooled connection while the caller consumes the current
-// one, so the database and the caller work at the same time; a Reader on a
-// connection or transaction fetches one window at a time. A Reader is not
-// safe for concurrent use.
+// round trip; bodies are immutable, so reads need no transaction. A Reader
+// is not safe for concurrent use.
 type Reader struct {
 	ctx  context.Context
 	db   DB
@@ -34,10 +29,6 @@ type Reader struct {
 	buf    []byte // holds bytes [bufOff, bufOff+len(buf)) of the body
 	bufOff int64
 	next   int64 // where a sequential read would continue
-
-	pooled bool     // db is a pool: a prefetch may run on another connection
-	pf     *pending // the fetch running ahead, if any
-	spare  []byte   // a window buffer to reuse
 }
 
 // randomReadSize is the least a read after a seek fetches; sequential reads
@@ -54,8 +45,7 @@ func (s *Store) Get(ctx context.Context, db DB, id string) (*Reader, error) {
 }
 
 func (s *Store) reader(ctx context.Context, db DB, f File) *Reader {
-	_, pooled := db.(*pgxpool.Pool)
-	return &Reader{ctx: ctx, db: db, s: s, file: f, pooled: pooled}
+	return &Reader{ctx: ctx, db: db, s: s, file: f}
 }
 
 // File returns the metadata of the file being read.
@@ -119,15 +109,9 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// Close releases the buffers, after waiting for a fetch running ahead.
-// Reading after Close fetches again.
+// Close releases the chunk buffer. Reading after Close fetches again.
 func (r *Reader) Close() error {
-	if r.pf != nil {
-		<-r.pf.done
-		r.pf = nil
-	}
-	r.buf, r.spare = nil, nil
-	r.bufOff, r.next = 0, 0
+	r.buf = nil
 	return nil
 }
 
@@ -159,47 +143,15 @@ func (c chunkAppender) ScanBytes(v []byte) error {
 // fill loads bytes of the body starting at off: about ioSize bytes (whole
 // chunks) when reading sequentially, else at least want bytes (and
 // randomReadSize), so that small reads after a seek stay small. One round
-// trip either way, unless a prefetch already holds the bytes.
+// trip either way.
 func (r *Reader) fill(off int64, want int) error {
 	if err := r.ctx.Err(); err != nil {
 		return fmt.Errorf("files: reading %s: %w", r.file.ID, err)
 	}
-	seq := off == r.next
-	// Reading on from the end of the previous fetch (not the first read):
-	// a stream, worth fetching ahead.
-	stream := seq && off > 0 && r.bufOff+int64(len(r.buf)) == off
-	end := r.window(off, want, seq)
-	if pf := r.pf; pf != nil {
-		// Wait for it even when the reader moved elsewhere, so that no
-		// query outlives the reader's use.
-		r.pf = nil
-		<-pf.done
-		if pf.off == off && pf.end == end && pf.err == nil {
-			r.spare, r.buf = r.buf[:0], pf.buf
-			r.bufOff, r.next = off, end
-			r.prefetch(stream)
-			return nil
-		}
-		// Not what is needed, or it failed: fetch below (which reports the
-		// error if it persists) and keep the buffer.
-		r.spare = pf.buf[:0]
-	}
-	buf, err := r.fetch(off, end, r.buf[:0])
-	if err != nil {
-		r.buf = buf[:0]
-		return err
-	}
-	r.buf, r.bufOff, r.next = buf, off, end
-	r.prefetch(stream)
-	return nil
-}
-
-// window returns the end of the bytes a fill at off fetches.
-func (r *Reader) window(off int64, want int, seq bool) int64 {
 	cs := int64(r.file.chunkSize)
 	first := off / cs
 	var end int64
-	if seq {
+	if off == r.next {
 		// Sequential: up to ioSize bytes, ending on a chunk boundary (or
 		// within one chunk, for chunks larger than that).
 		if cs > ioSize {
@@ -213,74 +165,47 @@ func (r *Reader) window(off int64, want int, seq bool) int64 {
 			end = min(end, (first+1)*cs) // one big chunk at a time
 		}
 	}
-	return min(end, r.file.Size)
-}
-
-// pending is a fetch of bytes [off, end) running ahead of the reader.
-type pending struct {
-	off, end int64
-	buf      []byte
-	err      error
-	done     chan struct{}
-}
-
-// prefetch starts fetching the next sequential window in the background
-// while the caller consumes the current one, when the reader streams and
-// its DB is a pool (each fetch then runs on a connection of its own; a
-// single connection or transaction cannot run two queries at once). At most
-// one fetch runs ahead, so a Reader holds at most three windows.
-func (r *Reader) prefetch(stream bool) {
-	if !stream || !r.pooled || r.next >= r.file.Size {
-		return
-	}
-	pf := &pending{off: r.next, end: r.window(r.next, 0, true), buf: r.spare[:0], done: make(chan struct{})}
-	r.spare = nil
-	r.pf = pf
-	go func() {
-		defer close(pf.done)
-		pf.buf, pf.err = r.fetch(pf.off, pf.end, pf.buf)
-	}()
-}
-
-// fetch appends bytes [off, end) of the body to buf with one query. It uses
-// only fields that never change after Get, so prefetch may run it
-// concurrently with the reader.
-func (r *Reader) fetch(off, end int64, buf []byte) ([]byte, error) {
-	cs := int64(r.file.chunkSize)
-	first, last := off/cs, (end-1)/cs
+	end = min(end, r.file.Size)
+	last := (end - 1) / cs
 	length := end - off
+	r.buf = r.buf[:0]
 	var err error
 	switch {
 	case r.file.Storage == LargeObjects:
-		err = r.db.QueryRow(r.ctx, `SELECT lo_get($1, $2, $3)`, r.file.loOID, off, int32(length)).Scan(byteScanner{&buf})
+		err = r.db.QueryRow(r.ctx, `SELECT lo_get($1, $2, $3)`, r.file.loOID, off, int32(length)).Scan(byteScanner{&r.buf})
 	case first == last && (off%cs != 0 || length != min(cs, r.file.Size-first*cs)):
 		// Part of one chunk: substring of an uncompressed value reads only
 		// the TOAST slices it needs when the chunk is out of line.
 		err = r.db.QueryRow(r.ctx, `SELECT substring(data FROM $3 FOR $4) FROM `+r.s.chunks+` WHERE blob_id = $1 AND n = $2`,
-			r.file.blobID, int32(first), int32(off%cs+1), int32(length)).Scan(byteScanner{&buf})
+			r.file.blobID, int32(first), int32(off%cs+1), int32(length)).Scan(byteScanner{&r.buf})
 	default:
-		buf, err = r.readChunks(buf, off, end, first, last)
+		err = r.readChunks(off, end, first, last)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return buf, fmt.Errorf("%w: %s was deleted while being read", ErrNotFound, r.file.ID)
+		return fmt.Errorf("%w: %s was deleted while being read", ErrNotFound, r.file.ID)
 	}
 	if err != nil {
-		return buf, fmt.Errorf("files: reading %s: %w", r.file.ID, err)
+		r.buf = r.buf[:0]
+		return fmt.Errorf("files: reading %s: %w", r.file.ID, err)
 	}
-	if int64(len(buf)) != length {
-		return buf, fmt.Errorf("%w: %s has %d bytes at offset %d, want %d", ErrCorrupt, r.file.ID, len(buf), off, length)
+	if int64(len(r.buf)) != length {
+		got := len(r.buf)
+		r.buf = r.buf[:0]
+		return fmt.Errorf("%w: %s has %d bytes at offset %d, want %d", ErrCorrupt, r.file.ID, got, off, length)
 	}
-	return buf, nil
+	r.bufOff = off
+	r.next = end
+	return nil
 }
 
 // readChunks appends bytes [off, end) of the body, held by chunks first to
-// last, to buf with one query.
-func (r *Reader) readChunks(buf []byte, off, end, first, last int64) ([]byte, error) {
+// last, to r.buf with one query.
+func (r *Reader) readChunks(off, end, first, last int64) error {
 	cs := int64(r.file.chunkSize)
 	rows, err := r.db.Query(r.ctx, `SELECT n, data FROM `+r.s.chunks+` WHERE blob_id = $1 AND n BETWEEN $2 AND $3 ORDER BY n`,
 		r.file.blobID, int32(first), int32(last))
 	if err != nil {
-		return buf, err
+		return err
 	}
 	defer rows.Close()
 	want := first
@@ -288,21 +213,21 @@ func (r *Reader) readChunks(buf []byte, off, end, first, last int64) ([]byte, er
 	var pos int64
 	for rows.Next() {
 		pos = want * cs // checked against n below
-		if err := rows.Scan(&n, chunkAppender{buf: &buf, pos: &pos, from: off, to: end}); err != nil {
-			return buf, err
+		if err := rows.Scan(&n, chunkAppender{buf: &r.buf, pos: &pos, from: off, to: end}); err != nil {
+			return err
 		}
 		if int64(n) != want {
-			return buf, fmt.Errorf("%w: %s chunk %d is missing", ErrCorrupt, r.file.ID, want)
+			return fmt.Errorf("%w: %s chunk %d is missing", ErrCorrupt, r.file.ID, want)
 		}
 		want++
 	}
 	if err := rows.Err(); err != nil {
-		return buf, err
+		return err
 	}
 	if want == first {
-		return buf, pgx.ErrNoRows
+		return pgx.ErrNoRows
 	}
-	return buf, nil
+	return nil
 }
 
 // WriteTo implements io.WriterTo, so io.Copy streams chunk by chunk without

@@ -308,11 +308,8 @@ func runChild(name string, sizeMiB, reps, chunk int, cold bool) error {
 		// A fixed set of backends, opened up front, so that their CPU time
 		// can be read.
 		conns := 1
-		switch name {
-		case "pg-ceiling-2conn":
+		if name == "pg-ceiling-2conn" {
 			conns = 2
-		case "justpg-chunks", "justpg-largeobject":
-			conns = 2 // a Reader on a pool fetches ahead on a second connection
 		}
 		cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
 		pool, err = pgxpool.NewWithConfig(ctx, cfg)
