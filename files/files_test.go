@@ -495,6 +495,11 @@ func TestIndexesServeHotQueries(t *testing.T) {
 	// Reading a chunk, finding an identical body, and what deletes and the
 	// janitor look up.
 	assert.Contains(t, explain(`SELECT data FROM justpg.files_chunks WHERE blob_id = 1 AND n = 2`), "files_chunks_pkey")
+	// A read window: through the primary key and without a Sort node (the
+	// Reader puts rows in place itself).
+	window := explain(`SELECT n, data FROM justpg.files_chunks WHERE blob_id = 1 AND n BETWEEN 0 AND 130`)
+	assert.Contains(t, window, "files_chunks_pkey")
+	assert.NotContains(t, window, "Sort")
 	assert.Contains(t, explain(`UPDATE justpg.files_blobs SET refs = refs + 1 WHERE sha256 = sha256('7') AND size = 7 AND dedup AND id <> 0
 		AND tenant_id IS NOT DISTINCT FROM NULL`), "files_blobs_dedup_key")
 	assert.Contains(t, explain(`SELECT 1 FROM justpg.files WHERE blob_id = 3`), "files_blob_id")
@@ -579,4 +584,31 @@ func TestStreamingReads(t *testing.T) {
 	_, err = io.Copy(io.Discard, r3)
 	require.ErrorIs(t, err, context.Canceled)
 	require.NoError(t, r3.Close())
+}
+
+// TestCorruptChunksDetected damages stored chunks behind the package's back:
+// a missing chunk and a short one fail the read with ErrCorrupt instead of
+// returning wrong bytes.
+func TestCorruptChunksDetected(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	s := newStore(t, files.Config{ChunkSize: files.MinChunkSize})
+	const size = 40 * files.MinChunkSize
+	for _, damage := range []string{
+		`DELETE FROM justpg.files_chunks WHERE blob_id = $1 AND n = 7`,
+		`UPDATE justpg.files_chunks SET data = substring(data FROM 1 FOR 100) WHERE blob_id = $1 AND n = 9`,
+		`UPDATE justpg.files_chunks SET data = data || '\x00'::bytea WHERE blob_id = $1 AND n = 39`,
+	} {
+		f, err := s.Put(ctx, db.Pool, newPattern(size), files.PutOptions{Name: "c.bin"})
+		require.NoError(t, err)
+		var blob int64
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT blob_id FROM justpg.files WHERE id = $1`, f.ID).Scan(&blob))
+		_, err = db.Pool.Exec(ctx, damage, blob)
+		require.NoError(t, err)
+		r, err := s.Get(ctx, db.Pool, f.ID)
+		require.NoError(t, err)
+		_, err = io.Copy(io.Discard, r)
+		require.ErrorIs(t, err, files.ErrCorrupt, damage)
+	}
 }
