@@ -83,6 +83,7 @@ func main() {
 	only := flag.String("only", "", "comma-separated contenders to run (default all)")
 	chunk := flag.Int("chunk", 0, "chunk size in bytes for justpg (0 = files.DefaultChunkSize)")
 	pgSettings := flag.String("pg", "", "server settings for the throwaway cluster, e.g. shared_buffers=1GB,max_wal_size=4GB")
+	unix := flag.Bool("unix", false, "connect to the throwaway cluster over its Unix socket instead of TCP on 127.0.0.1")
 	cold := flag.Bool("cold", false, "also download once more after dropping the OS page cache (needs root: writes /proc/sys/vm/drop_caches)")
 	flag.Parse()
 	if *child != "" {
@@ -92,12 +93,12 @@ func main() {
 		}
 		return
 	}
-	if err := runParent(*sizesFlag, *reps, *only, *chunk, *pgSettings, *cold); err != nil {
+	if err := runParent(*sizesFlag, *reps, *only, *chunk, *pgSettings, *cold, *unix); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func runParent(sizesFlag string, reps int, only string, chunk int, pgSettings string, cold bool) error {
+func runParent(sizesFlag string, reps int, only string, chunk int, pgSettings string, cold, unix bool) error {
 	ctx := context.Background()
 	var srv *pgtest.Server
 	var err error
@@ -124,6 +125,15 @@ func runParent(sizesFlag string, reps int, only string, chunk int, pgSettings st
 	}
 	defer func() { _ = srv.Stop(context.Background()) }()
 	bs := &benchdb.Server{Server: srv}
+	socketDir := ""
+	if unix {
+		// pgtest puts the socket in the parent of the data directory.
+		dataDir, err := srv.DataDir()
+		if err != nil {
+			return fmt.Errorf("-unix needs the throwaway cluster: %w", err)
+		}
+		socketDir = filepath.Dir(dataDir)
+	}
 
 	var sizes []int
 	for _, s := range strings.Split(sizesFlag, ",") {
@@ -141,7 +151,7 @@ func runParent(sizesFlag string, reps int, only string, chunk int, pgSettings st
 	if err != nil {
 		return err
 	}
-	fmt.Printf("machine: %s\nserver: %s (durable: %v, settings: %q)\n\n", benchdb.Machine(), srv.Kind(), os.Getenv("BENCH_DATABASE_URL") == "", pgSettings)
+	fmt.Printf("machine: %s\nserver: %s (durable: %v, settings: %q, unix socket: %v)\n\n", benchdb.Machine(), srv.Kind(), os.Getenv("BENCH_DATABASE_URL") == "", pgSettings, unix)
 	var results []result
 	for _, size := range sizes {
 		for _, c := range run {
@@ -159,7 +169,7 @@ func runParent(sizesFlag string, reps int, only string, chunk int, pgSettings st
 			}
 			pool.Close()
 			cmd := exec.Command(exe, "-child", c, "-reps", strconv.Itoa(reps), "-chunk", strconv.Itoa(chunk), "-cold="+strconv.FormatBool(cold), strconv.Itoa(size))
-			cmd.Env = append(os.Environ(), "BENCH_FILES_URL="+url)
+			cmd.Env = append(os.Environ(), "BENCH_FILES_URL="+url, "BENCH_FILES_SOCKET="+socketDir)
 			cmd.Stderr = os.Stderr
 			out, err := cmd.Output()
 			if err != nil {
@@ -304,6 +314,9 @@ func runChild(name string, sizeMiB, reps, chunk int, cold bool) error {
 		cfg, err := pgxpool.ParseConfig(os.Getenv("BENCH_FILES_URL"))
 		if err != nil {
 			return err
+		}
+		if dir := os.Getenv("BENCH_FILES_SOCKET"); dir != "" {
+			cfg.ConnConfig.Host = dir
 		}
 		// A fixed set of backends, opened up front, so that their CPU time
 		// can be read.
