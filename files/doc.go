@@ -85,14 +85,14 @@
 //	bare COPY / SELECT    120-134 MiB/s  291-412 / 459-520 / 233-245   19 MiB
 //	large objects          71-82 MiB/s    66-67 /  68-72  /  60-73     25-33 MiB
 //	naive single bytea      3 MiB/s        7 MiB/s (earlier session)   1760 MiB
-//	filesystem + fsync   893-921 MiB/s   2501-2821 / ~2500-2970 / ~2500-2860   14 MiB
+//	filesystem + fsync   893-921 MiB/s   2501-2821 / 2493-2969 / 2485-2864   14 MiB
 //
 // "Bare COPY / SELECT" is PostgreSQL's ceiling on this machine for any
 // design: one binary COPY of the same 8000-byte chunks into an unindexed
 // table without hashing, and one binary SELECT streaming them back. The
 // default reaches it in both directions, and the ceiling itself is only
-// 8-18% of the local filesystem (two connections in parallel are not
-// faster for uploads): PostgreSQL writes every uploaded byte twice (to WAL,
+// 13-15% of the local filesystem's write + fsync and 8-21% of its reads
+// (two connections in parallel are not faster for uploads): PostgreSQL writes every uploaded byte twice (to WAL,
 // fsynced, then to the table) and spends ~4 ms of server CPU per MiB on
 // it, and sending a MiB through the protocol costs it ~3 ms, where the
 // filesystem writes once and copies from the page cache for ~0.4 ms per
