@@ -67,23 +67,37 @@
 // records its own chunk size, so bodies written with other chunk sizes
 // stay readable.
 //
+// A read window's query has no ORDER BY: on a chunk table without
+// statistics the planner answered it with a bitmap scan and an in-memory
+// sort of the whole ~1 MiB window, about 3 ms of server CPU per window
+// against 0.06 ms for the scan itself. The Reader puts each row at its
+// offset and checks every chunk's number and length instead (a missing or
+// damaged chunk fails the read with ErrCorrupt).
+//
 // Measured (bench/files, PostgreSQL 15 in its stock configuration with
 // durability on, a 2-core machine shared with other workloads;
 // bench/RESULTS.md has the full tables, the command and the method), for
-// a 512 MiB file:
+// a 512 MiB file (downloads: first read after the upload / again / after
+// dropping the OS page cache):
 //
-//	                      upload         download    client peak RSS   server CPU per MiB up/down
-//	chunks (default)      47-173 MiB/s   237-273     19-23 MiB         4-5 ms / 3-4 ms
-//	large objects         61 MiB/s        72 MiB/s   24-25 MiB         10 ms / 13 ms
-//	naive single bytea     3 MiB/s         7 MiB/s   1760 MiB          39 ms / 11 ms
-//	filesystem + fsync   838-999 MiB/s   ~3000 MiB/s 14-15 MiB         -
+//	                      upload         download              client peak RSS
+//	chunks (default)      156-167 MiB/s  329-340 / 367-383 / 428-432   20-21 MiB
+//	bare COPY / SELECT    120-134 MiB/s  291-412 / 459-520 / 233-245   19 MiB
+//	large objects          71-82 MiB/s    66-67 /  68-72  /  60-73     25-33 MiB
+//	naive single bytea      3 MiB/s        7 MiB/s (earlier session)   1760 MiB
+//	filesystem + fsync   893-921 MiB/s   2501-2821 / 2493-2969 / 2485-2864   14 MiB
 //
-// Chunked rows keep memory flat and are the fastest PostgreSQL option, but
-// they stay well below the local filesystem: PostgreSQL writes every
-// uploaded byte twice (to WAL, fsynced, then to the table) and spends CPU
-// on both, where the filesystem writes it once; downloads go through a
-// query and the network protocol where the filesystem copies from the
-// page cache.
+// "Bare COPY / SELECT" is PostgreSQL's ceiling on this machine for any
+// design: one binary COPY of the same 8000-byte chunks into an unindexed
+// table without hashing, and one binary SELECT streaming them back. The
+// default reaches it in both directions, and the ceiling itself is only
+// 13-15% of the local filesystem's write + fsync and 8-21% of its reads
+// (two connections in parallel are not faster for uploads): PostgreSQL writes every uploaded byte twice (to WAL,
+// fsynced, then to the table) and spends ~4 ms of server CPU per MiB on
+// it, and sending a MiB through the protocol costs it ~3 ms, where the
+// filesystem writes once and copies from the page cache for ~0.4 ms per
+// MiB. Memory stays flat; throughput is the price of transactions, WAL,
+// replication and backups for the bytes.
 //
 // # Large objects
 //

@@ -495,8 +495,120 @@ func TestIndexesServeHotQueries(t *testing.T) {
 	// Reading a chunk, finding an identical body, and what deletes and the
 	// janitor look up.
 	assert.Contains(t, explain(`SELECT data FROM justpg.files_chunks WHERE blob_id = 1 AND n = 2`), "files_chunks_pkey")
+	// A read window: through the primary key and without a Sort node (the
+	// Reader puts rows in place itself).
+	window := explain(`SELECT n, data FROM justpg.files_chunks WHERE blob_id = 1 AND n BETWEEN 0 AND 130`)
+	assert.Contains(t, window, "files_chunks_pkey")
+	assert.NotContains(t, window, "Sort")
 	assert.Contains(t, explain(`UPDATE justpg.files_blobs SET refs = refs + 1 WHERE sha256 = sha256('7') AND size = 7 AND dedup AND id <> 0
 		AND tenant_id IS NOT DISTINCT FROM NULL`), "files_blobs_dedup_key")
 	assert.Contains(t, explain(`SELECT 1 FROM justpg.files WHERE blob_id = 3`), "files_blob_id")
 	assert.Contains(t, explain(`SELECT 1 FROM justpg.files WHERE id = '0f8fad5b-d9cb-469f-a165-70867728950e'`), "files_pkey")
+}
+
+// TestStreamingReads reads a file of several 1 MiB read windows on a pool
+// and in a transaction: whole-file copies (WriteTo), small reads, seeks back
+// and forth in the middle of a stream, a file deleted and a context
+// cancelled in the middle of a stream.
+func TestStreamingReads(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	s := newStore(t, files.Config{})
+	const size = 5<<20 + 12345 // five windows of about 1 MiB and a bit
+	want := patternBytes(size)
+	f, err := s.Put(ctx, db.Pool, bytes.NewReader(want), files.PutOptions{Name: "stream.bin"})
+	require.NoError(t, err)
+
+	// io.Copy (WriteTo) and small Reads, on a pool and in a transaction.
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	for _, on := range []files.DB{db.Pool, tx} {
+		r, err := s.Get(ctx, on, f.ID)
+		require.NoError(t, err)
+		var out bytes.Buffer
+		n, err := io.Copy(&out, r)
+		require.NoError(t, err)
+		require.Equal(t, int64(size), n)
+		require.True(t, bytes.Equal(want, out.Bytes()))
+		require.NoError(t, r.Close())
+
+		r, err = s.Get(ctx, on, f.ID)
+		require.NoError(t, err)
+		out.Reset()
+		_, err = io.CopyBuffer(&out, struct{ io.Reader }{r}, make([]byte, 1000))
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(want, out.Bytes()))
+	}
+
+	// Seeks while streaming: back into the current window, into the next
+	// one, beyond it, then streaming on from there.
+	r, err := s.Get(ctx, db.Pool, f.ID)
+	require.NoError(t, err)
+	defer r.Close()
+	buf := make([]byte, 300_000)
+	check := func(off int64) {
+		t.Helper()
+		_, err := r.Seek(off, io.SeekStart)
+		require.NoError(t, err)
+		n, err := io.ReadFull(r, buf)
+		end := min(off+int64(len(buf)), size)
+		if err != nil {
+			require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+		}
+		require.Equal(t, int(end-off), n)
+		require.True(t, bytes.Equal(want[off:end], buf[:n]), "bytes at %d", off)
+	}
+	for _, off := range []int64{0, 300_000, 600_000, 900_000, 1_200_000, 1_000_000, 2_500_000, 100, 2_800_000, 3_100_000, 3_400_000, size - 1000, 4_000_000, 4_300_000} {
+		check(off)
+	}
+
+	// Deleted in the middle of a stream: the next window is gone.
+	r2, err := s.Get(ctx, db.Pool, f.ID)
+	require.NoError(t, err)
+	_, err = io.CopyN(io.Discard, r2, 2<<20)
+	require.NoError(t, err)
+	cctx, cancel := context.WithCancel(ctx)
+	r3, err := s.Get(cctx, db.Pool, f.ID)
+	require.NoError(t, err)
+	_, err = io.CopyN(io.Discard, r3, 2<<20)
+	require.NoError(t, err)
+	require.NoError(t, s.Delete(ctx, db.Pool, f.ID))
+	_, err = io.Copy(io.Discard, r2)
+	require.ErrorIs(t, err, files.ErrNotFound)
+	require.NoError(t, r2.Close())
+
+	// Cancelled in the middle of a stream.
+	cancel()
+	_, err = io.Copy(io.Discard, r3)
+	require.ErrorIs(t, err, context.Canceled)
+	require.NoError(t, r3.Close())
+}
+
+// TestCorruptChunksDetected damages stored chunks behind the package's back:
+// a missing chunk and a short one fail the read with ErrCorrupt instead of
+// returning wrong bytes.
+func TestCorruptChunksDetected(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := context.Background()
+	s := newStore(t, files.Config{ChunkSize: files.MinChunkSize})
+	const size = 40 * files.MinChunkSize
+	for _, damage := range []string{
+		`DELETE FROM justpg.files_chunks WHERE blob_id = $1 AND n = 7`,
+		`UPDATE justpg.files_chunks SET data = substring(data FROM 1 FOR 100) WHERE blob_id = $1 AND n = 9`,
+		`UPDATE justpg.files_chunks SET data = data || '\x00'::bytea WHERE blob_id = $1 AND n = 39`,
+	} {
+		f, err := s.Put(ctx, db.Pool, newPattern(size), files.PutOptions{Name: "c.bin"})
+		require.NoError(t, err)
+		var blob int64
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT blob_id FROM justpg.files WHERE id = $1`, f.ID).Scan(&blob))
+		_, err = db.Pool.Exec(ctx, damage, blob)
+		require.NoError(t, err)
+		r, err := s.Get(ctx, db.Pool, f.ID)
+		require.NoError(t, err)
+		_, err = io.Copy(io.Discard, r)
+		require.ErrorIs(t, err, files.ErrCorrupt, damage)
+	}
 }
