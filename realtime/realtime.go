@@ -162,6 +162,9 @@ type Broker struct {
 	qPublish, qPublishMany, qStreams, qEvents, qPayloads, qTableChange string
 	// The statements of Publish: the common case and the general one.
 	sqlPublish, sqlPublishSlow string
+	// The statements of PublishBatch for payloads that fit as they are:
+	// one channel, or several.
+	sqlBatchOne, sqlBatchMany string
 
 	stats counters
 
@@ -223,5 +226,15 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 		THEN ` + b.qPublish + `($1::text, $2::text)
 		WHEN pg_notify($1::text, $2::text) IS NULL THEN NULL END`
 	b.sqlPublishSlow = `SELECT ` + b.qPublish + `($1::text, $2::text)`
+	// A batch of payloads that fit as they are: the same idea over arrays.
+	// The ELSE arm is a scalar subquery (an InitPlan) that PostgreSQL evaluates
+	// only when reached; its ORDER BY keeps the subquery from being
+	// flattened and makes pg_notify run in array order.
+	b.sqlBatchOne = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
+		THEN ` + b.qPublishMany + `(array_fill($1::text, ARRAY[cardinality($2::text[])]), $2::text[]) IS NULL
+		ELSE (SELECT count(pg_notify($1::text, p)) FROM (SELECT p FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i) s) IS NULL END`
+	b.sqlBatchMany = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = ANY ($3::text[]))
+		THEN ` + b.qPublishMany + `($1::text[], $2::text[]) IS NULL
+		ELSE (SELECT count(pg_notify(c, p)) FROM (SELECT c, p FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, p, i) ORDER BY i) s) IS NULL END`
 	return b, nil
 }
