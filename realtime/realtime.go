@@ -231,8 +231,10 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 	// transaction that only notifies writes nothing that a crash could
 	// lose, so its commit need not wait for the WAL flush (an fsync on a
 	// durable server). A stream channel's arm, which stores the event, and
-	// a caller's transaction keep synchronous_commit as configured.
-	const async = `WHEN set_config('synchronous_commit', 'off', true) IS NULL THEN NULL`
+	// a caller's transaction keep synchronous_commit as configured. (A
+	// session already at off skips the set_config.)
+	const async = `WHEN current_setting('synchronous_commit') <> 'off'
+		AND set_config('synchronous_commit', 'off', true) IS NULL THEN NULL`
 	for i, arm := range []string{"", async} {
 		b.sqlPublish[i] = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
 		THEN ` + b.qPublish + `($1::text, $2::text) ` + arm + `

@@ -36,6 +36,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/justpg/justpg/bench/internal/benchdb"
+	"github.com/justpg/justpg/internal/pgtest"
 	"github.com/justpg/justpg/realtime"
 )
 
@@ -54,6 +55,7 @@ var (
 	flagProfile = flag.String("cpuprofile", "", "write a CPU profile of this process (bench client, broker and bridge) to this file")
 	flagCross   = flag.Bool("cross", false, "also run justpg publishing into a raw listener and raw publishing into the justpg listener (to see which side costs)")
 	flagOnly    = flag.String("only", "", "run only this part: latency, single, many, batched or fanout")
+	flagDurable = flag.Bool("durable", false, "start a local server with production durability (fsync, synchronous_commit and full_page_writes on) instead of the default throwaway settings")
 )
 
 const channel = "bench"
@@ -88,9 +90,19 @@ func main() {
 
 func run() error {
 	ctx := context.Background()
-	srv, err := benchdb.Start(ctx)
-	if err != nil {
-		return err
+	var srv *benchdb.Server
+	if *flagDurable {
+		s, err := pgtest.StartLocal(ctx, pgtest.ClusterOptions{Durable: true})
+		if err != nil {
+			return err
+		}
+		srv = &benchdb.Server{Server: s}
+	} else {
+		s, err := benchdb.Start(ctx)
+		if err != nil {
+			return err
+		}
+		srv = s
 	}
 	defer srv.Stop(ctx)
 	pool, url, err := srv.FreshDB(ctx, "bench_realtime", 32)
@@ -157,7 +169,9 @@ func run() error {
 	fmt.Printf("machine: %s\n", benchdb.Machine())
 	var version string
 	_ = pool.QueryRow(ctx, "SHOW server_version").Scan(&version)
-	fmt.Printf("PostgreSQL %s (%s server); GOMAXPROCS cores shared with other work\n\n", version, srv.Kind())
+	var fsync, syncCommit string
+	_ = pool.QueryRow(ctx, "SELECT current_setting('fsync'), current_setting('synchronous_commit')").Scan(&fsync, &syncCommit)
+	fmt.Printf("PostgreSQL %s (%s server, fsync %s, synchronous_commit %s); GOMAXPROCS cores shared with other work\n\n", version, srv.Kind(), fsync, syncCommit)
 
 	results := map[string]map[string]float64{}
 	put := func(sys, metric string, v float64) {
