@@ -215,6 +215,7 @@ func (br *Bridge) Broadcast(channel string, payload []byte) (int, error) {
 	ev := Event{Channel: channel, Payload: payload}
 	data, _ := json.Marshal(encodeEvent(ev))
 	ev.Payload = nil
+	f := &frame{ev: ev, data: data}
 	r.relaying.Lock() // in order with the relayed events
 	defer r.relaying.Unlock()
 	br.roomsMu.Lock()
@@ -222,7 +223,7 @@ func (br *Bridge) Broadcast(channel string, payload []byte) (int, error) {
 	br.roomsMu.Unlock()
 	n := 0
 	for _, c := range members {
-		if c.send(frame{ev: ev, data: data}) {
+		if c.send(f) {
 			n++
 		}
 	}
@@ -248,12 +249,14 @@ func (br *Bridge) relay(r *room) {
 		}
 		b, _ := json.Marshal(encodeEvent(ev))
 		ev.Payload = nil // members use data; SSE reads only the event's metadata
+		// One frame, shared (read-only) by every member's queue.
+		f := &frame{ev: ev, data: b}
 		r.relaying.Lock()
 		br.roomsMu.Lock()
 		members := r.members
 		br.roomsMu.Unlock()
 		for _, c := range members {
-			c.send(frame{ev: ev, data: b})
+			c.send(f)
 		}
 		r.relaying.Unlock()
 	}
@@ -326,7 +329,10 @@ func NewBridge(b *Broker, cfg BridgeConfig) (*Bridge, error) {
 // Clients reports how many WebSocket and SSE clients are connected.
 func (br *Bridge) Clients() int { return int(br.clients.Load()) }
 
-// frame is one item of a client's queue: an event or a control reply.
+// frame is one item of a client's queue: an event or a control reply. The
+// queues hold pointers, and a room's event is one frame shared by all its
+// members: a queue slot is then one word, so the queues of thousands of
+// clients stay small for the garbage collector to scan.
 type frame struct {
 	ev   Event
 	data []byte // ev already encoded (shared by the members of a room)
@@ -366,7 +372,7 @@ func encodeEvent(ev Event) wireOut {
 type client struct {
 	br     *Bridge
 	id     Identity
-	queue  chan frame
+	queue  chan *frame
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -380,7 +386,7 @@ type client struct {
 }
 
 func (br *Bridge) newClient(ctx context.Context, id Identity) *client {
-	c := &client{br: br, id: id, queue: make(chan frame, br.cfg.QueueSize),
+	c := &client{br: br, id: id, queue: make(chan *frame, br.cfg.QueueSize),
 		subs: map[string]membership{}, fixed: map[string]bool{}}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	return c
@@ -412,7 +418,7 @@ func (c *client) fail(code websocket.StatusCode, reason string) {
 }
 
 // send queues a frame without blocking; a full queue ends the client.
-func (c *client) send(f frame) bool {
+func (c *client) send(f *frame) bool {
 	select {
 	case c.queue <- f:
 		return true
@@ -423,7 +429,7 @@ func (c *client) send(f frame) bool {
 	}
 }
 
-func (c *client) reply(w wireOut) { c.send(frame{ctl: &w}) }
+func (c *client) reply(w wireOut) { c.send(&frame{ctl: &w}) }
 
 // join subscribes the client to channel and starts relaying it.
 //
@@ -512,7 +518,7 @@ func (c *client) pump(s *Subscription) {
 			}
 			return
 		}
-		if !c.send(frame{ev: ev}) {
+		if !c.send(&frame{ev: ev}) {
 			return
 		}
 	}
@@ -715,12 +721,25 @@ func (c *client) handleJoin(ch string, since *int64) {
 func (c *client) writeLoop(conn *websocket.Conn) {
 	ping := time.NewTicker(c.br.cfg.PingInterval)
 	defer ping.Stop()
-	// One timer per socket bounds every write (armed per write, no
-	// allocation): when it fires the client fails, which cancels c.ctx and
-	// makes the websocket package close the connection under the write.
-	timeout := time.AfterFunc(time.Hour, func() { c.fail(websocket.StatusPolicyViolation, "write timeout") })
+	// Writes run without a context (the websocket package would register
+	// and remove a callback on a cancellable one for every write). Instead
+	// one timer per socket bounds every write (armed per write, no
+	// allocation): when it fires the client fails and the connection is
+	// closed under the write. A client that fails for another reason
+	// (slow consumer, shutdown) while a write blocks is closed the same way.
+	var writing atomic.Bool
+	timeout := time.AfterFunc(time.Hour, func() {
+		c.fail(websocket.StatusPolicyViolation, "write timeout")
+		_ = conn.CloseNow()
+	})
 	timeout.Stop()
 	defer timeout.Stop()
+	stopAbort := context.AfterFunc(c.ctx, func() {
+		if writing.Load() {
+			_ = conn.CloseNow()
+		}
+	})
+	defer stopAbort()
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -733,9 +752,15 @@ func (c *client) writeLoop(conn *websocket.Conn) {
 			case b == nil:
 				b = c.br.encode(f.ev)
 			}
+			writing.Store(true)
+			if c.ctx.Err() != nil { // failed meanwhile: the abort may have missed this write
+				writing.Store(false)
+				return
+			}
 			timeout.Reset(c.br.cfg.WriteTimeout)
-			err := conn.Write(c.ctx, websocket.MessageText, b)
+			err := conn.Write(context.Background(), websocket.MessageText, b)
 			timeout.Stop()
+			writing.Store(false)
 			if err != nil {
 				c.fail(websocket.StatusPolicyViolation, "write timeout")
 				return

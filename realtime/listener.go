@@ -192,8 +192,9 @@ type loop struct {
 	b         *Broker
 	conn      *pgxpool.Conn
 	listening map[string]bool
-	armed     time.Time // when the idle read deadline was last set; zero: none
-	wakeFn    func()    // sets an expired read deadline; one per connection
+	armed     time.Time   // when the idle read deadline was last set; zero: none
+	wakeFn    func()      // sets an expired read deadline; one per connection
+	woken     atomic.Bool // b.woken, readable without b.mu
 }
 
 func (b *Broker) run(ctx context.Context) {
@@ -276,6 +277,7 @@ func (l *loop) connect(ctx context.Context) error {
 	nc := c.Conn().PgConn().Conn()
 	l.wakeFn = func() { // called with b.mu held
 		l.b.woken = true
+		l.woken.Store(true)
 		_ = nc.SetReadDeadline(time.Unix(1, 0))
 	}
 	return nil
@@ -514,8 +516,9 @@ func (l *loop) push(s *Subscription, ev Event) {
 	}
 }
 
-// wait waits for one notification (or a change of subscriptions, or the
-// idle ping interval) and dispatches it.
+// wait waits for notifications (or a change of subscriptions, or the idle
+// ping interval) and dispatches them, until a change of subscriptions, Stop,
+// an idle ping or a statement on the connection sends it back to run.
 //
 // The wait itself runs without a cancellable context: pgx registers and
 // removes a context callback on every call otherwise, which cost more than
@@ -524,55 +527,89 @@ func (l *loop) push(s *Subscription, ev Event) {
 // while busy, so a ping follows PingInterval/2 to PingInterval of silence),
 // and set to the past by b.wake to interrupt the wait for a change of
 // subscriptions or Stop. pgx keeps the connection and any partly read
-// message on a read timeout.
+// message on a read timeout. b.wake stays installed while notifications
+// keep coming, so a busy listener takes no lock per notification beyond
+// the one that finds the channel's subscribers.
 func (l *loop) wait(ctx context.Context) error {
 	b := l.b
-	now := time.Now()
 	b.mu.Lock()
 	if b.dirty || ctx.Err() != nil {
 		b.mu.Unlock()
 		return nil
 	}
-	if l.armed.IsZero() || now.Sub(l.armed) > b.cfg.PingInterval/2 {
-		l.armed = now
-		_ = l.conn.Conn().PgConn().Conn().SetReadDeadline(now.Add(b.cfg.PingInterval))
-	}
 	b.wake, b.woken = l.wakeFn, false
+	l.woken.Store(false)
 	b.mu.Unlock()
-
-	n, err := l.conn.Conn().WaitForNotification(context.Background())
-
-	b.mu.Lock()
-	b.wake = nil
-	woken := b.woken
-	b.mu.Unlock()
-	if woken {
-		l.clearDeadline()
-	}
-	if n != nil {
-		if derr := l.dispatch(ctx, n); derr != nil {
-			return derr
+	// unwait uninstalls the wake and reports whether it was called.
+	unwait := func() bool {
+		b.mu.Lock()
+		b.wake = nil
+		woken := b.woken
+		b.mu.Unlock()
+		if woken {
+			l.clearDeadline()
 		}
+		return woken
 	}
-	if err == nil || ctx.Err() != nil {
-		return nil
-	}
-	if l.conn.Conn().IsClosed() {
+	for {
+		if now := time.Now(); l.armed.IsZero() || now.Sub(l.armed) > b.cfg.PingInterval/2 {
+			b.mu.Lock() // a wake must not be overwritten
+			if !b.woken {
+				l.armed = now
+				_ = l.conn.Conn().PgConn().Conn().SetReadDeadline(now.Add(b.cfg.PingInterval))
+			}
+			b.mu.Unlock()
+		}
+		n, err := l.conn.Conn().WaitForNotification(context.Background())
+		if err == nil && n != nil && !needsQuery(n.Payload) && !l.wokenNow() {
+			// The common case: dispatch and keep waiting.
+			if derr := l.dispatch(ctx, n); derr != nil {
+				unwait()
+				return derr
+			}
+			continue
+		}
+		woken := unwait()
+		if n != nil {
+			// Resolving a stored payload runs a statement on the
+			// connection, so the wake is uninstalled first.
+			if derr := l.dispatch(ctx, n); derr != nil {
+				return derr
+			}
+		}
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if l.conn.Conn().IsClosed() {
+			return err
+		}
+		if woken {
+			return nil
+		}
+		if pgconn.Timeout(err) || errors.Is(err, os.ErrDeadlineExceeded) {
+			l.clearDeadline()
+			pctx, pcancel := context.WithTimeout(ctx, b.cfg.PingTimeout)
+			defer pcancel()
+			if perr := l.conn.Ping(pctx); perr != nil {
+				return fmt.Errorf("ping: %w", perr)
+			}
+			return nil
+		}
 		return err
 	}
-	if woken {
-		return nil
-	}
-	if pgconn.Timeout(err) || errors.Is(err, os.ErrDeadlineExceeded) {
-		l.clearDeadline()
-		pctx, pcancel := context.WithTimeout(ctx, b.cfg.PingTimeout)
-		defer pcancel()
-		if perr := l.conn.Ping(pctx); perr != nil {
-			return fmt.Errorf("ping: %w", perr)
-		}
-		return nil
-	}
-	return err
+}
+
+// wokenNow reports whether b.wake was called during the current wait.
+func (l *loop) wokenNow() bool {
+	return l.woken.Load()
+}
+
+// needsQuery reports whether a notification refers to a payload stored in
+// a table (a large message or stream event), which dispatch loads with a
+// statement on the listener connection.
+func needsQuery(p string) bool {
+	kind, _, _ := parseEnvelope(p)
+	return kind == envStored || kind == envBigEvent
 }
 
 // resetWait forgets the current wait; b.mu must be held.

@@ -462,3 +462,47 @@ func verifyNoLeak(t *testing.T, snapshot goleak.Option) {
 	}
 	goleak.VerifyNone(t, snapshot)
 }
+
+// TestEventRing: FIFO order across wrap-around and growth while wrapped,
+// last, and release after a large burst.
+func TestEventRing(t *testing.T) {
+	var r eventRing
+	ev := func(i int) Event { return Event{ID: int64(i)} }
+	next := 0
+	pushed := 0
+	for round := range 50 {
+		for range round%7 + 1 {
+			pushed++
+			r.push(ev(pushed))
+			require.Equal(t, int64(pushed), r.last().ID)
+		}
+		for range round % 5 {
+			got, ok := r.pop()
+			if next == pushed {
+				require.False(t, ok)
+				continue
+			}
+			next++
+			require.True(t, ok)
+			require.Equal(t, int64(next), got.ID)
+		}
+	}
+	for next < pushed {
+		got, ok := r.pop()
+		next++
+		require.True(t, ok)
+		require.Equal(t, int64(next), got.ID)
+	}
+	_, ok := r.pop()
+	require.False(t, ok)
+	require.Nil(t, r.last())
+	for i := range 5000 {
+		r.push(ev(i))
+	}
+	require.Equal(t, 5000, r.n)
+	for range 5000 {
+		_, ok := r.pop()
+		require.True(t, ok)
+	}
+	assert.Nil(t, r.buf, "a drained large ring is released")
+}

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // maxInline is the largest payload (in bytes) that a notification carries
@@ -28,6 +31,16 @@ func validatePayload(p []byte) error {
 	return nil
 }
 
+// ownTx is 1 when every statement sent through db is a transaction of its
+// own (a pool), 0 otherwise (a transaction or a connection that may be in
+// one).
+func ownTx(db DB) int {
+	if _, ok := db.(*pgxpool.Pool); ok {
+		return 1
+	}
+	return 0
+}
+
 // Publish sends payload to every subscriber of channel, in every process,
 // through pg_notify. With db a transaction the message is delivered when it
 // commits and never if it rolls back; messages of one transaction arrive in
@@ -47,7 +60,7 @@ func (b *Broker) Publish(ctx context.Context, db DB, channel string, payload []b
 	if err := validatePayload(payload); err != nil {
 		return err
 	}
-	q := b.sqlPublish
+	q := b.sqlPublish[ownTx(db)]
 	if len(payload) > maxInline || (len(payload) > 0 && payload[0] == envSeparator) {
 		q = b.sqlPublishSlow
 	}
@@ -59,22 +72,60 @@ func (b *Broker) Publish(ctx context.Context, db DB, channel string, payload []b
 
 // PublishBatch sends many messages in one statement (one round trip), in
 // slice order. Like Publish, a transaction delivers them all on commit.
+//
+// A batch whose payloads all fit in a notification as they are is sent as
+// one set-based pg_notify over the arrays, after one look at
+// realtime_streams for its distinct channels (made in the same statement);
+// a batch with a durable channel, a large payload or an 0x1e-prefixed one
+// goes through the realtime_publish_many function instead.
 func (b *Broker) PublishBatch(ctx context.Context, db DB, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
 	chans := make([]string, len(msgs))
 	payloads := make([]string, len(msgs))
+	distinct := make([]string, 0, 1)
+	var seen map[string]bool // once distinct grows beyond a few
+	fast := true
 	for i, m := range msgs {
-		if err := ValidateChannel(m.Channel); err != nil {
-			return fmt.Errorf("message %d: %w", i, err)
+		if i == 0 || m.Channel != msgs[i-1].Channel {
+			if err := ValidateChannel(m.Channel); err != nil {
+				return fmt.Errorf("message %d: %w", i, err)
+			}
+			switch {
+			case seen != nil:
+				if !seen[m.Channel] {
+					seen[m.Channel] = true
+					distinct = append(distinct, m.Channel)
+				}
+			case !slices.Contains(distinct, m.Channel):
+				distinct = append(distinct, m.Channel)
+				if len(distinct) > 8 {
+					seen = make(map[string]bool, len(msgs))
+					for _, c := range distinct {
+						seen[c] = true
+					}
+				}
+			}
 		}
 		if err := validatePayload(m.Payload); err != nil {
 			return fmt.Errorf("message %d: %w", i, err)
 		}
+		if len(m.Payload) > maxInline || (len(m.Payload) > 0 && m.Payload[0] == envSeparator) {
+			fast = false
+		}
 		chans[i], payloads[i] = m.Channel, string(m.Payload)
 	}
-	if _, err := db.Exec(ctx, `SELECT `+b.qPublishMany+`($1, $2)`, chans, payloads); err != nil {
+	var err error
+	switch {
+	case !fast:
+		_, err = db.Exec(ctx, `SELECT `+b.qPublishMany+`($1, $2)`, chans, payloads)
+	case len(distinct) == 1:
+		_, err = db.Exec(ctx, b.sqlBatchOne[ownTx(db)], distinct[0], payloads)
+	default:
+		_, err = db.Exec(ctx, b.sqlBatchMany[ownTx(db)], chans, payloads, distinct)
+	}
+	if err != nil {
 		return fmt.Errorf("realtime: publishing %d messages: %w", len(msgs), err)
 	}
 	return nil

@@ -730,6 +730,113 @@ func TestPublishFastPath(t *testing.T) {
 	assert.Equal(t, 2, n)
 }
 
+// TestPublishBatchFastPath: a batch of small payloads on channels without
+// a stream is sent without calling the publishing functions, on one channel
+// or several, in order; a batch that touches a stream channel (even one of
+// several channels) or holds a large or 0x1e-prefixed payload goes through
+// realtime_publish_many, which logs the stream's events.
+func TestPublishBatchFastPath(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := ctxT(t)
+	b := startBroker(t, db.Pool, Config{})
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "logged", StreamConfig{}))
+	calls := func(msgs []Message) int64 {
+		var before, after int64
+		const q = `SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions
+			WHERE schemaname = 'justpg' AND funcname IN ('realtime_publish', 'realtime_publish_many')`
+		require.NoError(t, pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL track_functions = 'pl'`); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, q).Scan(&before); err != nil {
+				return err
+			}
+			if err := b.PublishBatch(ctx, tx, msgs); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, q).Scan(&after)
+		}))
+		return after - before
+	}
+	a, c, logged := subscribe(t, b, "a"), subscribe(t, b, "c"), subscribe(t, b, "logged")
+	var one, many []Message
+	for i := range 30 {
+		one = append(one, Message{Channel: "a", Payload: fmt.Appendf(nil, "one %d", i)})
+		ch := "a"
+		if i%3 == 1 {
+			ch = "c"
+		}
+		many = append(many, Message{Channel: ch, Payload: fmt.Appendf(nil, "many %d", i)})
+	}
+	assert.Zero(t, calls(one), "one channel, small payloads: a bare pg_notify per message")
+	assert.Zero(t, calls(many), "several channels, small payloads: a bare pg_notify per message")
+	for i := range 30 {
+		require.Equal(t, fmt.Sprintf("one %d", i), msg(t, a))
+	}
+	for i := range 30 {
+		s := a
+		if i%3 == 1 {
+			s = c
+		}
+		require.Equal(t, fmt.Sprintf("many %d", i), msg(t, s))
+	}
+
+	mixed := []Message{{Channel: "a", Payload: []byte("m1")}, {Channel: "logged", Payload: []byte("m2")}, {Channel: "a", Payload: []byte("m3")}}
+	assert.Positive(t, calls(mixed), "a stream channel in the batch: the function")
+	assert.Equal(t, "m1", msg(t, a))
+	assert.Equal(t, "m3", msg(t, a))
+	assert.Equal(t, Event{Channel: "logged", ID: 1, Payload: []byte("m2")}, next(t, logged), "exactly one notification, with its id")
+	assert.Positive(t, calls([]Message{{Channel: "logged", Payload: []byte("m4")}}), "a stream channel alone: the function")
+	assert.Equal(t, Event{Channel: "logged", ID: 2, Payload: []byte("m4")}, next(t, logged))
+	assert.Positive(t, calls([]Message{{Channel: "a", Payload: []byte("\x1eenv")}}), "an 0x1e payload: the function")
+	assert.Equal(t, "\x1eenv", msg(t, a))
+	var n int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM justpg.realtime_events WHERE channel = 'logged'`).Scan(&n))
+	assert.Equal(t, 2, n)
+	assert.Zero(t, a.Buffered()+c.Buffered()+logged.Buffered(), "nothing delivered twice")
+}
+
+// TestPublishAsyncCommitStaysLocal: publishing through the pool makes only
+// that statement's own commit asynchronous; the pooled session keeps its
+// setting, and a caller's transaction is never changed.
+func TestPublishAsyncCommitStaysLocal(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	ctx := ctxT(t)
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1 // the setting would show on the one session
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer pool.Close()
+	b := startBroker(t, db.Pool, Config{})
+	s := subscribe(t, b, "ac")
+	show := func(q DB) string {
+		var v string
+		require.NoError(t, q.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&v))
+		return v
+	}
+	// The test server runs with synchronous_commit off; the session is
+	// set to on, as on a durable server.
+	_, err = pool.Exec(ctx, `SET synchronous_commit = on`)
+	require.NoError(t, err)
+	require.Equal(t, "on", show(pool))
+	require.NoError(t, b.Publish(ctx, pool, "ac", []byte("one")))
+	require.NoError(t, b.PublishBatch(ctx, pool, []Message{{Channel: "ac", Payload: []byte("two")}, {Channel: "ac", Payload: []byte("three")}}))
+	assert.Equal(t, "on", show(pool), "the pooled session keeps its setting")
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "on", show(tx))
+	require.NoError(t, b.Publish(ctx, tx, "ac", []byte("four")))
+	require.NoError(t, b.PublishBatch(ctx, tx, []Message{{Channel: "ac", Payload: []byte("five")}}))
+	assert.Equal(t, "on", show(tx), "a caller's transaction is not changed")
+	require.NoError(t, tx.Commit(ctx))
+	for _, want := range []string{"one", "two", "three", "four", "five"} {
+		assert.Equal(t, want, msg(t, s))
+	}
+}
+
 // TestIdlePing: an idle listener pings its connection (seen in
 // pg_stat_activity as pgx's "-- ping"), and keeps delivering afterwards.
 func TestIdlePing(t *testing.T) {

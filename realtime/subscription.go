@@ -99,7 +99,7 @@ type Subscription struct {
 	ready   chan error // receives the activation result once
 
 	mu     sync.Mutex
-	queue  []Event
+	queue  eventRing
 	notify chan struct{}
 	closed bool
 	err    error
@@ -114,10 +114,7 @@ func (s *Subscription) Channel() string { return s.channel }
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	for {
 		s.mu.Lock()
-		if len(s.queue) > 0 {
-			ev := s.queue[0]
-			s.queue[0] = Event{}
-			s.queue = s.queue[1:]
+		if ev, ok := s.queue.pop(); ok {
 			s.mu.Unlock()
 			return ev, nil
 		}
@@ -139,7 +136,7 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 func (s *Subscription) Buffered() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.queue)
+	return s.queue.n
 }
 
 // Close ends the subscription; when it was the channel's last subscriber,
@@ -178,20 +175,20 @@ func (s *Subscription) deliver(ev Event) (delivered, keep bool) {
 	if s.closed {
 		return false, true
 	}
-	if len(s.queue) >= s.size {
+	if s.queue.n >= s.size {
 		s.b.stats.dropped.Add(1)
 		if s.policy == Disconnect {
 			s.closed, s.err = true, ErrSlowConsumer
 			s.signal()
 			return false, false
 		}
-		if n := len(s.queue); n == 0 || !s.queue[n-1].IsGap() {
-			s.queue = append(s.queue, Event{Channel: s.channel, Gap: GapOverflow, ID: s.lastID})
+		if last := s.queue.last(); last == nil || !last.IsGap() {
+			s.queue.push(Event{Channel: s.channel, Gap: GapOverflow, ID: s.lastID})
 			s.b.stats.gaps.Add(1)
 		}
 		return false, true
 	}
-	s.queue = append(s.queue, ev)
+	s.queue.push(ev)
 	s.b.stats.delivered.Add(1) // before the reader can see the event
 	s.signal()
 	return true, true
@@ -205,10 +202,55 @@ func (s *Subscription) gap(reason GapReason) {
 	if s.closed {
 		return
 	}
-	if n := len(s.queue); n > 0 && s.queue[n-1].IsGap() {
+	if last := s.queue.last(); last != nil && last.IsGap() {
 		return
 	}
-	s.queue = append(s.queue, Event{Channel: s.channel, Gap: reason, ID: s.lastID})
+	s.queue.push(Event{Channel: s.channel, Gap: reason, ID: s.lastID})
 	s.b.stats.gaps.Add(1)
 	s.signal()
+}
+
+// eventRing is a subscription's FIFO queue: a ring that grows by doubling
+// as needed (the subscription bounds its length) and is released when it
+// drains after a large burst, so a steady stream of events reuses the same
+// slots instead of reallocating.
+type eventRing struct {
+	buf     []Event
+	head, n int
+}
+
+func (r *eventRing) push(ev Event) {
+	if r.n == len(r.buf) {
+		grown := make([]Event, max(8, 2*len(r.buf)))
+		k := copy(grown, r.buf[r.head:])
+		copy(grown[k:], r.buf[:r.head])
+		r.buf, r.head = grown, 0
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = ev
+	r.n++
+}
+
+func (r *eventRing) pop() (Event, bool) {
+	if r.n == 0 {
+		return Event{}, false
+	}
+	ev := r.buf[r.head]
+	r.buf[r.head] = Event{}
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	if r.n == 0 {
+		r.head = 0
+		if len(r.buf) > 4096 {
+			r.buf = nil
+		}
+	}
+	return ev, true
+}
+
+// last returns the most recently pushed event still queued, or nil.
+func (r *eventRing) last() *Event {
+	if r.n == 0 {
+		return nil
+	}
+	return &r.buf[(r.head+r.n-1)%len(r.buf)]
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/justpg/justpg/bench/internal/benchdb"
+	"github.com/justpg/justpg/internal/pgtest"
 	"github.com/justpg/justpg/realtime"
 )
 
@@ -54,6 +55,7 @@ var (
 	flagProfile = flag.String("cpuprofile", "", "write a CPU profile of this process (bench client, broker and bridge) to this file")
 	flagCross   = flag.Bool("cross", false, "also run justpg publishing into a raw listener and raw publishing into the justpg listener (to see which side costs)")
 	flagOnly    = flag.String("only", "", "run only this part: latency, single, many, batched or fanout")
+	flagDurable = flag.Bool("durable", false, "start a local server with production durability (fsync, synchronous_commit and full_page_writes on) instead of the default throwaway settings")
 )
 
 const channel = "bench"
@@ -88,9 +90,19 @@ func main() {
 
 func run() error {
 	ctx := context.Background()
-	srv, err := benchdb.Start(ctx)
-	if err != nil {
-		return err
+	var srv *benchdb.Server
+	if *flagDurable {
+		s, err := pgtest.StartLocal(ctx, pgtest.ClusterOptions{Durable: true})
+		if err != nil {
+			return err
+		}
+		srv = &benchdb.Server{Server: s}
+	} else {
+		s, err := benchdb.Start(ctx)
+		if err != nil {
+			return err
+		}
+		srv = s
 	}
 	defer srv.Stop(ctx)
 	pool, url, err := srv.FreshDB(ctx, "bench_realtime", 32)
@@ -157,7 +169,9 @@ func run() error {
 	fmt.Printf("machine: %s\n", benchdb.Machine())
 	var version string
 	_ = pool.QueryRow(ctx, "SHOW server_version").Scan(&version)
-	fmt.Printf("PostgreSQL %s (%s server); GOMAXPROCS cores shared with other work\n\n", version, srv.Kind())
+	var fsync, syncCommit string
+	_ = pool.QueryRow(ctx, "SELECT current_setting('fsync'), current_setting('synchronous_commit')").Scan(&fsync, &syncCommit)
+	fmt.Printf("PostgreSQL %s (%s server, fsync %s, synchronous_commit %s); GOMAXPROCS cores shared with other work\n\n", version, srv.Kind(), fsync, syncCommit)
 
 	results := map[string]map[string]float64{}
 	put := func(sys, metric string, v float64) {
@@ -222,8 +236,11 @@ func run() error {
 		}
 		fmt.Printf("\n== throughput, %s, %d messages, %d repetitions (median; all runs in brackets)\n", mode.name, mode.n, *flagReps)
 		rates := map[string][]float64{}
-		for range *flagReps {
-			for _, s := range systems {
+		for rep := range *flagReps {
+			// The order rotates per repetition, so that no system always
+			// runs first (right after another part of the run).
+			for k := range systems {
+				s := systems[(rep+k)%len(systems)]
 				rate, err := throughputRun(ctx, s, mode.pubs, mode.bat, mode.n)
 				if err != nil {
 					return fmt.Errorf("%s throughput: %w", s.name, err)
@@ -412,6 +429,20 @@ func sentAt(p string) time.Time {
 	return time.Unix(0, n)
 }
 
+// sentAtBytes is sentAt without a string conversion (no allocation in the
+// fan-out clients).
+func sentAtBytes(p []byte) time.Time {
+	i := bytes.IndexByte(p, ' ')
+	var n int64
+	for _, c := range p[i+1:] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return time.Unix(0, n)
+}
+
 func percentile(sorted []float64, p float64) float64 {
 	if len(sorted) == 0 {
 		return 0
@@ -546,7 +577,7 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 			return mine, false
 		}
 		p, _, _ := bytes.Cut(rest, []byte(`"`))
-		return append(mine, float64(now.Sub(sentAt(string(p))).Microseconds())/1000), true
+		return append(mine, float64(now.Sub(sentAtBytes(p)).Microseconds())/1000), true
 	}
 	join := []byte(`{"type":"join","channel":"room:fanout"}`)
 	addr := strings.TrimPrefix(srv.URL, "http://")

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 )
 
 // lightWS is a minimal WebSocket client for the fan-out run: a thousand of
@@ -18,9 +19,19 @@ import (
 // as little as possible. It reads unfragmented text frames into one reused
 // buffer (servers do not mask), writes masked text frames, and answers
 // nothing else: the bench's bridge pings every 25s, far beyond a run.
+//
+// It reads without a speculative read system call: Go's reader tries a read
+// first and waits for the poller only when that returns EAGAIN, so with one
+// message per wake-up every message cost a second, empty read. lightWS
+// waits for readability first unless its last read filled the buffer (the
+// poller is edge-triggered: data that arrives after a read that took all
+// there was signals again).
 type lightWS struct {
 	conn net.Conn
-	r    *bufio.Reader
+	rc   syscall.RawConn
+	rbuf []byte // received bytes, unread ones in rbuf[r:w]
+	r, w int
+	full bool // the last read filled rbuf: more may be waiting unsignalled
 	buf  []byte
 }
 
@@ -48,7 +59,68 @@ func dialLight(addr, path string) (*lightWS, error) {
 		conn.Close()
 		return nil, fmt.Errorf("handshake: %s", resp.Status)
 	}
-	return &lightWS{conn: conn, r: r, buf: make([]byte, 0, 512)}, nil
+	rc, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c := &lightWS{conn: conn, rc: rc, rbuf: make([]byte, 4096), buf: make([]byte, 0, 512), full: true}
+	c.w, _ = r.Read(c.rbuf[:r.Buffered()]) // bytes read past the handshake
+	return c, nil
+}
+
+// fill reads more bytes into rbuf.
+func (c *lightWS) fill() error {
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+	} else if c.w == len(c.rbuf) {
+		c.w = copy(c.rbuf, c.rbuf[c.r:c.w])
+		c.r = 0
+		if c.w == len(c.rbuf) {
+			c.rbuf = append(c.rbuf, make([]byte, len(c.rbuf))...)
+		}
+	}
+	skip := !c.full
+	var n int
+	var rerr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		if skip { // wait for readability first
+			skip = false
+			return false
+		}
+		for {
+			n, rerr = syscall.Read(int(fd), c.rbuf[c.w:])
+			if rerr != syscall.EINTR {
+				return rerr != syscall.EAGAIN
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return err
+	case rerr != nil:
+		return rerr
+	case n <= 0:
+		return io.EOF
+	}
+	c.full = c.w+n == len(c.rbuf)
+	c.w += n
+	return nil
+}
+
+// readFull copies the next len(p) received bytes into p.
+func (c *lightWS) readFull(p []byte) error {
+	for len(p) > 0 {
+		if c.r == c.w {
+			if err := c.fill(); err != nil {
+				return err
+			}
+		}
+		k := copy(p, c.rbuf[c.r:c.w])
+		c.r += k
+		p = p[k:]
+	}
+	return nil
 }
 
 // writeText sends one masked text frame (payload < 126 bytes).
@@ -73,20 +145,20 @@ func (c *lightWS) writeText(p []byte) error {
 func (c *lightWS) read() ([]byte, error) {
 	for {
 		var h [2]byte
-		if _, err := io.ReadFull(c.r, h[:]); err != nil {
+		if err := c.readFull(h[:]); err != nil {
 			return nil, err
 		}
 		n := uint64(h[1] & 0x7f)
 		switch n {
 		case 126:
 			var e [2]byte
-			if _, err := io.ReadFull(c.r, e[:]); err != nil {
+			if err := c.readFull(e[:]); err != nil {
 				return nil, err
 			}
 			n = uint64(binary.BigEndian.Uint16(e[:]))
 		case 127:
 			var e [8]byte
-			if _, err := io.ReadFull(c.r, e[:]); err != nil {
+			if err := c.readFull(e[:]); err != nil {
 				return nil, err
 			}
 			n = binary.BigEndian.Uint64(e[:])
@@ -99,7 +171,7 @@ func (c *lightWS) read() ([]byte, error) {
 			c.buf = make([]byte, 0, n)
 		}
 		c.buf = c.buf[:n]
-		if _, err := io.ReadFull(c.r, c.buf); err != nil {
+		if err := c.readFull(c.buf); err != nil {
 			return nil, err
 		}
 		switch h[0] & 0x0f {
