@@ -222,7 +222,7 @@ func rlsSetup(t *testing.T, db *pgtest.DB) (owner, app string) {
 		ALTER TABLE products_search_words OWNER TO %[1]s;
 		ALTER FUNCTION products_search_match(tsquery) OWNER TO %[1]s;
 		ALTER FUNCTION products_search_contains(text) OWNER TO %[1]s;
-		ALTER FUNCTION products_search_similar_words(text, real, integer, integer, integer) OWNER TO %[1]s;
+		ALTER FUNCTION products_search_corrections(text, real, integer, integer, integer) OWNER TO %[1]s;
 		GRANT SELECT, INSERT, UPDATE, DELETE ON products, products_search_words TO %[2]s;
 		ALTER TABLE products ENABLE ROW LEVEL SECURITY;
 		ALTER TABLE products_search_words ENABLE ROW LEVEL SECURITY;

@@ -161,6 +161,7 @@ type Index struct {
 	containFn string
 	wordsFn   string
 	typoFn    string // quoted schema.function
+	costFn    string // quoted schema.function
 	tenant    string // quoted tenant column or ""
 	fields    []quotedField
 	filters   map[string]string // column -> quoted
@@ -250,6 +251,7 @@ func New(cfg Config) (*Index, error) {
 	ix.extSchema = q(cfg.ExtensionSchema)
 	ix.unaccent = q(cfg.Schema, "justpg_unaccent")
 	ix.typoFn = q(cfg.Schema, "justpg_typo_distance")
+	ix.costFn = q(cfg.Schema, "justpg_typo_cost")
 	n := &ix.names
 	n.vectorIdx = cfg.Name + "_search_vector_idx"
 	n.wordsTable = cfg.Name + "_search_words"
@@ -257,7 +259,7 @@ func New(cfg Config) (*Index, error) {
 	n.wordsBtree = cfg.Name + "_search_words_word_idx"
 	n.match = cfg.Name + "_search_match"
 	n.contains = cfg.Name + "_search_contains"
-	n.words = cfg.Name + "_search_similar_words"
+	n.words = cfg.Name + "_search_corrections"
 	q(n.vectorIdx)
 	q(n.wordsIdx)
 	q(n.wordsBtree)
@@ -408,12 +410,68 @@ BEGIN
 	RETURN least(d1[n], k + 1);
 END
 $fn$`, ix.typoFn))
+	// The typo cost: a weighted optimal string alignment from the typed
+	// word a to the candidate b, where the slips people make most cost half
+	// an edit (an adjacent transposition, a vowel for a vowel, a
+	// neighbouring key on a QWERTY keyboard, a doubled letter typed once or
+	// a single letter typed twice), any other edit one, and a different last
+	// letter half an edit more (the ending carries the inflection: a typo
+	// rarely changes it). It only ranks the few candidates already within
+	// the typo budget, so it needs no band.
+	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(a text, b text) RETURNS real
+	LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+	x text[]; y text[]; m int; n int; i int; j int; w int;
+	d real[]; v real; c real;
+BEGIN
+	IF a = b THEN RETURN 0; END IF;
+	x := string_to_array(a, NULL); y := string_to_array(b, NULL);
+	m := coalesce(array_length(x, 1), 0); n := coalesce(array_length(y, 1), 0);
+	IF m = 0 OR n = 0 THEN RETURN greatest(m, n); END IF;
+	w := n + 1;
+	d := array_fill(0::real, ARRAY[(m + 1) * w], ARRAY[0]);
+	FOR i IN 1..m LOOP
+		d[i * w] := d[(i - 1) * w] + CASE WHEN x[i] = x[i - 1] OR x[i] = x[i + 1] THEN 0.5 ELSE 1 END;
+	END LOOP;
+	FOR j IN 1..n LOOP
+		d[j] := d[j - 1] + 0.5;
+	END LOOP;
+	FOR i IN 1..m LOOP
+		FOR j IN 1..n LOOP
+			IF x[i] = y[j] THEN
+				c := 0;
+			ELSIF (strpos('aeiouy', x[i]) > 0 AND strpos('aeiouy', y[j]) > 0) OR strpos(CASE x[i]
+				WHEN 'q' THEN 'wa' WHEN 'w' THEN 'qeas' WHEN 'e' THEN 'wrsd' WHEN 'r' THEN 'etdf' WHEN 't' THEN 'ryfg'
+				WHEN 'y' THEN 'tugh' WHEN 'u' THEN 'yihj' WHEN 'i' THEN 'uojk' WHEN 'o' THEN 'ipkl' WHEN 'p' THEN 'ol'
+				WHEN 'a' THEN 'qwsz' WHEN 's' THEN 'weadzx' WHEN 'd' THEN 'ersfxc' WHEN 'f' THEN 'rtdgcv' WHEN 'g' THEN 'tyfhvb'
+				WHEN 'h' THEN 'yugjbn' WHEN 'j' THEN 'uihknm' WHEN 'k' THEN 'iojlm' WHEN 'l' THEN 'opk' WHEN 'z' THEN 'asx'
+				WHEN 'x' THEN 'sdzc' WHEN 'c' THEN 'dfxv' WHEN 'v' THEN 'fgcb' WHEN 'b' THEN 'ghvn' WHEN 'n' THEN 'hjbm'
+				WHEN 'm' THEN 'jkn' ELSE '' END, y[j]) > 0 THEN
+				c := 0.5;
+			ELSE
+				c := 1;
+			END IF;
+			v := least(
+				d[(i - 1) * w + j] + CASE WHEN x[i] = x[i - 1] OR x[i] = x[i + 1] THEN 0.5 ELSE 1 END,
+				d[i * w + j - 1] + 0.5,
+				d[(i - 1) * w + j - 1] + c);
+			IF i > 1 AND j > 1 AND x[i] = y[j - 1] AND x[i - 1] = y[j] THEN
+				v := least(v, d[(i - 2) * w + j - 2] + 0.5);
+			END IF;
+			d[i * w + j] := v;
+		END LOOP;
+	END LOOP;
+	RETURN d[m * w + n] + CASE WHEN x[m] = y[n] THEN 0 ELSE 0.5 END;
+END
+$fn$`, ix.costFn))
 	// The candidate corrections of one word: the word list's trigram index
 	// proposes the words at least threshold similar (the % operator, with
 	// the threshold set for this call only: the SET clause restores it on
 	// exit), the most similar candidates of them go through the typo
-	// distance, which keeps those within k typos, fewest typos and then
-	// most frequent first. The word's adjacent transpositions, which share
+	// distance, which keeps those within k typos. The word itself comes
+	// first when it is in the list; the others come likeliest first: by
+	// typo cost minus frequencyWeight times the log of the number of rows
+	// they occur in (a noisy-channel estimate, see frequencyWeight). The word's adjacent transpositions, which share
 	// too few trigrams with it, are looked up by exact match (btree). The planner underestimates what
 	// evaluating % row by row costs and would scan a mid-sized word list
 	// sequentially; the function turns sequential scans off for itself.
@@ -423,12 +481,13 @@ $fn$`, ix.typoFn))
 	}
 	s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (word)`, ident.MustQuote(ix.names.wordsBtree), ix.words))
 	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %[1]s(w text, threshold real, k integer, candidates integer, n integer)
-	RETURNS TABLE (word text, docs integer, typos integer)
+	RETURNS TABLE (word text, docs integer, typos integer, score real)
 	LANGUAGE sql STABLE %[2]s PARALLEL SAFE ROWS 10
 	SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET pg_trgm.similarity_threshold = 0.3
 BEGIN ATOMIC
 	SELECT set_config('pg_trgm.similarity_threshold', threshold::text, true);
-	SELECT c.word, min(c.docs), min(c.typos) FROM (
+	SELECT c.word, min(c.docs), min(c.typos),
+		(CASE WHEN min(c.typos) = 0 THEN 0 ELSE %[7]s(w, c.word) END - %[8]g * ln(1 + min(c.docs)))::real FROM (
 		(SELECT v.word, v.docs, %[3]s(w, v.word, k) AS typos FROM %[4]s v
 		WHERE v.word OPERATOR(%[5]s.%%) w AND abs(char_length(v.word) - char_length(w)) <= k AND %[6]s
 		ORDER BY v.word OPERATOR(%[5]s.<->) w LIMIT candidates)
@@ -438,9 +497,10 @@ BEGIN ATOMIC
 			SELECT left(w, i - 1) || substr(w, i + 1, 1) || substr(w, i, 1) || substr(w, i + 2)
 			FROM generate_series(1, char_length(w) - 1) AS i
 			WHERE substr(w, i, 1) <> substr(w, i + 1, 1)))) c
-	WHERE c.typos <= k GROUP BY c.word ORDER BY 3, 2 DESC, 1 LIMIT n;
+	WHERE c.typos <= k GROUP BY c.word
+	ORDER BY min(c.typos) > 0, 4, c.word LIMIT n;
 END`,
-		ix.wordsFn, security, ix.typoFn, ix.words, ix.extSchema, pred))
+		ix.wordsFn, security, ix.typoFn, ix.words, ix.extSchema, pred, ix.costFn, frequencyWeight))
 	if ix.tenant != "" {
 		s = append(s, ix.tenantFunctions()...)
 	}

@@ -50,3 +50,18 @@ func (t Typos) looseThreshold(n int) float64 {
 	}
 	return min(max(math.Floor(s*900)/1000, 0.2), 0.5)
 }
+
+// frequencyWeight converts word frequency into typo cost when corrections
+// are ranked: a correction's score is its typo cost (justpg_typo_cost) minus
+// frequencyWeight·ln(1 + rows it occurs in), lowest first. It is 1/ln(500):
+// a word 500 times as frequent may need one more edit, as in a
+// noisy-channel model where a typo is a few-hundred-to-one event. Rare
+// words of a real corpus are often its own typos ("enviroment"), and the
+// weight keeps them from beating a common word one cheap slip away.
+const frequencyWeight = 0.161
+
+// bestMargin is how far above the likeliest correction's score another
+// correction may score and still count as a likeliest one: one cheap slip
+// (half an edit). Near-ties are ambiguous; their rows share the
+// likeliest-correction tier and are ordered by relevance.
+const bestMargin = 0.5
