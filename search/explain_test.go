@@ -201,6 +201,15 @@ func TestExplainUsesIndexes(t *testing.T) {
 	assert.Empty(t, r.Hits)
 	p = plans.take()
 	assertNoSeqScan(t, p)
+
+	// A stop word of four letters or more alone is matched as a whole word
+	// through the trigram indexes.
+	_, err = ix.Search(ctx, pool, search.Query{Text: "whose "})
+	require.NoError(t, err)
+	p = plans.take()
+	assert.Contains(t, p, "Bitmap Index Scan on products_title_trgm_idx", p)
+	assert.Contains(t, p, "Bitmap Index Scan on products_body_trgm_idx", p)
+	assertNoSeqScan(t, p)
 }
 
 // rlsSetup creates an owner role that owns products, an app role that is

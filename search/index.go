@@ -90,8 +90,8 @@ type Config struct {
 
 // Ranking weighs the signals that order hits: each hit scores
 // Exact·[matches the query exactly] + Prefix·[matches with the last word as a
-// prefix] + Typo·[matches with the likeliest correction of each word (fewest
-// typos, then most frequent)] + Verbatim·[contains a query word or its
+// prefix] + Typo·[matches with the likeliest corrections of each word (see
+// the package documentation)] + Verbatim·[contains a query word or its
 // likeliest correction unstemmed, as a whole word] + Text·relevance, where
 // relevance is ts_rank_cd normalised to [0, 1) and weighted by the fields'
 // weights. The defaults make exact > prefix > typo matches, with verbatim

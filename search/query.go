@@ -498,7 +498,9 @@ type Suggestion struct {
 }
 
 // Suggest returns up to n words of the word list closest to word ("did you
-// mean"), fewest typos first, then most frequent. Words shorter than three
+// mean"): the word itself first when it is in the list, then the likeliest
+// corrections first (a weighted typo cost against how common the word is;
+// see the package documentation). Words shorter than three
 // characters, or with no close indexed word, give none. The word list is
 // built by RefreshWords.
 func (ix *Index) Suggest(ctx context.Context, db DB, word string, n int) ([]Suggestion, error) {
