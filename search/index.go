@@ -421,8 +421,8 @@ $fn$`, ix.typoFn))
 	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(a text, b text) RETURNS real
 	LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
-	x text[]; y text[]; m int; n int; i int; j int; w int;
-	d real[]; v real; c real;
+	x text[]; y text[]; m int; n int; i int; j int; w int; p int := 0;
+	d real[]; v real; dc real;
 BEGIN
 	IF a = b THEN RETURN 0; END IF;
 	x := string_to_array(a, NULL); y := string_to_array(b, NULL);
@@ -430,32 +430,18 @@ BEGIN
 	IF m = 0 OR n = 0 THEN RETURN greatest(m, n); END IF;
 	w := n + 1;
 	d := array_fill(0::real, ARRAY[(m + 1) * w], ARRAY[0]);
-	FOR i IN 1..m LOOP
-		d[i * w] := d[(i - 1) * w] + CASE WHEN x[i] = x[i - 1] OR x[i] = x[i + 1] THEN 0.5 ELSE 1 END;
+	FOR i IN p + 1..m LOOP
+		d[i * w + p] := d[(i - 1) * w + p] + CASE WHEN x[i] = x[i - 1] OR x[i] = x[i + 1] THEN 0.5 ELSE 1 END;
 	END LOOP;
-	FOR j IN 1..n LOOP
-		d[j] := d[j - 1] + 0.5;
+	FOR j IN p + 1..n LOOP
+		d[p * w + j] := d[p * w + j - 1] + 0.5;
 	END LOOP;
-	FOR i IN 1..m LOOP
-		FOR j IN 1..n LOOP
-			IF x[i] = y[j] THEN
-				c := 0;
-			ELSIF (strpos('aeiouy', x[i]) > 0 AND strpos('aeiouy', y[j]) > 0) OR strpos(CASE x[i]
-				WHEN 'q' THEN 'wa' WHEN 'w' THEN 'qeas' WHEN 'e' THEN 'wrsd' WHEN 'r' THEN 'etdf' WHEN 't' THEN 'ryfg'
-				WHEN 'y' THEN 'tugh' WHEN 'u' THEN 'yihj' WHEN 'i' THEN 'uojk' WHEN 'o' THEN 'ipkl' WHEN 'p' THEN 'ol'
-				WHEN 'a' THEN 'qwsz' WHEN 's' THEN 'weadzx' WHEN 'd' THEN 'ersfxc' WHEN 'f' THEN 'rtdgcv' WHEN 'g' THEN 'tyfhvb'
-				WHEN 'h' THEN 'yugjbn' WHEN 'j' THEN 'uihknm' WHEN 'k' THEN 'iojlm' WHEN 'l' THEN 'opk' WHEN 'z' THEN 'asx'
-				WHEN 'x' THEN 'sdzc' WHEN 'c' THEN 'dfxv' WHEN 'v' THEN 'fgcb' WHEN 'b' THEN 'ghvn' WHEN 'n' THEN 'hjbm'
-				WHEN 'm' THEN 'jkn' ELSE '' END, y[j]) > 0 THEN
-				c := 0.5;
-			ELSE
-				c := 1;
-			END IF;
-			v := least(
-				d[(i - 1) * w + j] + CASE WHEN x[i] = x[i - 1] OR x[i] = x[i + 1] THEN 0.5 ELSE 1 END,
-				d[i * w + j - 1] + 0.5,
-				d[(i - 1) * w + j - 1] + c);
-			IF i > 1 AND j > 1 AND x[i] = y[j - 1] AND x[i - 1] = y[j] THEN
+	FOR i IN p + 1..m LOOP
+		dc := CASE WHEN x[i] = x[i - 1] OR x[i] = x[i + 1] THEN 0.5 ELSE 1 END;
+		FOR j IN p + 1..n LOOP
+			v := least(d[(i - 1) * w + j] + dc, d[i * w + j - 1] + 0.5,
+				d[(i - 1) * w + j - 1] + CASE WHEN x[i] = y[j] THEN 0 WHEN strpos(%s, ',' || x[i] || y[j] || ',') > 0 THEN 0.5 ELSE 1 END);
+			IF i > p + 1 AND j > p + 1 AND x[i] = y[j - 1] AND x[i - 1] = y[j] THEN
 				v := least(v, d[(i - 2) * w + j - 2] + 0.5);
 			END IF;
 			d[i * w + j] := v;
@@ -463,7 +449,7 @@ BEGIN
 	END LOOP;
 	RETURN d[m * w + n] + CASE WHEN x[m] = y[n] THEN 0 ELSE 0.5 END;
 END
-$fn$`, ix.costFn))
+$fn$`, ix.costFn, "'"+cheapPairs()+"'"))
 	// The candidate corrections of one word: the word list's trigram index
 	// proposes the words at least threshold similar (the % operator, with
 	// the threshold set for this call only: the SET clause restores it on

@@ -341,24 +341,32 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		vfields = append(vfields, fmt.Sprintf("%s ~ q.vre", ix.unaccentExpr("t."+f.col)))
 	}
 	vmatch := "(" + strings.Join(vfields, " OR ") + ")"
+	// While the last word is being typed it is not a whole word yet, so
+	// the verbatim branch would only cost a trigram lookup.
+	vbranch, notV := "", ""
+	if !split {
+		vbranch = fmt.Sprintf(`	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM %[4]s
+		WHERE querytree(q.qhi) <> 'T' AND q.vre IS NOT NULL AND t.%[3]s @@ q.qhi AND %[5]s AND NOT (q.fb AND %[6]s)%[7]s)`,
+			cols, score, ix.vector, tsFrom("qhi"), vmatch, fbMatch, filters)
+		notV = " AND NOT coalesce(" + vmatch + ", false)"
+	}
 	mSQL := fmt.Sprintf(`(SELECT %[1]s, (%[2]s + CASE WHEN q.corrected THEN %[3]g ELSE %[4]g END)::float8 AS score, NOT q.corrected AS exact, false AS prefix
 		FROM %[5]s
 		WHERE q.fb AND %[6]s AND %[7]s%[8]s)
+%[13]s
 	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[9]s @@ q.qe, t.%[9]s @@ q.qp
 		FROM %[10]s
-		WHERE querytree(q.qhi) <> 'T' AND q.vre IS NOT NULL AND t.%[9]s @@ q.qhi AND %[13]s AND NOT (q.fb AND %[7]s)%[8]s)
-	UNION ALL
-	(SELECT %[1]s, %[2]s::float8, t.%[9]s @@ q.qe, t.%[9]s @@ q.qp
-		FROM %[10]s
-		WHERE querytree(q.qhi) <> 'T' AND t.%[9]s @@ q.qhi AND NOT coalesce(%[13]s, false) AND NOT (q.fb AND %[7]s)%[8]s)
+		WHERE querytree(q.qhi) <> 'T' AND t.%[9]s @@ q.qhi%[14]s AND NOT (q.fb AND %[7]s)%[8]s)
 	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[9]s @@ q.qe, t.%[9]s @@ q.qp
 		FROM %[11]s
 		WHERE querytree(q.qa) <> 'T' AND t.%[9]s @@ q.qa AND NOT coalesce(t.%[9]s @@ q.qhi, false) AND NOT (q.fb AND %[7]s)%[8]s)
 	LIMIT %[12]d`,
 		cols, score, r.Typo, r.Exact, fbFrom, fbWhere, fbMatch, filters,
-		ix.vector, tsFrom("qhi"), tsFrom("qa"), ix.cfg.MaxCandidates, vmatch)
+		ix.vector, tsFrom("qhi"), tsFrom("qa"), ix.cfg.MaxCandidates, vbranch, notV)
 	keyset := ""
 	if after != nil {
 		s, k := a.add(after.S), a.add(after.K)

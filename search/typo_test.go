@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/justpg/justpg/internal/pgtest"
@@ -96,13 +97,10 @@ func TestTypoCostSQL(t *testing.T) {
 	}
 	rows, err := db.Pool.Query(ctx, `SELECT justpg_typo_cost(a, b) FROM unnest($1::text[], $2::text[]) AS u(a, b)`, as, bs)
 	require.NoError(t, err)
-	i := 0
-	for rows.Next() {
-		var got float64
-		require.NoError(t, rows.Scan(&got))
-		require.InDelta(t, typoCost(as[i], bs[i]), got, 1e-6, "%q -> %q", as[i], bs[i])
-		i++
+	got, err := pgx.CollectRows(rows, pgx.RowTo[float64])
+	require.NoError(t, err)
+	require.Len(t, got, len(as))
+	for i := range as {
+		require.InDelta(t, typoCost(as[i], bs[i]), got[i], 1e-6, "%q -> %q", as[i], bs[i])
 	}
-	require.NoError(t, rows.Err())
-	require.Equal(t, len(as), i)
 }
