@@ -78,7 +78,8 @@ type Config struct {
 	// MaxCandidates caps how many matching rows a query ranks; 0 means
 	// 400. Ranking costs time per matching row (about 50 µs: the tsquery
 	// tiers, ts_rank_cd and the whole-word check), so a query matching more
-	// rows ranks the first MaxCandidates the index returns and reports
+	// rows ranks MaxCandidates of them, gathered best tier first (see the
+	// package documentation), and reports
 	// Result.TotalCapped. Raise it for better ranking of very broad
 	// queries, lower it for speed. (On the 1M-row benchmark, 400 instead of
 	// 1000 halved the p95 of typo queries and left recall@10 unchanged.)
