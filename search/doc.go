@@ -55,11 +55,17 @@
 //     exact (btree) lookup of the word's adjacent transpositions, which
 //     share too few trigrams to pass a useful threshold; the typo
 //     distance (optimal string alignment, in SQL) then keeps the real
-//     corrections, fewest typos and then most frequent first, which join
-//     the word as alternatives in the tsquery (ts_rewrite). A word that is
-//     not in the word list is read as its likeliest corrections (fewest
-//     typos) for the exact and prefix tiers, so a stemmer coincidence
-//     cannot outrank the correction. All of this happens in the query's
+//     corrections, which join the word as alternatives in the tsquery
+//     (ts_rewrite). They are ranked likeliest first: by a weighted typo
+//     cost in which the usual slips (a transposition, a vowel for a vowel,
+//     a neighbouring key, a dropped letter, a doubled or undoubled letter)
+//     cost half an edit and a changed last letter (the inflection) half an
+//     edit more, minus a bonus for words found in many rows (a
+//     noisy-channel estimate). A word that is not in the word list is read
+//     as its likeliest corrections (the best one and any within half an
+//     edit of it) for the exact and prefix tiers, so a stemmer coincidence
+//     cannot outrank the correction; a correction that is a stop word drops
+//     out of the query, as the stop word itself would. All of this happens in the query's
 //     one statement: a typo-tolerant search is one round trip;
 //   - verbatim: rows containing a query word (or its likeliest correction)
 //     unstemmed, as a whole word;
@@ -67,7 +73,12 @@
 //
 // Ranking (Config.Ranking) adds fixed amounts for an exact, a prefix, a
 // likeliest-correction and a verbatim match to the relevance, so exact >
-// prefix > typo > verbatim > relevance by default. Filters (Eq, Ne, Lt, Le, Gt, Ge, In) are bound parameters on the
+// prefix > typo > verbatim > relevance by default. The rows ranked are
+// gathered best tier first: rows that match the query (or its likeliest
+// corrections) and contain one of its words verbatim, found through the
+// trigram indexes, then the other matches; so a broad stem ('set' for
+// "settings") still ranks the rows with the word itself when more rows
+// match than Config.MaxCandidates. Filters (Eq, Ne, Lt, Le, Gt, Ge, In) are bound parameters on the
 // declared filter columns. Pages are keyset pages (Result.Next), stable
 // while the matching rows do not change. Result.Total counts the matches
 // (up to Config.MaxCandidates: broad queries rank the first MaxCandidates
@@ -77,15 +88,19 @@
 // The query text never causes an error: everything but letters and digits
 // separates words, so nothing of it reaches tsquery syntax; only the first
 // MaxTerms words of at most MaxWordLen bytes are used. A query with no
-// positive word returns no hits without touching the database; one of stop
-// words only returns no hits from a plan gated by querytree(), never a scan.
+// positive word returns no hits without touching the database. A query of
+// stop words only (which english drops from tsvectors) matches its words
+// of four letters or more as whole words through the trigram indexes
+// ("which" finds the rows containing which); shorter ones ("the of")
+// return no hits from a plan gated on the query, never a scan.
 //
 // Substring is ILIKE '%text%' (with %, _ and \ escaped; case- and
 // accent-insensitive) served by the trigram indexes; text without a run of
 // three letters or digits returns ErrTooShort instead of scanning the table.
 //
 // Suggest ("did you mean") returns the word list's closest words to a
-// typed word, fewest typos first, then most frequent.
+// typed word, the word itself first when it is in the list, then likeliest
+// first, as for typo corrections.
 //
 // # Transactions, tenants and row-level security
 //

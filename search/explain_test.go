@@ -201,6 +201,15 @@ func TestExplainUsesIndexes(t *testing.T) {
 	assert.Empty(t, r.Hits)
 	p = plans.take()
 	assertNoSeqScan(t, p)
+
+	// A stop word of four letters or more alone is matched as a whole word
+	// through the trigram indexes.
+	_, err = ix.Search(ctx, pool, search.Query{Text: "whose "})
+	require.NoError(t, err)
+	p = plans.take()
+	assert.Contains(t, p, "Bitmap Index Scan on products_title_trgm_idx", p)
+	assert.Contains(t, p, "Bitmap Index Scan on products_body_trgm_idx", p)
+	assertNoSeqScan(t, p)
 }
 
 // rlsSetup creates an owner role that owns products, an app role that is
@@ -222,7 +231,7 @@ func rlsSetup(t *testing.T, db *pgtest.DB) (owner, app string) {
 		ALTER TABLE products_search_words OWNER TO %[1]s;
 		ALTER FUNCTION products_search_match(tsquery) OWNER TO %[1]s;
 		ALTER FUNCTION products_search_contains(text) OWNER TO %[1]s;
-		ALTER FUNCTION products_search_similar_words(text, real, integer, integer, integer) OWNER TO %[1]s;
+		ALTER FUNCTION products_search_corrections(text, real, integer, integer, integer) OWNER TO %[1]s;
 		GRANT SELECT, INSERT, UPDATE, DELETE ON products, products_search_words TO %[2]s;
 		ALTER TABLE products ENABLE ROW LEVEL SECURITY;
 		ALTER TABLE products_search_words ENABLE ROW LEVEL SECURITY;

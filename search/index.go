@@ -78,7 +78,8 @@ type Config struct {
 	// MaxCandidates caps how many matching rows a query ranks; 0 means
 	// 400. Ranking costs time per matching row (about 50 µs: the tsquery
 	// tiers, ts_rank_cd and the whole-word check), so a query matching more
-	// rows ranks the first MaxCandidates the index returns and reports
+	// rows ranks MaxCandidates of them, gathered best tier first (see the
+	// package documentation), and reports
 	// Result.TotalCapped. Raise it for better ranking of very broad
 	// queries, lower it for speed. (On the 1M-row benchmark, 400 instead of
 	// 1000 halved the p95 of typo queries and left recall@10 unchanged.)
@@ -90,8 +91,8 @@ type Config struct {
 
 // Ranking weighs the signals that order hits: each hit scores
 // Exact·[matches the query exactly] + Prefix·[matches with the last word as a
-// prefix] + Typo·[matches with the likeliest correction of each word (fewest
-// typos, then most frequent)] + Verbatim·[contains a query word or its
+// prefix] + Typo·[matches with the likeliest corrections of each word (see
+// the package documentation)] + Verbatim·[contains a query word or its
 // likeliest correction unstemmed, as a whole word] + Text·relevance, where
 // relevance is ts_rank_cd normalised to [0, 1) and weighted by the fields'
 // weights. The defaults make exact > prefix > typo matches, with verbatim
@@ -161,6 +162,7 @@ type Index struct {
 	containFn string
 	wordsFn   string
 	typoFn    string // quoted schema.function
+	costFn    string // quoted schema.function
 	tenant    string // quoted tenant column or ""
 	fields    []quotedField
 	filters   map[string]string // column -> quoted
@@ -250,6 +252,7 @@ func New(cfg Config) (*Index, error) {
 	ix.extSchema = q(cfg.ExtensionSchema)
 	ix.unaccent = q(cfg.Schema, "justpg_unaccent")
 	ix.typoFn = q(cfg.Schema, "justpg_typo_distance")
+	ix.costFn = q(cfg.Schema, "justpg_typo_cost")
 	n := &ix.names
 	n.vectorIdx = cfg.Name + "_search_vector_idx"
 	n.wordsTable = cfg.Name + "_search_words"
@@ -257,7 +260,7 @@ func New(cfg Config) (*Index, error) {
 	n.wordsBtree = cfg.Name + "_search_words_word_idx"
 	n.match = cfg.Name + "_search_match"
 	n.contains = cfg.Name + "_search_contains"
-	n.words = cfg.Name + "_search_similar_words"
+	n.words = cfg.Name + "_search_corrections"
 	q(n.vectorIdx)
 	q(n.wordsIdx)
 	q(n.wordsBtree)
@@ -408,12 +411,54 @@ BEGIN
 	RETURN least(d1[n], k + 1);
 END
 $fn$`, ix.typoFn))
+	// The typo cost: a weighted optimal string alignment from the typed
+	// word a to the candidate b, where the slips people make most cost half
+	// an edit (an adjacent transposition, a vowel for a vowel, a
+	// neighbouring key on a QWERTY keyboard, a doubled letter typed once or
+	// a single letter typed twice), any other edit one, and a different last
+	// letter half an edit more (the ending carries the inflection: a typo
+	// rarely changes it). It only ranks the few candidates already within
+	// the typo budget, so it needs no band.
+	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(a text, b text) RETURNS real
+	LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+	x text[]; y text[]; m int; n int; i int; j int; w int; p int := 0;
+	d real[]; v real; dc real;
+BEGIN
+	IF a = b THEN RETURN 0; END IF;
+	x := string_to_array(a, NULL); y := string_to_array(b, NULL);
+	m := coalesce(array_length(x, 1), 0); n := coalesce(array_length(y, 1), 0);
+	IF m = 0 OR n = 0 THEN RETURN greatest(m, n); END IF;
+	w := n + 1;
+	d := array_fill(0::real, ARRAY[(m + 1) * w], ARRAY[0]);
+	FOR i IN p + 1..m LOOP
+		d[i * w + p] := d[(i - 1) * w + p] + CASE WHEN x[i] = x[i - 1] OR x[i] = x[i + 1] THEN 0.5 ELSE 1 END;
+	END LOOP;
+	FOR j IN p + 1..n LOOP
+		d[p * w + j] := d[p * w + j - 1] + 0.5;
+	END LOOP;
+	FOR i IN p + 1..m LOOP
+		dc := CASE WHEN x[i] = x[i - 1] OR x[i] = x[i + 1] THEN 0.5 ELSE 1 END;
+		FOR j IN p + 1..n LOOP
+			v := least(d[(i - 1) * w + j] + dc, d[i * w + j - 1] + 0.5,
+				d[(i - 1) * w + j - 1] + CASE WHEN x[i] = y[j] THEN 0 WHEN strpos(%s, ',' || x[i] || y[j] || ',') > 0 THEN 0.5 ELSE 1 END);
+			IF i > p + 1 AND j > p + 1 AND x[i] = y[j - 1] AND x[i - 1] = y[j] THEN
+				v := least(v, d[(i - 2) * w + j - 2] + 0.5);
+			END IF;
+			d[i * w + j] := v;
+		END LOOP;
+	END LOOP;
+	RETURN d[m * w + n] + CASE WHEN x[m] = y[n] THEN 0 ELSE 0.5 END;
+END
+$fn$`, ix.costFn, "'"+cheapPairs()+"'"))
 	// The candidate corrections of one word: the word list's trigram index
 	// proposes the words at least threshold similar (the % operator, with
 	// the threshold set for this call only: the SET clause restores it on
 	// exit), the most similar candidates of them go through the typo
-	// distance, which keeps those within k typos, fewest typos and then
-	// most frequent first. The word's adjacent transpositions, which share
+	// distance, which keeps those within k typos. The word itself comes
+	// first when it is in the list; the others come likeliest first: by
+	// typo cost minus frequencyWeight times the log of the number of rows
+	// they occur in (a noisy-channel estimate, see frequencyWeight). The word's adjacent transpositions, which share
 	// too few trigrams with it, are looked up by exact match (btree). The planner underestimates what
 	// evaluating % row by row costs and would scan a mid-sized word list
 	// sequentially; the function turns sequential scans off for itself.
@@ -423,12 +468,13 @@ $fn$`, ix.typoFn))
 	}
 	s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (word)`, ident.MustQuote(ix.names.wordsBtree), ix.words))
 	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %[1]s(w text, threshold real, k integer, candidates integer, n integer)
-	RETURNS TABLE (word text, docs integer, typos integer)
+	RETURNS TABLE (word text, docs integer, typos integer, score real)
 	LANGUAGE sql STABLE %[2]s PARALLEL SAFE ROWS 10
 	SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET pg_trgm.similarity_threshold = 0.3
 BEGIN ATOMIC
 	SELECT set_config('pg_trgm.similarity_threshold', threshold::text, true);
-	SELECT c.word, min(c.docs), min(c.typos) FROM (
+	SELECT c.word, min(c.docs), min(c.typos),
+		(CASE WHEN min(c.typos) = 0 THEN 0 ELSE %[7]s(w, c.word) END - %[8]g * ln(1 + min(c.docs)))::real FROM (
 		(SELECT v.word, v.docs, %[3]s(w, v.word, k) AS typos FROM %[4]s v
 		WHERE v.word OPERATOR(%[5]s.%%) w AND abs(char_length(v.word) - char_length(w)) <= k AND %[6]s
 		ORDER BY v.word OPERATOR(%[5]s.<->) w LIMIT candidates)
@@ -438,9 +484,10 @@ BEGIN ATOMIC
 			SELECT left(w, i - 1) || substr(w, i + 1, 1) || substr(w, i, 1) || substr(w, i + 2)
 			FROM generate_series(1, char_length(w) - 1) AS i
 			WHERE substr(w, i, 1) <> substr(w, i + 1, 1)))) c
-	WHERE c.typos <= k GROUP BY c.word ORDER BY 3, 2 DESC, 1 LIMIT n;
+	WHERE c.typos <= k GROUP BY c.word
+	ORDER BY min(c.typos) > 0, 4, c.word LIMIT n;
 END`,
-		ix.wordsFn, security, ix.typoFn, ix.words, ix.extSchema, pred))
+		ix.wordsFn, security, ix.typoFn, ix.words, ix.extSchema, pred, ix.costFn, frequencyWeight))
 	if ix.tenant != "" {
 		s = append(s, ix.tenantFunctions()...)
 	}

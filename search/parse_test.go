@@ -144,3 +144,82 @@ func typoDistance(a, b string, max int) int {
 	}
 	return prev[len(rb)]
 }
+
+// typoCost is the reference for the SQL justpg_typo_cost: the weighted
+// optimal string alignment from the typed word a to the candidate b.
+func typoCost(a, b string) float64 {
+	if a == b {
+		return 0
+	}
+	x, y := []rune(a), []rune(b)
+	m, n := len(x), len(y)
+	if m == 0 || n == 0 {
+		return float64(max(m, n))
+	}
+	neighbours := map[rune]string{'q': "wa", 'w': "qeas", 'e': "wrsd", 'r': "etdf", 't': "ryfg", 'y': "tugh", 'u': "yihj",
+		'i': "uojk", 'o': "ipkl", 'p': "ol", 'a': "qwsz", 's': "weadzx", 'd': "ersfxc", 'f': "rtdgcv", 'g': "tyfhvb",
+		'h': "yugjbn", 'j': "uihknm", 'k': "iojlm", 'l': "opk", 'z': "asx", 'x': "sdzc", 'c': "dfxv", 'v': "fgcb",
+		'b': "ghvn", 'n': "hjbm", 'm': "jkn"}
+	extra := func(i int) float64 { // x[i] typed but not in b
+		if (i > 0 && x[i] == x[i-1]) || (i+1 < m && x[i] == x[i+1]) {
+			return 0.5
+		}
+		return 1
+	}
+	sub := func(c, d rune) float64 {
+		switch {
+		case c == d:
+			return 0
+		case strings.ContainsRune("aeiouy", c) && strings.ContainsRune("aeiouy", d), strings.ContainsRune(neighbours[c], d):
+			return 0.5
+		}
+		return 1
+	}
+	d := make([][]float64, m+1)
+	for i := range d {
+		d[i] = make([]float64, n+1)
+	}
+	for i := 1; i <= m; i++ {
+		d[i][0] = d[i-1][0] + extra(i-1)
+	}
+	for j := 1; j <= n; j++ {
+		d[0][j] = d[0][j-1] + 0.5
+	}
+	for i := 1; i <= m; i++ {
+		for j := 1; j <= n; j++ {
+			v := min(d[i-1][j]+extra(i-1), d[i][j-1]+0.5, d[i-1][j-1]+sub(x[i-1], y[j-1]))
+			if i > 1 && j > 1 && x[i-1] == y[j-2] && x[i-2] == y[j-1] {
+				v = min(v, d[i-2][j-2]+0.5)
+			}
+			d[i][j] = v
+		}
+	}
+	if x[m-1] != y[n-1] {
+		return d[m][n] + 0.5
+	}
+	return d[m][n]
+}
+
+// TestTypoCost pins the weights: common slips cost half an edit, other
+// edits one, and changing the last letter (the inflection) half more.
+func TestTypoCost(t *testing.T) {
+	for _, c := range []struct {
+		typed, word string
+		cost        float64
+	}{
+		{"recieve", "receive", 0.5},        // transposition
+		{"seperate", "separate", 0.5},      // vowel for vowel
+		{"enviroment", "environment", 0.5}, // dropped letter
+		{"controlls", "controls", 0.5},     // letter typed twice
+		{"ocasion", "occasion", 0.5},       // doubled letter typed once
+		{"wprld", "world", 0.5},            // neighbouring key
+		{"wzrld", "world", 1},              // any other substitution
+		{"worrld", "world", 0.5},
+		{"wxorld", "world", 1}, // an extra letter
+		{"interviewd", "interviewed", 0.5},
+		{"interviewd", "interview", 1.5}, // the ending changes
+		{"abc", "abc", 0},
+	} {
+		assert.InDelta(t, c.cost, typoCost(c.typed, c.word), 1e-9, "%s -> %s", c.typed, c.word)
+	}
+}

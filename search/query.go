@@ -235,49 +235,53 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 			thresholds = append(thresholds, float32(ix.cfg.Typos.threshold(n)))
 		}
 	}
-	// c holds, for each typo word i, its corrections (alts, fewest typos
-	// then most frequent first), its likeliest ones when the word is not in
+	// c holds, for each typo word i, its corrections (alts, likeliest
+	// first: see frequencyWeight), its likeliest one when the word is not in
 	// the word list (best), and both as tsqueries, with the word's own
-	// tsquery node (target) that they replace or join.
+	// tsquery node (target) that they replace or join. A correction that
+	// is a stop word has an empty tsquery.
 	cte := fmt.Sprintf(`c AS MATERIALIZED (
 	SELECT u.i, u.w, x.alts[1:%[5]d] AS alts, x.best, x.target,
 		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.alts[1:%[5]d]) AS a)) AS altq,
 		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.best) AS a)) AS bestq
 	FROM unnest(%[2]s::text[], %[3]s::int[], %[4]s::real[]) WITH ORDINALITY AS u(w, k, th, i),
-	LATERAL (SELECT
-		coalesce(array_agg(s.word ORDER BY s.typos, s.docs DESC, s.word) FILTER (WHERE s.typos > 0), '{}') AS alts,
-		CASE WHEN bool_or(s.typos = 0) THEN '{}'::text[] ELSE
-			coalesce(array_agg(s.word ORDER BY s.docs DESC, s.word) FILTER (WHERE s.typos = s.least), '{}') END AS best,
+	LATERAL (SELECT y.alts, CASE WHEN y.known THEN '{}'::text[] ELSE y.best END AS best,
 		to_tsquery(%[1]s, %[7]s(%[8]s)) AS target
-		FROM (SELECT f.*, min(f.typos) FILTER (WHERE f.typos > 0) OVER () AS least
-			FROM %[9]s(%[7]s(u.w), u.th, u.k, %[10]d, %[11]d) f) s) x
+		FROM (SELECT coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0), '{}') AS alts,
+				coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0 AND s.score <= s.top + %[12]g), '{}') AS best,
+				coalesce(bool_or(s.typos = 0), false) AS known
+			FROM (SELECT f.*, min(f.score) FILTER (WHERE f.typos > 0) OVER () AS top
+				FROM %[9]s(%[7]s(u.w), u.th, u.k, %[10]d, %[11]d) WITH ORDINALITY AS f(word, docs, typos, score, o)) s) y) x
 )`, ix.lang, a.add(typoWords), a.add(budgets), a.add(thresholds), ix.cfg.Typos.Alternatives,
 		quoteLexemeSQL("a"), ix.unaccent, quoteLexemeSQL("u.w"),
-		ix.wordsFn, ix.cfg.Typos.Candidates, ix.cfg.Typos.Alternatives+1)
+		ix.wordsFn, ix.cfg.Typos.Candidates, ix.cfg.Typos.Alternatives+1, bestMargin)
 	// rewrite replaces each typo word's node in the tsquery expr by sub, an
-	// expression over c, when the word and the replacement are not empty.
+	// expression over c, when the word has a node and need (a condition
+	// over c) holds. An empty sub (a stop word) removes the node, as
+	// websearch_to_tsquery drops a stop word typed correctly.
 	rewrite := func(expr, need, sub string) string {
 		for i := range typoWords {
-			expr = fmt.Sprintf(`(SELECT CASE WHEN coalesce(numnode(c.target), 0) = 0 OR coalesce(numnode(c.%[2]s), 0) = 0 THEN x.q ELSE ts_rewrite(x.q, c.target, %[3]s) END
+			expr = fmt.Sprintf(`(SELECT CASE WHEN coalesce(numnode(c.target), 0) = 0 OR NOT coalesce(%[2]s, false) THEN x.q ELSE ts_rewrite(x.q, c.target, %[3]s) END
 			FROM (SELECT %[1]s AS q) x LEFT JOIN c ON c.i = %[4]d)`, expr, need, sub, i+1)
 		}
 		return expr
 	}
-	verbatim, verbatimWords := "false", []string{}
-	if vw := p.verbatimWords(nil); len(vw) > 0 && r.Verbatim > 0 {
-		var texts []string
-		for _, f := range ix.fields {
-			texts = append(texts, "coalesce(t."+f.col+", '')")
-		}
-		verbatim = fmt.Sprintf("%s(%s) ~ q.vre", ix.unaccent, strings.Join(texts, " || ' ' || "))
-		verbatimWords = vw
+	var texts []string
+	for _, f := range ix.fields {
+		texts = append(texts, "coalesce(t."+f.col+", '')")
 	}
-	vwords := a.add(verbatimWords)
+	doc := fmt.Sprintf("%s(%s)", ix.unaccent, strings.Join(texts, " || ' ' || "))
+	verbatim := "false"
+	if r.Verbatim > 0 {
+		verbatim = doc + " ~ q.vre"
+	}
+	vwords := a.add(p.verbatimWords(nil))
 	// A word missing from the word list that has a likeliest correction is
 	// read as that correction for the exact and prefix tiers: its own stem
 	// may coincide with another word's ("explaning" and "explanation" both
 	// stem to explan), which must not outrank the correction.
-	qe := rewrite(fmt.Sprintf("websearch_to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(p.websearch())), "bestq", "c.bestq")
+	hasBest := "cardinality(c.best) > 0"
+	qe := rewrite(fmt.Sprintf("websearch_to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(p.websearch())), hasBest, "c.bestq")
 	// The word being typed matches as a literal prefix of the indexed
 	// lexemes (unstemmed: "explaning" must not become the prefix 'explan'
 	// of "explanation"), besides matching as a whole word. The other words
@@ -294,15 +298,75 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 			FROM (SELECT to_tsquery(%[1]s, %[2]s(%[3]s)) AS r, to_tsquery(%[1]s, %[2]s(%[4]s)) || pp.pl AS l) v)`,
 			ix.lang, ix.unaccent, a.add(rest.tsquery(false, nil)), a.add(last.tsquery(false, nil)))
 	}
-	qp := rewrite(q0, "bestq", "c.bestq")
-	qt := rewrite(q0, "altq", "c.target || c.altq")
-	qt1 := rewrite(q0, "bestq", "c.target || c.bestq")
-	var from string
+	qp := rewrite(q0, hasBest, "c.bestq")
+	qt := rewrite(q0, "cardinality(c.alts) > 0", "c.target || c.altq")
+	qt1 := rewrite(q0, hasBest, "c.target || c.bestq")
+	// The candidate rows, best tiers first, at most MaxCandidates of them:
+	// the stop-word fallback (fb), then the rows matching the query as
+	// typed, by prefix or with the likeliest corrections (qhi) that contain
+	// a query word or likeliest correction verbatim (found through the
+	// trigram indexes, so that a broad stem such as 'set' for "settings"
+	// still ranks the rows with the word itself), then the other rows
+	// matching qhi, then those matching only other corrections (qa). UNION ALL under a LIMIT runs a
+	// branch only while the earlier ones have not filled it, so a broad
+	// query ranks its likeliest matches rather than whichever the index
+	// yields first. Each branch is gated on q alone (a one-time test).
+	var fbFrom, fbWhere string
 	if ix.tenant != "" {
-		from = fmt.Sprintf("q, %s(q.qa) AS f(k) JOIN %s t ON t.%s = f.k", ix.matchFn, ix.table, ix.key)
+		fbFrom = fmt.Sprintf("q, %s('%%' || q.fword || '%%') AS f(k) JOIN %s t ON t.%s = f.k", ix.containFn, ix.table, ix.key)
+		fbWhere = "true"
 	} else {
-		from = fmt.Sprintf("q, %s t", ix.table)
+		fbFrom = fmt.Sprintf("q, %s t", ix.table)
+		var likes []string
+		for _, f := range ix.fields {
+			likes = append(likes, fmt.Sprintf("%s ~ q.fre", ix.unaccentExpr("t."+f.col)))
+		}
+		fbWhere = "(" + strings.Join(likes, " OR ") + ")"
 	}
+	fbMatch := doc + " ~ ALL (q.fall)"
+	tsFrom := func(query string) string {
+		if ix.tenant != "" {
+			return fmt.Sprintf("q, %s(q.%s) AS f(k) JOIN %s t ON t.%s = f.k", ix.matchFn, query, ix.table, ix.key)
+		}
+		return fmt.Sprintf("q, %s t", ix.table)
+	}
+	score := fmt.Sprintf(`(CASE WHEN t.%[1]s @@ q.qe THEN %[2]g ELSE 0 END
+		 + CASE WHEN t.%[1]s @@ q.qp THEN %[3]g ELSE 0 END
+		 + CASE WHEN t.%[1]s @@ q.qt1 THEN %[4]g ELSE 0 END
+		 + CASE WHEN %[5]s THEN %[6]g ELSE 0 END
+		 + %[7]g * ts_rank_cd(t.%[1]s, q.qa, 32))`, ix.vector, r.Exact, r.Prefix, r.Typo, verbatim, r.Verbatim, r.Text)
+	cols := fmt.Sprintf("t.%[1]s AS key, t.%[1]s::text AS k", ix.key)
+	var vfields []string
+	for _, f := range ix.fields {
+		vfields = append(vfields, fmt.Sprintf("%s ~ q.vre", ix.unaccentExpr("t."+f.col)))
+	}
+	vmatch := "(" + strings.Join(vfields, " OR ") + ")"
+	// While the last word is being typed it is not a whole word yet, so
+	// the verbatim branch would only cost a trigram lookup.
+	vbranch, notV := "", ""
+	if !split {
+		vbranch = fmt.Sprintf(`	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM %[4]s
+		WHERE querytree(q.qhi) <> 'T' AND q.vre IS NOT NULL AND t.%[3]s @@ q.qhi AND %[5]s AND NOT (q.fb AND %[6]s)%[7]s)`,
+			cols, score, ix.vector, tsFrom("qhi"), vmatch, fbMatch, filters)
+		notV = " AND NOT coalesce(" + vmatch + ", false)"
+	}
+	mSQL := fmt.Sprintf(`(SELECT %[1]s, (%[2]s + CASE WHEN q.corrected THEN %[3]g ELSE %[4]g END)::float8 AS score, NOT q.corrected AS exact, false AS prefix
+		FROM %[5]s
+		WHERE q.fb AND %[6]s AND %[7]s%[8]s)
+%[13]s
+	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[9]s @@ q.qe, t.%[9]s @@ q.qp
+		FROM %[10]s
+		WHERE querytree(q.qhi) <> 'T' AND t.%[9]s @@ q.qhi%[14]s AND NOT (q.fb AND %[7]s)%[8]s)
+	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[9]s @@ q.qe, t.%[9]s @@ q.qp
+		FROM %[11]s
+		WHERE querytree(q.qa) <> 'T' AND t.%[9]s @@ q.qa AND NOT coalesce(t.%[9]s @@ q.qhi, false) AND NOT (q.fb AND %[7]s)%[8]s)
+	LIMIT %[12]d`,
+		cols, score, r.Typo, r.Exact, fbFrom, fbWhere, fbMatch, filters,
+		ix.vector, tsFrom("qhi"), tsFrom("qa"), ix.cfg.MaxCandidates, vbranch, notV)
 	keyset := ""
 	if after != nil {
 		s, k := a.add(after.S), a.add(after.K)
@@ -319,44 +383,42 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		hl = fmt.Sprintf("(p JOIN %s t ON t.%s = p.key)", ix.table, ix.key)
 	}
 	// One statement: the corrections (c), the query variants (q), the
-	// matching rows (m, through the GIN index), the page (p). The final
+	// matching rows (m, through the GIN indexes), the page (p). The final
 	// LEFT JOIN returns a row even when nothing matches, to carry the
-	// corrections.
-	sql := fmt.Sprintf(`WITH %[24]s, q AS MATERIALIZED (
-	SELECT qe, qp, qt, qt1, qe || qp || qt AS qa, (
-		SELECT '\m(' || string_agg(y, '|') || ')\M'
-		FROM (SELECT regexp_replace(%[2]s(z), '[^[:alnum:]]+', '', 'g') AS y
-			FROM unnest(%[22]s::text[]) AS v(x) LEFT JOIN c ON c.w = v.x,
-			LATERAL unnest(CASE WHEN cardinality(c.best) > 0 THEN c.best ELSE ARRAY[v.x] END) AS z) zz
-		WHERE y <> '') AS vre,
+	// corrections. The words of the query (or their likeliest corrections)
+	// give the verbatim pattern (vre); when no word of the query is left
+	// for full-text search, all of them stop words, the words of four
+	// letters or more are matched verbatim instead (fall, longest first;
+	// fre, the longest, is what the trigram indexes look up).
+	sql := fmt.Sprintf(`WITH %[1]s, v AS MATERIALIZED (
+	SELECT regexp_replace(%[2]s(z), '[^[:alnum:]]+', '', 'g') AS y
+	FROM unnest(%[3]s::text[]) AS v(x) LEFT JOIN c ON c.w = v.x,
+		LATERAL unnest(CASE WHEN cardinality(c.best) > 0 THEN c.best ELSE ARRAY[v.x] END) AS z
+), q AS MATERIALIZED (
+	SELECT qe, qp, qt, qt1, qe || qp || qt1 AS qhi, qe || qp || qt AS qa,
+		(SELECT '\m(' || string_agg(y, '|') || ')\M' FROM v WHERE y <> '') AS vre,
+		fw.fall, fw.fall[1] AS fre, fw.fword,
+		numnode(qe) = 0 AND coalesce(cardinality(fw.fall), 0) > 0 AS fb,
 		EXISTS (SELECT FROM c WHERE cardinality(c.best) > 0) AS corrected,
 		(SELECT jsonb_object_agg(c.w, c.alts) FROM c WHERE cardinality(c.alts) > 0) AS corrections
 	FROM (SELECT
-		%[3]s AS qe,
-		%[4]s AS qp,
-		%[5]s AS qt,
-		%[6]s AS qt1
-		FROM (SELECT %[23]s AS pl) pp) x
+		%[4]s AS qe,
+		%[5]s AS qp,
+		%[6]s AS qt,
+		%[7]s AS qt1
+		FROM (SELECT %[8]s AS pl) pp) x,
+	LATERAL (SELECT array_agg('\m' || y || '\M' ORDER BY char_length(y) DESC, y) AS fall,
+			(array_agg(y ORDER BY char_length(y) DESC, y))[1] AS fword
+		FROM (SELECT DISTINCT y FROM v WHERE char_length(y) >= 4) vv) fw
 ), m AS MATERIALIZED (
-	SELECT t.%[7]s AS key, t.%[7]s::text AS k,
-		(CASE WHEN t.%[8]s @@ q.qe THEN %[9]g ELSE 0 END
-		 + CASE WHEN t.%[8]s @@ q.qp THEN %[10]g ELSE 0 END
-		 + CASE WHEN t.%[8]s @@ q.qt1 THEN %[11]g ELSE 0 END
-		 + CASE WHEN %[20]s THEN %[21]g ELSE 0 END
-		 + %[12]g * ts_rank_cd(t.%[8]s, q.qa, 32))::float8 AS score,
-		t.%[8]s @@ q.qe AS exact, t.%[8]s @@ q.qp AS prefix
-	FROM %[13]s
-	WHERE querytree(q.qa) <> 'T' AND t.%[8]s @@ q.qa%[14]s
-	LIMIT %[19]d
+	%[9]s
 ), p AS (
-	SELECT * FROM m %[15]s ORDER BY m.score DESC, m.k LIMIT %[16]d
+	SELECT * FROM m %[10]s ORDER BY m.score DESC, m.k LIMIT %[11]d
 )
-SELECT p.k, p.score, p.exact, p.prefix, (SELECT count(*) FROM m), q.corrected, q.corrections%[17]s
-FROM q LEFT JOIN %[18]s ON true
+SELECT p.k, p.score, p.exact, p.prefix, (SELECT count(*) FROM m), q.corrected, q.corrections%[12]s
+FROM q LEFT JOIN %[13]s ON true
 ORDER BY p.score DESC, p.k`,
-		ix.lang, ix.unaccent, qe, qp, qt, qt1,
-		ix.key, ix.vector, r.Exact, r.Prefix, r.Typo, r.Text,
-		from, filters, keyset, limit+1, hlCols, hl, ix.cfg.MaxCandidates, verbatim, r.Verbatim, vwords, pl, cte)
+		cte, ix.unaccent, vwords, qe, qp, qt, qt1, pl, mSQL, keyset, limit+1, hlCols, hl)
 	rows, err := db.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
@@ -444,7 +506,9 @@ type Suggestion struct {
 }
 
 // Suggest returns up to n words of the word list closest to word ("did you
-// mean"), fewest typos first, then most frequent. Words shorter than three
+// mean"): the word itself first when it is in the list, then the likeliest
+// corrections first (a weighted typo cost against how common the word is;
+// see the package documentation). Words shorter than three
 // characters, or with no close indexed word, give none. The word list is
 // built by RefreshWords.
 func (ix *Index) Suggest(ctx context.Context, db DB, word string, n int) ([]Suggestion, error) {

@@ -1,6 +1,9 @@
 package search
 
-import "math"
+import (
+	"math"
+	"strings"
+)
 
 // budget is how many typos a word of n characters may have.
 func (t Typos) budget(n int) int {
@@ -49,4 +52,49 @@ func (t Typos) looseThreshold(n int) float64 {
 		s = float64(n-5) / float64(n+7)
 	}
 	return min(max(math.Floor(s*900)/1000, 0.2), 0.5)
+}
+
+// frequencyWeight converts word frequency into typo cost when corrections
+// are ranked: a correction's score is its typo cost (justpg_typo_cost) minus
+// frequencyWeight·ln(1 + rows it occurs in), lowest first. It is 1/ln(500):
+// a word 500 times as frequent may need one more edit, as in a
+// noisy-channel model where a typo is a few-hundred-to-one event. Rare
+// words of a real corpus are often its own typos ("enviroment"), and the
+// weight keeps them from beating a common word one cheap slip away.
+const frequencyWeight = 0.161
+
+// bestMargin is how far above the likeliest correction's score another
+// correction may score and still count as a likeliest one: one cheap slip
+// (half an edit). Near-ties are ambiguous; their rows share the
+// likeliest-correction tier and are ordered by relevance.
+const bestMargin = 0.5
+
+// keyboardNeighbours are the keys next to each letter on a QWERTY keyboard.
+var keyboardNeighbours = map[byte]string{
+	'q': "wa", 'w': "qeas", 'e': "wrsd", 'r': "etdf", 't': "ryfg", 'y': "tugh", 'u': "yihj", 'i': "uojk",
+	'o': "ipkl", 'p': "ol", 'a': "qwsz", 's': "weadzx", 'd': "ersfxc", 'f': "rtdgcv", 'g': "tyfhvb",
+	'h': "yugjbn", 'j': "uihknm", 'k': "iojlm", 'l': "opk", 'z': "asx", 'x': "sdzc", 'c': "dfxv",
+	'v': "fgcb", 'b': "ghvn", 'n': "hjbm", 'm': "jkn",
+}
+
+// cheapPairs lists the substitutions that cost half an edit in the typo
+// cost, as ",xy," items (typed x for y): a vowel for another vowel, and a
+// key for a neighbouring key.
+func cheapPairs() string {
+	var b strings.Builder
+	b.WriteByte(',')
+	const vowels = "aeiouy"
+	for i := range len(vowels) {
+		for j := range len(vowels) {
+			if i != j {
+				b.WriteString(vowels[i:i+1] + vowels[j:j+1] + ",")
+			}
+		}
+	}
+	for c := byte('a'); c <= 'z'; c++ {
+		for _, n := range []byte(keyboardNeighbours[c]) {
+			b.WriteString(string([]byte{c, n}) + ",")
+		}
+	}
+	return b.String()
 }

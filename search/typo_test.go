@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/justpg/justpg/internal/pgtest"
@@ -58,4 +59,48 @@ func TestTypoDistanceSQL(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	require.Equal(t, len(as), i)
+}
+
+// TestTypoCostSQL checks the SQL typo cost against the Go reference on
+// typical misspellings and on random pairs of short words.
+func TestTypoCostSQL(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	ix, err := New(Config{Table: "t", Key: "id", Fields: []Field{{Column: "body"}}})
+	require.NoError(t, err)
+	ctx := context.Background()
+	created := false
+	for _, stmt := range ix.DDL() {
+		if strings.Contains(stmt, "justpg_typo_cost\"(a text") {
+			_, err := db.Pool.Exec(ctx, stmt)
+			require.NoError(t, err)
+			created = true
+		}
+	}
+	require.True(t, created)
+	var as, bs []string
+	for _, p := range [][2]string{{"recieve", "receive"}, {"seperate", "separate"}, {"enviroment", "environment"},
+		{"controlls", "controls"}, {"interviewd", "interviewed"}, {"interviewd", "interview"}, {"deminsion", "dimension"},
+		{"deminsion", "demission"}, {"a", ""}, {"", "ab"}, {"café", "cafe"}, {"x", "x"}} {
+		as, bs = append(as, p[0]), append(bs, p[1])
+	}
+	rng := rand.New(rand.NewSource(2))
+	word := func() string {
+		b := make([]rune, rng.Intn(7))
+		for i := range b {
+			b[i] = []rune("aeswdbé")[rng.Intn(7)]
+		}
+		return string(b)
+	}
+	for range 2000 {
+		as, bs = append(as, word()), append(bs, word())
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT justpg_typo_cost(a, b) FROM unnest($1::text[], $2::text[]) AS u(a, b)`, as, bs)
+	require.NoError(t, err)
+	got, err := pgx.CollectRows(rows, pgx.RowTo[float64])
+	require.NoError(t, err)
+	require.Len(t, got, len(as))
+	for i := range as {
+		require.InDelta(t, typoCost(as[i], bs[i]), got[i], 1e-6, "%q -> %q", as[i], bs[i])
+	}
 }

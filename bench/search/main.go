@@ -54,6 +54,10 @@ var (
 	bleveDir   = flag.String("bleve-dir", "", "directory to keep the Bleve index in across runs (built when missing)")
 	gcidePath  = flag.String("gcide", "/usr/share/dictd/gcide.dict.dz", "GCIDE dictionary (dict-gcide)")
 	wordnetDir = flag.String("wordnet", "/usr/share/wordnet", "WordNet data files (wordnet-base)")
+	seed       = flag.Int64("seed", 1, "seed of the misspelling sample")
+	showSlow   = flag.Int("slow", 0, "print the N slowest typo queries")
+	prewarm    = flag.Bool("prewarm", true, "read the table, the word list and their indexes (pg_prewarm) before the justpg queries, so that they are measured warm rather than against the virtual disk")
+	explainMS  = flag.Int("explain-ms", 0, "log EXPLAIN ANALYZE of statements slower than this many ms to the server log (auto_explain)")
 )
 
 func main() {
@@ -147,9 +151,9 @@ func main() {
 			pairs = append(pairs, pair{w, c})
 		}
 	}
-	rng := rand.New(rand.NewSource(1))
+	rng := rand.New(rand.NewSource(*seed))
 	rng.Shuffle(len(pairs), func(i, j int) { pairs[i], pairs[j] = pairs[j], pairs[i] })
-	fmt.Printf("misspellings usable: %d, sampled: %d\n", len(pairs), min(len(pairs), *nQueries))
+	fmt.Printf("misspellings usable: %d, sampled: %d (seed %d)\n", len(pairs), min(len(pairs), *nQueries), *seed)
 	if len(pairs) > *nQueries {
 		pairs = pairs[:*nQueries]
 	}
@@ -168,14 +172,36 @@ func main() {
 		return id
 	}
 
+	if *prewarm {
+		t0 := time.Now()
+		_, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_prewarm`)
+		check(err)
+		var blocks int64
+		check(pool.QueryRow(ctx, `SELECT sum(pg_prewarm(c.oid, 'read'))::bigint FROM pg_class c
+			WHERE c.oid IN ('docs'::regclass, 'docs_search_words'::regclass)
+			   OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN ('docs'::regclass, 'docs_search_words'::regclass))`).Scan(&blocks))
+		log.Printf("prewarmed %d blocks in %s", blocks, time.Since(t0).Round(time.Millisecond))
+	}
+
 	// justpg
 	var typoLat, prefixLat, likeLat, seqLat []time.Duration
 	hits := 0
+	var typoDB search.DB = pool
+	if *explainMS > 0 {
+		conn, err := pool.Acquire(ctx)
+		check(err)
+		defer conn.Release()
+		_, err = conn.Exec(ctx, `LOAD 'auto_explain'`)
+		check(err)
+		_, err = conn.Exec(ctx, `SELECT set_config('auto_explain.log_min_duration', $1, false), set_config('auto_explain.log_analyze', 'on', false), set_config('auto_explain.log_nested_statements', 'on', false)`, fmt.Sprint(*explainMS))
+		check(err)
+		typoDB = conn
+	}
 	for _, p := range pairs {
 		t := time.Now()
 		// A typo query is a complete word, as after a space or Enter: the
 		// word being typed is measured by the prefix queries.
-		res, err := ix.Search(ctx, pool, search.Query{Text: p.wrong + " ", Limit: 10})
+		res, err := ix.Search(ctx, typoDB, search.Query{Text: p.wrong + " ", Limit: 10})
 		typoLat = append(typoLat, time.Since(t))
 		check(err)
 		found := false
@@ -192,6 +218,16 @@ func main() {
 		}
 	}
 	recall := float64(hits) / float64(len(pairs))
+	if *showSlow > 0 {
+		idx := make([]int, len(pairs))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.Slice(idx, func(a, b int) bool { return typoLat[idx[a]] > typoLat[idx[b]] })
+		for _, i := range idx[:min(*showSlow, len(idx))] {
+			fmt.Printf("slow: %s %s\n", pairs[i].wrong, ms(typoLat[i]))
+		}
+	}
 	for _, p := range pairs {
 		pre := p.right[:max(3, len(p.right)-3)]
 		t := time.Now()
