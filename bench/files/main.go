@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,6 +147,11 @@ func runParent(sizesFlag string, reps int, only string, chunk int, pgSettings st
 	run := contenders
 	if only != "" {
 		run = strings.Split(only, ",")
+		for _, c := range run {
+			if !slices.Contains(contenders, c) && !slices.Contains(ceilings, c) {
+				return fmt.Errorf("unknown contender %q (known: %s, %s)", c, strings.Join(contenders, ", "), strings.Join(ceilings, ", "))
+			}
+		}
 	}
 	exe, err := os.Executable()
 	if err != nil {
