@@ -441,6 +441,28 @@ func TestReadAfterDeleteAndCancel(t *testing.T) {
 	_, err = r.Read(buf)
 	require.ErrorIs(t, err, files.ErrNotFound)
 
+	// A failed fetch leaves nothing to serve: after a large window, a
+	// small one elsewhere and a fetch that finds the file gone, reading
+	// inside the small window's range again fails instead of returning
+	// the large window's leftover bytes.
+	f, err = s.Put(ctx, db.Pool, newPattern(3<<20), files.PutOptions{Name: "gone2.bin"})
+	require.NoError(t, err)
+	r, err = s.Get(ctx, db.Pool, f.ID)
+	require.NoError(t, err)
+	_, err = io.ReadFull(r, make([]byte, 1<<20))
+	require.NoError(t, err)
+	_, err = r.Seek(2<<20, io.SeekStart)
+	require.NoError(t, err)
+	_, err = io.ReadFull(r, buf)
+	require.NoError(t, err)
+	require.NoError(t, s.Delete(ctx, db.Pool, f.ID))
+	for err == nil {
+		_, err = r.Read(buf)
+	}
+	require.ErrorIs(t, err, files.ErrNotFound)
+	_, err = r.ReadAt(buf, 2<<20+100<<10)
+	require.ErrorIs(t, err, files.ErrNotFound)
+
 	f, err = s.Put(ctx, db.Pool, newPattern(3*files.MinChunkSize), files.PutOptions{Name: "c.bin"})
 	require.NoError(t, err)
 	cctx, cancel := context.WithCancel(ctx)

@@ -190,11 +190,13 @@ func (r *Reader) fill(off int64, want int) error {
 	default:
 		err = r.readChunks(off, end, first, last)
 	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%w: %s was deleted while being read", ErrNotFound, r.file.ID)
-	}
 	if err != nil {
+		// Nothing of a failed fetch is served: readChunks sizes r.buf
+		// before it reads, and r.bufOff still names the previous window.
 		r.buf = r.buf[:0]
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %s was deleted while being read", ErrNotFound, r.file.ID)
+		}
 		return fmt.Errorf("files: reading %s: %w", r.file.ID, err)
 	}
 	if int64(len(r.buf)) != length {
