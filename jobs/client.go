@@ -171,13 +171,13 @@ type run struct {
 	// cancels them through this map, and jobsCause, once set, cancels a job
 	// as it registers.
 	runningMu sync.Mutex
-	running   map[int64]context.CancelCauseFunc
+	running   map[int64]*attempt
 	jobsCause error
 
 	// inflight holds every job this client fetched whose outcome is not yet
 	// recorded; the orphan sweep resets running jobs of ours not in it.
 	inflightMu sync.Mutex
-	inflight   map[int64]struct{}
+	inflight   map[int64]time.Time // id → attempted_at of the attempt
 }
 
 type queueRunner struct {
@@ -356,8 +356,8 @@ func (c *Client) Start(ctx context.Context) error {
 		return fmt.Errorf("jobs: registering client: %w", err)
 	}
 	r := &run{results: make(chan result, 8192), complDone: make(chan struct{}),
-		queues: map[string]*queueRunner{}, running: map[int64]context.CancelCauseFunc{},
-		inflight: map[int64]struct{}{}}
+		queues: map[string]*queueRunner{}, running: map[int64]*attempt{},
+		inflight: map[int64]time.Time{}}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.fetchCtx, r.stopFetch = context.WithCancel(r.ctx)
 	for name, qc := range c.cfg.Queues {
@@ -599,7 +599,7 @@ func (c *Client) fetch(r *run, q *queueRunner, limit int) (int, error) {
 	}
 	r.inflightMu.Lock()
 	for _, row := range rows {
-		r.inflight[row.ID] = struct{}{}
+		r.inflight[row.ID] = *row.AttemptedAt
 	}
 	r.inflightMu.Unlock()
 	for _, row := range rows {
@@ -643,6 +643,10 @@ func (c *Client) workLoop(r *run, q *queueRunner, w *worker) {
 	}
 }
 
+// attempt is a running job's entry in run.running; entries are compared by
+// pointer, so an attempt removes only its own.
+type attempt struct{ cancel context.CancelCauseFunc }
+
 // execute runs one job and queues its outcome.
 func (c *Client) execute(r *run, q *queueRunner, t task) {
 	row, entry := t.row, t.entry
@@ -660,15 +664,20 @@ func (c *Client) execute(r *run, q *queueRunner, t task) {
 		ctx, cancelT = context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 		defer cancelT()
 	}
+	a := &attempt{cancel: cancel}
 	r.runningMu.Lock()
-	r.running[row.ID] = cancel
+	r.running[row.ID] = a
 	if r.jobsCause != nil {
 		cancel(r.jobsCause)
 	}
 	r.runningMu.Unlock()
 	defer func() {
+		// Only this attempt's entry: once its outcome is queued, the job
+		// may be fetched and started again before this runs.
 		r.runningMu.Lock()
-		delete(r.running, row.ID)
+		if r.running[row.ID] == a {
+			delete(r.running, row.ID)
+		}
 		r.runningMu.Unlock()
 	}()
 
@@ -824,8 +833,12 @@ func (c *Client) flush(r *run, batch []result) bool {
 		cancel()
 		if err == nil {
 			r.inflightMu.Lock()
-			for _, id := range ids {
-				delete(r.inflight, id)
+			for i, id := range ids {
+				// Only this attempt's entry: the job may already have
+				// been fetched again (a snooze or retry due at once).
+				if at, ok := r.inflight[id]; ok && at.Equal(ats[i]) {
+					delete(r.inflight, id)
+				}
 			}
 			r.inflightMu.Unlock()
 			return true
@@ -876,8 +889,8 @@ func (c *Client) pollCancels(ctx context.Context, r *run) error {
 	r.runningMu.Lock()
 	defer r.runningMu.Unlock()
 	for _, id := range ids {
-		if cancel := r.running[id]; cancel != nil {
-			cancel(ErrCancelRequested)
+		if a := r.running[id]; a != nil {
+			a.cancel(ErrCancelRequested)
 		}
 	}
 	return nil
@@ -959,10 +972,10 @@ func (c *Client) listenOnce(r *run, failures *int) error {
 				continue
 			}
 			r.runningMu.Lock()
-			cancel := r.running[id]
+			a := r.running[id]
 			r.runningMu.Unlock()
-			if cancel != nil {
-				cancel(ErrCancelRequested)
+			if a != nil {
+				a.cancel(ErrCancelRequested)
 			}
 		}
 	}
@@ -982,7 +995,7 @@ func (r *run) cancelJobs(cause error) {
 	if r.jobsCause == nil {
 		r.jobsCause = cause
 	}
-	for _, cancel := range r.running {
-		cancel(r.jobsCause)
+	for _, a := range r.running {
+		a.cancel(r.jobsCause)
 	}
 }
