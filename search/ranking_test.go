@@ -3,6 +3,7 @@ package search_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -36,9 +37,14 @@ func TestCorrectionRanking(t *testing.T) {
 	require.NotEmpty(t, r.Corrections["deminsion"])
 	assert.Equal(t, "dimension", r.Corrections["deminsion"][0])
 	assert.Contains(t, r.Corrections["deminsion"], "demission", "the other correction is still an alternative")
-	for _, h := range r.Hits[:5] {
-		assert.Contains(t, []string{"500", "501", "502", "503", "504"}, h.Key)
-	}
+	// The likeliest correction's rows lead; the other correction's row is
+	// interleaved after them (see TestCorrectionInterleaving).
+	dims := []string{"500", "501", "502", "503", "504"}
+	require.Len(t, r.Hits, 6)
+	assert.Contains(t, dims, r.Hits[0].Key)
+	assert.Contains(t, dims, r.Hits[1].Key)
+	assert.Equal(t, "510", r.Hits[2].Key)
+	assert.ElementsMatch(t, append(dims, "510"), keys(r))
 	assert.Equal(t, search.MatchTypo, r.Hits[0].Match)
 
 	// Equally common: the correction that keeps the typed ending (a dropped
@@ -120,4 +126,98 @@ func TestVerbatimCandidatesFirst(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, r.Hits)
 	assert.Equal(t, "399", r.Hits[0].Key, "also through the correction")
+}
+
+// TestCorrectionInterleaving: the rows of a corrected query are grouped by
+// the correction they contain and interleaved, the j-th likeliest
+// correction's k-th row at k·j; each correction contributes rows even when
+// the likeliest one's rows fill MaxCandidates, and pages stay stable.
+func TestCorrectionInterleaving(t *testing.T) {
+	t.Parallel()
+	cfg := productsConfig()
+	cfg.MaxCandidates = 10
+	db, ix := newProducts(t, cfg)
+	ctx := context.Background()
+	var rows []product
+	for i := range 30 {
+		rows = append(rows, product{id: int64(700 + i), title: fmt.Sprintf("Stamp collection volume %d", i), category: "misc"})
+	}
+	rows = append(rows,
+		product{id: 780, title: "Museum collections abroad", category: "misc"},
+		product{id: 781, title: "Debt collector handbook", category: "misc"})
+	seed(t, db, rows)
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+
+	r, err := ix.Search(ctx, db.Pool, search.Query{Text: "collectoin ", Limit: 10})
+	require.NoError(t, err)
+	alts := r.Corrections["collectoin"]
+	require.GreaterOrEqual(t, len(alts), 2)
+	require.Equal(t, "collection", alts[0], "a transposition of the common word is likeliest")
+	require.Contains(t, alts, "collections")
+	require.Len(t, r.Hits, 10)
+	assert.True(t, r.TotalCapped, "30 rows with collection exceed MaxCandidates")
+	// Without the interleaving all ten would be collection rows: the
+	// collections row (one more edit, one row) would not even be ranked.
+	got := keys(r)
+	assert.Contains(t, got, "780", "the less likely inflection's row is on the first page")
+	assert.Less(t, indexOf(got, "780"), 4)
+	assert.GreaterOrEqual(t, indexOf(got, "780"), 1, "after the likeliest correction's first row")
+	assert.Equal(t, "collection", wordOf(r.Hits[0].Key, rows))
+	n := 0
+	for _, k := range got {
+		if wordOf(k, rows) == "collection" {
+			n++
+		}
+	}
+	assert.GreaterOrEqual(t, n, 5, "the likeliest correction keeps most of the page")
+
+	// Pages of a corrected query follow the same order, without gaps or
+	// repeats.
+	var paged []string
+	after := ""
+	for range 20 {
+		p, err := ix.Search(ctx, db.Pool, search.Query{Text: "collectoin ", Limit: 3, After: after})
+		require.NoError(t, err)
+		paged = append(paged, keys(p)...)
+		if p.Next == "" {
+			break
+		}
+		after = p.Next
+	}
+	all, err := ix.Search(ctx, db.Pool, search.Query{Text: "collectoin ", Limit: 100})
+	require.NoError(t, err)
+	assert.Equal(t, keys(all), paged)
+	assert.Equal(t, got, keys(all)[:10])
+
+	// A correctly spelled query is not interleaved: its exact matches lead.
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "collection ", Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, r.Hits, 10)
+	for _, h := range r.Hits {
+		assert.Equal(t, "collection", wordOf(h.Key, rows))
+		assert.Equal(t, search.MatchExact, h.Match)
+	}
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// wordOf is the collect* word in the title of the row with key k.
+func wordOf(k string, rows []product) string {
+	for _, p := range rows {
+		if fmt.Sprint(p.id) == k {
+			for _, w := range strings.Fields(strings.ToLower(p.title)) {
+				if strings.HasPrefix(w, "collect") {
+					return w
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -98,3 +98,11 @@ func cheapPairs() string {
 	}
 	return b.String()
 }
+
+// altPerCorrection is how many rows containing it verbatim each correction
+// of a corrected query adds to the ranked rows, looked for among the first
+// altScan rows matching the correction and the query.
+const (
+	altPerCorrection = 3
+	altScan          = 200
+)
