@@ -230,12 +230,19 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	var typoWords []string
 	var budgets []int32
 	var thresholds []float32
+	// A word that is not in the word list and has no correction within its
+	// budget gets the corrections one typo beyond it (as Suggest does):
+	// read strictly, it would match nothing at all.
+	var looseBudgets []int32
+	var looseThresholds []float32
 	if !q.NoTypos && !ix.cfg.Typos.Disabled {
 		typoWords = p.typoWords(ix.cfg.Typos.OneTypo)
 		for _, w := range typoWords {
 			n := utf8.RuneCountInString(w)
 			budgets = append(budgets, int32(ix.cfg.Typos.budget(n)))
 			thresholds = append(thresholds, float32(ix.cfg.Typos.threshold(n)))
+			looseBudgets = append(looseBudgets, int32(ix.cfg.Typos.budget(n)+1))
+			looseThresholds = append(looseThresholds, float32(ix.cfg.Typos.looseThreshold(n)))
 		}
 	}
 	// c holds, for each typo word i, its corrections (alts, likeliest
@@ -243,21 +250,33 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// the word list (best), and both as tsqueries, with the word's own
 	// tsquery node (target) that they replace or join. A correction that
 	// is a stop word has an empty tsquery.
-	cte := fmt.Sprintf(`c AS MATERIALIZED (
+	// cw1 holds each typo word's candidates within its budget, cw2 those
+	// one typo beyond it of the words that have none in cw1 (neither
+	// themselves nor a correction).
+	lookup := func(words, budgets, thresholds string) string {
+		return fmt.Sprintf(`SELECT u.i, f.word, f.docs, f.typos, f.score, f.o
+	FROM unnest(%[1]s::text[], %[2]s::int[], %[3]s::real[]) WITH ORDINALITY AS u(w, k, th, i),
+	LATERAL %[4]s(%[5]s(u.w), u.th, u.k, %[6]d, %[7]d) WITH ORDINALITY AS f(word, docs, typos, score, o)`,
+			words, budgets, thresholds, ix.wordsFn, ix.unaccent, ix.cfg.Typos.Candidates, ix.cfg.Typos.Alternatives+1)
+	}
+	wordsArg := a.add(typoWords)
+	cte := "cw1 AS MATERIALIZED (\n\t" + lookup(wordsArg, a.add(budgets), a.add(thresholds)) +
+		"\n), cw2 AS MATERIALIZED (\n\t" + lookup(wordsArg, a.add(looseBudgets), a.add(looseThresholds)) +
+		"\n\tWHERE NOT EXISTS (SELECT FROM cw1 WHERE cw1.i = u.i)\n), " +
+		fmt.Sprintf(`c AS MATERIALIZED (
 	SELECT u.i, u.w, x.alts[1:%[5]d] AS alts, x.best, x.target,
 		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.alts[1:%[5]d]) AS a)) AS altq,
 		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.best) AS a)) AS bestq
-	FROM unnest(%[2]s::text[], %[3]s::int[], %[4]s::real[]) WITH ORDINALITY AS u(w, k, th, i),
+	FROM unnest(%[2]s::text[]) WITH ORDINALITY AS u(w, i),
 	LATERAL (SELECT y.alts, CASE WHEN y.known THEN '{}'::text[] ELSE y.best END AS best,
-		to_tsquery(%[1]s, %[7]s(%[8]s)) AS target
+		to_tsquery(%[1]s, %[3]s(%[4]s)) AS target
 		FROM (SELECT coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0), '{}') AS alts,
-				coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0 AND s.score <= s.top + %[12]g), '{}') AS best,
+				coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0 AND s.score <= s.top + %[7]g), '{}') AS best,
 				coalesce(bool_or(s.typos = 0), false) AS known
 			FROM (SELECT f.*, min(f.score) FILTER (WHERE f.typos > 0) OVER () AS top
-				FROM %[9]s(%[7]s(u.w), u.th, u.k, %[10]d, %[11]d) WITH ORDINALITY AS f(word, docs, typos, score, o)) s) y) x
-)`, ix.lang, a.add(typoWords), a.add(budgets), a.add(thresholds), ix.cfg.Typos.Alternatives,
-		quoteLexemeSQL("a"), ix.unaccent, quoteLexemeSQL("u.w"),
-		ix.wordsFn, ix.cfg.Typos.Candidates, ix.cfg.Typos.Alternatives+1, bestMargin)
+				FROM (SELECT * FROM cw1 WHERE cw1.i = u.i UNION ALL SELECT * FROM cw2 WHERE cw2.i = u.i) f) s) y) x
+)`, ix.lang, wordsArg, ix.unaccent, quoteLexemeSQL("u.w"), ix.cfg.Typos.Alternatives,
+			quoteLexemeSQL("a"), bestMargin)
 	// rewrite replaces each typo word's node in the tsquery expr by sub, an
 	// expression over c, when the word has a node and need (a condition
 	// over c) holds. An empty sub (a stop word) removes the node, as
