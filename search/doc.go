@@ -65,7 +65,9 @@
 //     as its likeliest corrections (the best one and any within half an
 //     edit of it) for the exact and prefix tiers, so a stemmer coincidence
 //     cannot outrank the correction; a correction that is a stop word drops
-//     out of the query, as the stop word itself would. All of this happens in the query's
+//     out of the query, as the stop word itself would. A word that is not
+//     in the list and has no correction within its budget gets those one
+//     typo beyond it (as Suggest does), rather than matching nothing. All of this happens in the query's
 //     one statement: a typo-tolerant search is one round trip;
 //   - verbatim: rows containing a query word (or its likeliest correction)
 //     unstemmed, as a whole word;

@@ -232,7 +232,9 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	var thresholds []float32
 	// A word that is not in the word list and has no correction within its
 	// budget gets the corrections one typo beyond it (as Suggest does):
-	// read strictly, it would match nothing at all.
+	// read strictly, it would match nothing at all. Not the word being
+	// typed (the last one, without a trailing space): it is a prefix, not a
+	// misspelt word (budget 0: no fallback).
 	var looseBudgets []int32
 	var looseThresholds []float32
 	if !q.NoTypos && !ix.cfg.Typos.Disabled {
@@ -241,7 +243,11 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 			n := utf8.RuneCountInString(w)
 			budgets = append(budgets, int32(ix.cfg.Typos.budget(n)))
 			thresholds = append(thresholds, float32(ix.cfg.Typos.threshold(n)))
-			looseBudgets = append(looseBudgets, int32(ix.cfg.Typos.budget(n)+1))
+			lb := int32(ix.cfg.Typos.budget(n) + 1)
+			if _, _, typed, split := p.splitLast(!q.NoPrefix); split && typed == w {
+				lb = 0
+			}
+			looseBudgets = append(looseBudgets, lb)
 			looseThresholds = append(looseThresholds, float32(ix.cfg.Typos.looseThreshold(n)))
 		}
 	}
@@ -262,7 +268,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	wordsArg := a.add(typoWords)
 	cte := "cw1 AS MATERIALIZED (\n\t" + lookup(wordsArg, a.add(budgets), a.add(thresholds)) +
 		"\n), cw2 AS MATERIALIZED (\n\t" + lookup(wordsArg, a.add(looseBudgets), a.add(looseThresholds)) +
-		"\n\tWHERE NOT EXISTS (SELECT FROM cw1 WHERE cw1.i = u.i)\n), " +
+		"\n\tWHERE u.k > 0 AND NOT EXISTS (SELECT FROM cw1 WHERE cw1.i = u.i)\n), " +
 		fmt.Sprintf(`c AS MATERIALIZED (
 	SELECT u.i, u.w, x.alts[1:%[5]d] AS alts, x.best, x.target,
 		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.alts[1:%[5]d]) AS a)) AS altq,

@@ -221,3 +221,63 @@ func wordOf(k string, rows []product) string {
 	}
 	return ""
 }
+
+// TestLooseFallback: an unknown word with no correction within its typo
+// budget gets the corrections one typo beyond it; a word with one within
+// the budget, or a word of the list, does not.
+func TestLooseFallback(t *testing.T) {
+	t.Parallel()
+	db, ix := newProducts(t, productsConfig())
+	ctx := context.Background()
+	seed(t, db, []product{
+		{801, "Treasury bonds", "", "books", 10},
+		{802, "Rubber gasket", "", "garden", 3},
+		{803, "Picnic basket", "", "garden", 20},
+		{804, "Rocket stove", "", "outdoor", 80},
+	})
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+
+	// Eight letters allow one typo; tresuary is two away from treasury.
+	r, err := ix.Search(ctx, db.Pool, search.Query{Text: "tresuary "})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"801"}, keys(r))
+	assert.Equal(t, []string{"treasury"}, r.Corrections["tresuary"])
+	assert.Equal(t, search.MatchTypo, r.Hits[0].Match)
+
+	// gaskit is one typo from gasket: basket, two away, is not used.
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "gaskit "})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"802"}, keys(r))
+	assert.Equal(t, []string{"gasket"}, r.Corrections["gaskit"])
+
+	// A word of the list gets no corrections two typos away (rocket).
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "jacket "})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"4"}, keys(r))
+	assert.NotContains(t, r.Corrections["jacket"], "rocket")
+
+	// NoTypos turns the fallback off too.
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "tresuary ", NoTypos: true})
+	require.NoError(t, err)
+	assert.Empty(t, r.Hits)
+}
+
+// TestLooseFallbackNotWhileTyping: the word being typed is a prefix, not a
+// misspelling, so it gets no corrections beyond its budget.
+func TestLooseFallbackNotWhileTyping(t *testing.T) {
+	t.Parallel()
+	db, ix := newProducts(t, productsConfig())
+	ctx := context.Background()
+	seed(t, db, []product{{801, "Treasury bonds", "", "books", 10}})
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+
+	r, err := ix.Search(ctx, db.Pool, search.Query{Text: "tresuary"})
+	require.NoError(t, err)
+	assert.Empty(t, r.Hits)
+	assert.Empty(t, r.Corrections)
+
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "tresuary bonds"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"801"}, keys(r), "an earlier, complete word still gets it")
+	assert.Equal(t, []string{"treasury"}, r.Corrections["tresuary"])
+}
