@@ -89,11 +89,14 @@
 // j-th likeliest correction is placed at k·j (ties by score), so the
 // likeliest correction keeps about half of a page and the others follow
 // with decreasing shares (a rank-based prior, not the typo cost, which
-// is too confident to hedge with). Every correction also adds up to three
-// rows containing it verbatim (taken from the first 200 rows matching it
-// and the query, through the tsvector index), so a rare correction is
-// ranked even when the likeliest one's rows fill MaxCandidates. A query
-// whose words are all in the word list is not interleaved. Filters (Eq, Ne, Lt, Le, Gt, Ge, In) are bound parameters on the
+// is too confident to hedge with). Each of a word's four likeliest
+// corrections also adds up to three rows containing it verbatim (taken
+// from the first 200 rows matching it and the query, through the tsvector
+// index), so another inflection of a common word, or a rarer word, is
+// ranked even when the likeliest correction's rows fill MaxCandidates. A
+// query whose words are all in the word list is not interleaved.
+//
+// Filters (Eq, Ne, Lt, Le, Gt, Ge, In) are bound parameters on the
 // declared filter columns. Pages are keyset pages (Result.Next), stable
 // while the matching rows do not change. Result.Total counts the matches
 // (up to Config.MaxCandidates: broad queries rank the first MaxCandidates

@@ -383,7 +383,8 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 			cols, score, ix.vector, tsFrom("qhi"), vmatch, fbMatch, filters)
 		notV = " AND NOT coalesce(" + vmatch + ", false)"
 	}
-	// Each correction of a corrected query also contributes a few rows
+	// Each of the altCorrections likeliest corrections of a corrected
+	// query's words also contributes a few rows
 	// containing it verbatim (altPerCorrection of the first altScan rows
 	// matching it and the query), so that a likely but less common
 	// correction, or another inflection of the likeliest one, is among
@@ -395,14 +396,14 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	}
 	abranch := fmt.Sprintf(`	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
-		FROM q, c, unnest(c.alts) AS a(w),
+		FROM q, c, unnest(c.alts[1:%[8]d]) AS a(w),
 		LATERAL (SELECT t.* FROM (SELECT t.* FROM %[4]s LIMIT %[7]d) t
 			WHERE %[5]s ~ ('\m' || regexp_replace(a.w, '[^[:alnum:]]+', '', 'g') || '\M') LIMIT %[6]d) t
 		WHERE q.corrected AND NOT q.fb AND querytree(q.qa) <> 'T')`,
-		cols, score, ix.vector, altFrom, doc, altPerCorrection, altScan)
+		cols, score, ix.vector, altFrom, doc, altPerCorrection, altScan, altCorrections)
 	// The rows of the correction branch may come again from the others,
 	// so the LIMIT leaves room for them.
-	maxRows := ix.cfg.MaxCandidates + len(typoWords)*ix.cfg.Typos.Alternatives*altPerCorrection
+	maxRows := ix.cfg.MaxCandidates + len(typoWords)*min(ix.cfg.Typos.Alternatives, altCorrections)*altPerCorrection
 	mSQL := fmt.Sprintf(`(SELECT %[1]s, (%[2]s + CASE WHEN q.corrected THEN %[3]g ELSE %[4]g END)::float8 AS score, NOT q.corrected AS exact, false AS prefix
 		FROM %[5]s
 		WHERE q.fb AND %[6]s AND %[7]s%[8]s)
