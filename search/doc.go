@@ -89,7 +89,7 @@
 // j-th likeliest correction is placed at k·j (ties by score), so the
 // likeliest correction keeps about half of a page and the others follow
 // with decreasing shares (a rank-based prior, not the typo cost, which
-// is too confident to hedge with). Each of a word's four likeliest
+// is too confident to hedge with). Each of a complete word's three likeliest
 // corrections also adds up to three rows containing it verbatim (taken
 // from the first 200 rows matching it and the query, through the tsvector
 // index), so another inflection of a common word, or a rarer word, is

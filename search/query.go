@@ -390,6 +390,12 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// correction, or another inflection of the likeliest one, is among
 	// the ranked rows even when the likeliest correction's rows would fill
 	// MaxCandidates.
+	// Not for the word being typed: its prefix matches already bring its
+	// other forms.
+	notTyped := ""
+	if split {
+		notTyped = " AND c.w <> " + a.add(typed)
+	}
 	altFrom := fmt.Sprintf("%s t WHERE t.%s @@ q.qa AND t.%s @@ to_tsquery(%s, %s)%s", ix.table, ix.vector, ix.vector, ix.lang, quoteLexemeSQL("a.w"), filters)
 	if ix.tenant != "" {
 		altFrom = fmt.Sprintf("%s(q.qa && to_tsquery(%s, %s)) AS f(k) JOIN %s t ON t.%s = f.k WHERE true%s", ix.matchFn, ix.lang, quoteLexemeSQL("a.w"), ix.table, ix.key, filters)
@@ -399,8 +405,8 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		FROM q, c, unnest(c.alts[1:%[8]d]) AS a(w),
 		LATERAL (SELECT t.* FROM (SELECT t.* FROM %[4]s LIMIT %[7]d) t
 			WHERE %[5]s ~ ('\m' || regexp_replace(a.w, '[^[:alnum:]]+', '', 'g') || '\M') LIMIT %[6]d) t
-		WHERE q.corrected AND NOT q.fb AND querytree(q.qa) <> 'T')`,
-		cols, score, ix.vector, altFrom, doc, altPerCorrection, altScan, altCorrections)
+		WHERE q.corrected AND NOT q.fb AND querytree(q.qa) <> 'T'%[9]s)`,
+		cols, score, ix.vector, altFrom, doc, altPerCorrection, altScan, altCorrections, notTyped)
 	// The rows of the correction branch may come again from the others,
 	// so the LIMIT leaves room for them.
 	maxRows := ix.cfg.MaxCandidates + len(typoWords)*min(ix.cfg.Typos.Alternatives, altCorrections)*altPerCorrection

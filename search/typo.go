@@ -105,7 +105,7 @@ func cheapPairs() string {
 // correction and the query. Each costs an index lookup (~1 ms on the
 // benchmark), hence the bound.
 const (
-	altCorrections   = 4
+	altCorrections   = 3
 	altPerCorrection = 3
 	altScan          = 200
 )
