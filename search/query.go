@@ -477,10 +477,10 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 ), u AS MATERIALIZED (
 	%[9]s
 ), m AS MATERIALIZED (
-	SELECT DISTINCT ON (u.k) u.key, u.k, u.score, u.exact, u.prefix,
-		CASE WHEN q.corrected THEN (row_number() OVER (PARTITION BY u.g ORDER BY u.score DESC, u.k))
-			* (1 + coalesce(q.gj[array_position(q.galt, u.g)], %[14]d)) ELSE 0 END::float8 AS dk
-	FROM u, q ORDER BY u.k, u.score DESC
+	SELECT d.key, d.k, d.score, d.exact, d.prefix,
+		CASE WHEN q.corrected THEN (row_number() OVER (PARTITION BY d.g ORDER BY d.score DESC, d.k))
+			* (1 + coalesce(q.gj[array_position(q.galt, d.g)], %[14]d)) ELSE 0 END::float8 AS dk
+	FROM (SELECT DISTINCT ON (u.k) u.* FROM u ORDER BY u.k, u.score DESC) d, q
 ), p AS (
 	SELECT * FROM m %[10]s ORDER BY m.dk, m.score DESC, m.k LIMIT %[11]d
 )
