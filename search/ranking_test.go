@@ -171,6 +171,20 @@ func TestCorrectionInterleaving(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, n, 5, "the likeliest correction keeps most of the page")
 
+	// The k-th row of the j-th likeliest correction is placed at k·j: the
+	// positions never decrease down the page.
+	seen := map[string]int{}
+	last := 0
+	for _, k := range got {
+		w := wordOf(k, rows)
+		j := indexOf(alts, w) + 1
+		require.Positive(t, j, "%s is one of the corrections %v", w, alts)
+		seen[w]++
+		pos := seen[w] * j
+		assert.GreaterOrEqual(t, pos, last, "hits %v", got)
+		last = pos
+	}
+
 	// Pages of a corrected query follow the same order, without gaps or
 	// repeats.
 	var paged []string
