@@ -65,7 +65,9 @@
 //     as its likeliest corrections (the best one and any within half an
 //     edit of it) for the exact and prefix tiers, so a stemmer coincidence
 //     cannot outrank the correction; a correction that is a stop word drops
-//     out of the query, as the stop word itself would. All of this happens in the query's
+//     out of the query, as the stop word itself would. A word that is not
+//     in the list and has no correction within its budget gets those one
+//     typo beyond it (as Suggest does), rather than matching nothing. All of this happens in the query's
 //     one statement: a typo-tolerant search is one round trip;
 //   - verbatim: rows containing a query word (or its likeliest correction)
 //     unstemmed, as a whole word;
@@ -78,7 +80,23 @@
 // corrections) and contain one of its words verbatim, found through the
 // trigram indexes, then the other matches; so a broad stem ('set' for
 // "settings") still ranks the rows with the word itself when more rows
-// match than Config.MaxCandidates. Filters (Eq, Ne, Lt, Le, Gt, Ge, In) are bound parameters on the
+// match than Config.MaxCandidates.
+//
+// A corrected query (a word not in the word list, read as its
+// corrections) is ambiguous: the likeliest correction is often right, but
+// not always (another inflection, a rarer word). Its hits are therefore
+// interleaved by the correction they contain verbatim: the k-th row of the
+// j-th likeliest correction is placed at k·j (ties by score), so the
+// likeliest correction keeps about half of a page and the others follow
+// with decreasing shares (a rank-based prior, not the typo cost, which
+// is too confident to hedge with). Each of a complete word's three likeliest
+// corrections also adds up to three rows containing it verbatim (taken
+// from the first 200 rows matching it and the query, through the tsvector
+// index), so another inflection of a common word, or a rarer word, is
+// ranked even when the likeliest correction's rows fill MaxCandidates. A
+// query whose words are all in the word list is not interleaved.
+//
+// Filters (Eq, Ne, Lt, Le, Gt, Ge, In) are bound parameters on the
 // declared filter columns. Pages are keyset pages (Result.Next), stable
 // while the matching rows do not change. Result.Total counts the matches
 // (up to Config.MaxCandidates: broad queries rank the first MaxCandidates

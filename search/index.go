@@ -80,7 +80,9 @@ type Config struct {
 	// tiers, ts_rank_cd and the whole-word check), so a query matching more
 	// rows ranks MaxCandidates of them, gathered best tier first (see the
 	// package documentation), and reports
-	// Result.TotalCapped. Raise it for better ranking of very broad
+	// Result.TotalCapped. A corrected query ranks up to nine more rows
+	// per corrected word (three for each of its three likeliest
+	// corrections). Raise it for better ranking of very broad
 	// queries, lower it for speed. (On the 1M-row benchmark, 400 instead of
 	// 1000 halved the p95 of typo queries and left recall@10 unchanged.)
 	MaxCandidates int

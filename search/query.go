@@ -102,7 +102,9 @@ const (
 type Hit struct {
 	// Key is the row's key column, as text.
 	Key string
-	// Score orders hits (higher first); see Ranking.
+	// Score is the hit's relevance (higher is better); see Ranking. It
+	// orders the hits, except that the hits of a corrected query are
+	// interleaved by correction (see the package documentation).
 	Score float64
 	// Match is the best way the row matched.
 	Match Match
@@ -130,6 +132,7 @@ type Result struct {
 }
 
 type cursor struct {
+	D float64 `json:"d,omitempty"`
 	S float64 `json:"s"`
 	K string  `json:"k"`
 }
@@ -227,12 +230,25 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	var typoWords []string
 	var budgets []int32
 	var thresholds []float32
+	// A word that is not in the word list and has no correction within its
+	// budget gets the corrections one typo beyond it (as Suggest does):
+	// read strictly, it would match nothing at all. Not the word being
+	// typed (the last one, without a trailing space): it is a prefix, not a
+	// misspelt word (budget 0: no fallback).
+	var looseBudgets []int32
+	var looseThresholds []float32
 	if !q.NoTypos && !ix.cfg.Typos.Disabled {
 		typoWords = p.typoWords(ix.cfg.Typos.OneTypo)
 		for _, w := range typoWords {
 			n := utf8.RuneCountInString(w)
 			budgets = append(budgets, int32(ix.cfg.Typos.budget(n)))
 			thresholds = append(thresholds, float32(ix.cfg.Typos.threshold(n)))
+			lb := int32(ix.cfg.Typos.budget(n) + 1)
+			if _, _, typed, split := p.splitLast(!q.NoPrefix); split && typed == w {
+				lb = 0
+			}
+			looseBudgets = append(looseBudgets, lb)
+			looseThresholds = append(looseThresholds, float32(ix.cfg.Typos.looseThreshold(n)))
 		}
 	}
 	// c holds, for each typo word i, its corrections (alts, likeliest
@@ -240,21 +256,33 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// the word list (best), and both as tsqueries, with the word's own
 	// tsquery node (target) that they replace or join. A correction that
 	// is a stop word has an empty tsquery.
-	cte := fmt.Sprintf(`c AS MATERIALIZED (
+	// cw1 holds each typo word's candidates within its budget, cw2 those
+	// one typo beyond it of the words that have none in cw1 (neither
+	// themselves nor a correction).
+	lookup := func(words, budgets, thresholds string) string {
+		return fmt.Sprintf(`SELECT u.i, f.word, f.docs, f.typos, f.score, f.o
+	FROM unnest(%[1]s::text[], %[2]s::int[], %[3]s::real[]) WITH ORDINALITY AS u(w, k, th, i),
+	LATERAL %[4]s(%[5]s(u.w), u.th, u.k, %[6]d, %[7]d) WITH ORDINALITY AS f(word, docs, typos, score, o)`,
+			words, budgets, thresholds, ix.wordsFn, ix.unaccent, ix.cfg.Typos.Candidates, ix.cfg.Typos.Alternatives+1)
+	}
+	wordsArg := a.add(typoWords)
+	cte := "cw1 AS MATERIALIZED (\n\t" + lookup(wordsArg, a.add(budgets), a.add(thresholds)) +
+		"\n), cw2 AS MATERIALIZED (\n\t" + lookup(wordsArg, a.add(looseBudgets), a.add(looseThresholds)) +
+		"\n\tWHERE u.k > 0 AND NOT EXISTS (SELECT FROM cw1 WHERE cw1.i = u.i)\n), " +
+		fmt.Sprintf(`c AS MATERIALIZED (
 	SELECT u.i, u.w, x.alts[1:%[5]d] AS alts, x.best, x.target,
 		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.alts[1:%[5]d]) AS a)) AS altq,
 		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.best) AS a)) AS bestq
-	FROM unnest(%[2]s::text[], %[3]s::int[], %[4]s::real[]) WITH ORDINALITY AS u(w, k, th, i),
+	FROM unnest(%[2]s::text[]) WITH ORDINALITY AS u(w, i),
 	LATERAL (SELECT y.alts, CASE WHEN y.known THEN '{}'::text[] ELSE y.best END AS best,
-		to_tsquery(%[1]s, %[7]s(%[8]s)) AS target
+		to_tsquery(%[1]s, %[3]s(%[4]s)) AS target
 		FROM (SELECT coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0), '{}') AS alts,
-				coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0 AND s.score <= s.top + %[12]g), '{}') AS best,
+				coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0 AND s.score <= s.top + %[7]g), '{}') AS best,
 				coalesce(bool_or(s.typos = 0), false) AS known
 			FROM (SELECT f.*, min(f.score) FILTER (WHERE f.typos > 0) OVER () AS top
-				FROM %[9]s(%[7]s(u.w), u.th, u.k, %[10]d, %[11]d) WITH ORDINALITY AS f(word, docs, typos, score, o)) s) y) x
-)`, ix.lang, a.add(typoWords), a.add(budgets), a.add(thresholds), ix.cfg.Typos.Alternatives,
-		quoteLexemeSQL("a"), ix.unaccent, quoteLexemeSQL("u.w"),
-		ix.wordsFn, ix.cfg.Typos.Candidates, ix.cfg.Typos.Alternatives+1, bestMargin)
+				FROM (SELECT * FROM cw1 WHERE cw1.i = u.i UNION ALL SELECT * FROM cw2 WHERE cw2.i = u.i) f) s) y) x
+)`, ix.lang, wordsArg, ix.unaccent, quoteLexemeSQL("u.w"), ix.cfg.Typos.Alternatives,
+			quoteLexemeSQL("a"), bestMargin)
 	// rewrite replaces each typo word's node in the tsquery expr by sub, an
 	// expression over c, when the word has a node and need (a condition
 	// over c) holds. An empty sub (a stop word) removes the node, as
@@ -335,7 +363,10 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		 + CASE WHEN t.%[1]s @@ q.qt1 THEN %[4]g ELSE 0 END
 		 + CASE WHEN %[5]s THEN %[6]g ELSE 0 END
 		 + %[7]g * ts_rank_cd(t.%[1]s, q.qa, 32))`, ix.vector, r.Exact, r.Prefix, r.Typo, verbatim, r.Verbatim, r.Text)
-	cols := fmt.Sprintf("t.%[1]s AS key, t.%[1]s::text AS k", ix.key)
+	// g is the correction a row of a corrected query contains verbatim
+	// (the leftmost one in its text), which groups the rows for the
+	// interleaving below.
+	cols := fmt.Sprintf("t.%[1]s AS key, t.%[1]s::text AS k, CASE WHEN q.corrected THEN substring(%[2]s FROM q.gre) END AS g", ix.key, doc)
 	var vfields []string
 	for _, f := range ix.fields {
 		vfields = append(vfields, fmt.Sprintf("%s ~ q.vre", ix.unaccentExpr("t."+f.col)))
@@ -352,9 +383,37 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 			cols, score, ix.vector, tsFrom("qhi"), vmatch, fbMatch, filters)
 		notV = " AND NOT coalesce(" + vmatch + ", false)"
 	}
+	// Each of the altCorrections likeliest corrections of a corrected
+	// query's words also contributes a few rows
+	// containing it verbatim (altPerCorrection of the first altScan rows
+	// matching it and the query), so that a likely but less common
+	// correction, or another inflection of the likeliest one, is among
+	// the ranked rows even when the likeliest correction's rows would fill
+	// MaxCandidates.
+	// Not for the word being typed: its prefix matches already bring its
+	// other forms.
+	notTyped := ""
+	if split {
+		notTyped = " AND c.w <> " + a.add(typed)
+	}
+	altFrom := fmt.Sprintf("%s t WHERE t.%s @@ q.qa AND t.%s @@ to_tsquery(%s, %s)%s", ix.table, ix.vector, ix.vector, ix.lang, quoteLexemeSQL("a.w"), filters)
+	if ix.tenant != "" {
+		altFrom = fmt.Sprintf("%s(q.qa && to_tsquery(%s, %s)) AS f(k) JOIN %s t ON t.%s = f.k WHERE true%s", ix.matchFn, ix.lang, quoteLexemeSQL("a.w"), ix.table, ix.key, filters)
+	}
+	abranch := fmt.Sprintf(`	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM q, c, unnest(c.alts[1:%[8]d]) AS a(w),
+		LATERAL (SELECT t.* FROM (SELECT t.* FROM %[4]s LIMIT %[7]d) t
+			WHERE %[5]s ~ ('\m' || regexp_replace(a.w, '[^[:alnum:]]+', '', 'g') || '\M') LIMIT %[6]d) t
+		WHERE q.corrected AND NOT q.fb AND querytree(q.qa) <> 'T'%[9]s)`,
+		cols, score, ix.vector, altFrom, doc, altPerCorrection, altScan, altCorrections, notTyped)
+	// The rows of the correction branch may come again from the others,
+	// so the LIMIT leaves room for them.
+	maxRows := ix.cfg.MaxCandidates + len(typoWords)*min(ix.cfg.Typos.Alternatives, altCorrections)*altPerCorrection
 	mSQL := fmt.Sprintf(`(SELECT %[1]s, (%[2]s + CASE WHEN q.corrected THEN %[3]g ELSE %[4]g END)::float8 AS score, NOT q.corrected AS exact, false AS prefix
 		FROM %[5]s
 		WHERE q.fb AND %[6]s AND %[7]s%[8]s)
+%[15]s
 %[13]s
 	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[9]s @@ q.qe, t.%[9]s @@ q.qp
@@ -366,11 +425,12 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		WHERE querytree(q.qa) <> 'T' AND t.%[9]s @@ q.qa AND NOT coalesce(t.%[9]s @@ q.qhi, false) AND NOT (q.fb AND %[7]s)%[8]s)
 	LIMIT %[12]d`,
 		cols, score, r.Typo, r.Exact, fbFrom, fbWhere, fbMatch, filters,
-		ix.vector, tsFrom("qhi"), tsFrom("qa"), ix.cfg.MaxCandidates, vbranch, notV)
+		ix.vector, tsFrom("qhi"), tsFrom("qa"), maxRows, vbranch, notV, abranch)
 	keyset := ""
 	if after != nil {
 		s, k := a.add(after.S), a.add(after.K)
-		keyset = fmt.Sprintf("WHERE (m.score < %s OR (m.score = %s AND m.k > %s))", s, s, k)
+		d := a.add(after.D)
+		keyset = fmt.Sprintf("WHERE (m.dk > %[1]s OR (m.dk = %[1]s AND (m.score < %[2]s OR (m.score = %[2]s AND m.k > %[3]s))))", d, s, k)
 	}
 	hl, hlCols := "p", ""
 	if q.Highlight {
@@ -400,7 +460,8 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		fw.fall, fw.fall[1] AS fre, fw.fword,
 		numnode(qe) = 0 AND coalesce(cardinality(fw.fall), 0) > 0 AS fb,
 		EXISTS (SELECT FROM c WHERE cardinality(c.best) > 0) AS corrected,
-		(SELECT jsonb_object_agg(c.w, c.alts) FROM c WHERE cardinality(c.alts) > 0) AS corrections
+		(SELECT jsonb_object_agg(c.w, c.alts) FROM c WHERE cardinality(c.alts) > 0) AS corrections,
+		g.gre, g.galt, g.gj
 	FROM (SELECT
 		%[4]s AS qe,
 		%[5]s AS qp,
@@ -409,32 +470,41 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		FROM (SELECT %[8]s AS pl) pp) x,
 	LATERAL (SELECT array_agg('\m' || y || '\M' ORDER BY char_length(y) DESC, y) AS fall,
 			(array_agg(y ORDER BY char_length(y) DESC, y))[1] AS fword
-		FROM (SELECT DISTINCT y FROM v WHERE char_length(y) >= 4) vv) fw
-), m AS MATERIALIZED (
+		FROM (SELECT DISTINCT y FROM v WHERE char_length(y) >= 4) vv) fw,
+	LATERAL (SELECT '\m(' || string_agg(regexp_replace(a.w, '[^[:alnum:]]+', '', 'g'), '|' ORDER BY c.i, a.o) || ')\M' AS gre,
+			array_agg(a.w ORDER BY c.i, a.o) AS galt, array_agg(a.o - 1 ORDER BY c.i, a.o) AS gj
+		FROM c, unnest(c.alts) WITH ORDINALITY AS a(w, o)) g
+), u AS MATERIALIZED (
 	%[9]s
+), m AS MATERIALIZED (
+	SELECT d.key, d.k, d.score, d.exact, d.prefix,
+		CASE WHEN q.corrected THEN (row_number() OVER (PARTITION BY d.g ORDER BY d.score DESC, d.k))
+			* (1 + coalesce(q.gj[array_position(q.galt, d.g)], %[14]d)) ELSE 0 END::float8 AS dk
+	FROM (SELECT DISTINCT ON (u.k) u.* FROM u ORDER BY u.k, u.score DESC) d, q
 ), p AS (
-	SELECT * FROM m %[10]s ORDER BY m.score DESC, m.k LIMIT %[11]d
+	SELECT * FROM m %[10]s ORDER BY m.dk, m.score DESC, m.k LIMIT %[11]d
 )
-SELECT p.k, p.score, p.exact, p.prefix, (SELECT count(*) FROM m), q.corrected, q.corrections%[12]s
+SELECT p.k, p.score, p.dk, p.exact, p.prefix, (SELECT count(*) FROM m), (SELECT count(*) FROM u) >= %[15]d, q.corrected, q.corrections%[12]s
 FROM q LEFT JOIN %[13]s ON true
-ORDER BY p.score DESC, p.k`,
-		cte, ix.unaccent, vwords, qe, qp, qt, qt1, pl, mSQL, keyset, limit+1, hlCols, hl)
+ORDER BY p.dk, p.score DESC, p.k`,
+		cte, ix.unaccent, vwords, qe, qp, qt, qt1, pl, mSQL, keyset, limit+1, hlCols, hl, ix.cfg.Typos.Alternatives, maxRows)
 	rows, err := db.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
 	defer rows.Close()
+	var dks []float64
 	for rows.Next() {
 		var (
 			h             Hit
 			key           *string
-			score         *float64
+			score, dk     *float64
 			exact, prefix *bool
 			corrected     bool
 			corrections   map[string][]string
 			hls           = make([]*string, len(ix.fields))
 		)
-		dest := []any{&key, &score, &exact, &prefix, &res.Total, &corrected, &corrections}
+		dest := []any{&key, &score, &dk, &exact, &prefix, &res.Total, &res.TotalCapped, &corrected, &corrections}
 		if q.Highlight {
 			for i := range hls {
 				dest = append(dest, &hls[i])
@@ -450,6 +520,7 @@ ORDER BY p.score DESC, p.k`,
 			continue // no hits: the row only carries the corrections
 		}
 		h.Key, h.Score = *key, *score
+		dks = append(dks, *dk)
 		switch {
 		case corrected:
 			h.Match = MatchTypo
@@ -473,11 +544,10 @@ ORDER BY p.score DESC, p.k`,
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("search: %w", err)
 	}
-	res.TotalCapped = res.Total >= int64(ix.cfg.MaxCandidates)
 	if len(res.Hits) > limit {
 		res.Hits = res.Hits[:limit]
 		last := res.Hits[limit-1]
-		res.Next = encodeCursor(cursor{S: last.Score, K: last.Key})
+		res.Next = encodeCursor(cursor{D: dks[limit-1], S: last.Score, K: last.Key})
 	}
 	return res, nil
 }

@@ -90,6 +90,8 @@ func TestSearchMatching(t *testing.T) {
 	}{
 		{"exact word", "espresso", []string{"7"}, true},
 		{"prefix while typing", "postgr", []string{"1", "2"}, false},
+		{"prefix while typing, a correction within reach", "postgre", []string{"1", "2"}, false},
+		{"prefix ranks before a correction", "postgresq", []string{"1", "2"}, true},
 		{"prefix of unstemmed word", "gard", []string{"9"}, true},
 		{"no prefix after space", "gard ", nil, false},
 		{"typo one", "recieved", []string{"3", "12"}, false},

@@ -98,3 +98,14 @@ func cheapPairs() string {
 	}
 	return b.String()
 }
+
+// altPerCorrection is how many rows containing it verbatim each of the
+// altCorrections likeliest corrections of a word of a corrected query adds
+// to the ranked rows, looked for among the first altScan rows matching the
+// correction and the query. Each costs an index lookup (~1 ms on the
+// benchmark), hence the bound.
+const (
+	altCorrections   = 3
+	altPerCorrection = 3
+	altScan          = 200
+)

@@ -321,11 +321,17 @@ func main() {
 			res, err := idx.Search(req)
 			bTypo = append(bTypo, time.Since(t))
 			check(err)
+			found := false
 			for _, h := range res.Hits {
 				if contains(keyID(h.ID), p.right) {
-					bHits++
+					found = true
 					break
 				}
+			}
+			if found {
+				bHits++
+			} else if *showMisses {
+				fmt.Printf("bleve miss: %s -> %s\n", p.wrong, p.right)
 			}
 		}
 		bRecall = float64(bHits) / float64(len(pairs))
