@@ -13,7 +13,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 )
@@ -137,59 +136,19 @@ func removeObjects(ctx context.Context, repo Repository, prefix string) error {
 
 // ListBaseBackups reads every finished base backup in repo, oldest first.
 func ListBaseBackups(ctx context.Context, repo Repository) ([]StoredBaseBackup, error) {
-	objs, err := repo.List(ctx, basePrefix)
+	entries, err := listStored[BaseManifest](ctx, repo, basePrefix, "verify-")
 	if err != nil {
 		return nil, err
 	}
-	records := map[string]string{}
-	var ids []string
-	for _, o := range objs {
-		id, file, ok := strings.Cut(strings.TrimPrefix(o.Name, basePrefix), "/")
-		if !ok || ValidateID(id) != nil {
-			continue
-		}
-		switch {
-		case file == "manifest.json":
-			ids = append(ids, id)
-		case strings.HasPrefix(file, "verify-") && strings.HasSuffix(file, ".json"):
-			if o.Name > records[id] {
-				records[id] = o.Name
-			}
-		}
-	}
-	sort.Strings(ids)
-	out := make([]StoredBaseBackup, 0, len(ids))
-	for _, id := range ids {
-		var b StoredBaseBackup
-		if err := getJSON(ctx, repo, basePrefix+id+"/manifest.json", &b.BaseManifest); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			return nil, err
-		}
-		if r := records[id]; r != "" {
-			var rec DrillRecord
-			if err := getJSON(ctx, repo, r, &rec); err == nil {
-				b.LastVerify = &rec
-			}
-		}
-		out = append(out, b)
+	out := make([]StoredBaseBackup, len(entries))
+	for i, e := range entries {
+		out[i] = StoredBaseBackup{BaseManifest: e.man, LastVerify: e.record}
 	}
 	return out, nil
 }
 
 func readBaseManifest(ctx context.Context, repo Repository, id string) (*BaseManifest, error) {
-	if err := ValidateID(id); err != nil {
-		return nil, err
-	}
-	var man BaseManifest
-	if err := getJSON(ctx, repo, basePrefix+id+"/manifest.json", &man); err != nil {
-		return nil, err
-	}
-	if man.ID != id {
-		return nil, fmt.Errorf("%w: manifest of base backup %s names %q", ErrChecksum, id, man.ID)
-	}
-	return &man, nil
+	return readStoredManifest(ctx, repo, basePrefix, id, "base backup", func(m *BaseManifest) string { return m.ID })
 }
 
 // RestoreBaseBackup unpacks base backup id from repo into dir (which must

@@ -102,17 +102,7 @@ func (m *Manager) Manifest(ctx context.Context, id string) (*Manifest, error) {
 }
 
 func readManifest(ctx context.Context, repo Repository, id string) (*Manifest, error) {
-	if err := ValidateID(id); err != nil {
-		return nil, err
-	}
-	var man Manifest
-	if err := getJSON(ctx, repo, logicalPrefix+id+"/manifest.json", &man); err != nil {
-		return nil, err
-	}
-	if man.ID != id {
-		return nil, fmt.Errorf("%w: manifest of %s names backup %q", ErrChecksum, id, man.ID)
-	}
-	return &man, nil
+	return readStoredManifest(ctx, repo, logicalPrefix, id, "backup", func(m *Manifest) string { return m.ID })
 }
 
 // Verify checks that every file of backup id is present with the size and

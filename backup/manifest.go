@@ -150,44 +150,82 @@ func ListBackups(ctx context.Context, repo Repository) ([]Backup, error) {
 }
 
 func listBackups(ctx context.Context, repo Repository) ([]Backup, error) {
-	objs, err := repo.List(ctx, logicalPrefix)
+	entries, err := listStored[Manifest](ctx, repo, logicalPrefix, "drill-")
 	if err != nil {
 		return nil, err
 	}
-	drills := map[string]string{} // id -> newest drill object
+	out := make([]Backup, len(entries))
+	for i, e := range entries {
+		out[i] = Backup{Manifest: e.man, LastDrill: e.record}
+	}
+	return out, nil
+}
+
+// storedEntry is one backup found under a repository prefix: its manifest
+// and its newest check record (nil when never checked).
+type storedEntry[M any] struct {
+	man    M
+	record *DrillRecord
+}
+
+// listStored reads every backup under prefix whose manifest.json exists,
+// ids in order, each with its newest record (the last by name of the files
+// recordPrefix*.json beside the manifest). Logical backups and base backups
+// share this layout.
+func listStored[M any](ctx context.Context, repo Repository, prefix, recordPrefix string) ([]storedEntry[M], error) {
+	objs, err := repo.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	records := map[string]string{} // id -> newest record object
 	var ids []string
 	for _, o := range objs {
-		rest := strings.TrimPrefix(o.Name, logicalPrefix)
-		id, file, ok := strings.Cut(rest, "/")
+		id, file, ok := strings.Cut(strings.TrimPrefix(o.Name, prefix), "/")
 		if !ok || ValidateID(id) != nil {
 			continue
 		}
 		switch {
 		case file == "manifest.json":
 			ids = append(ids, id)
-		case strings.HasPrefix(file, "drill-") && strings.HasSuffix(file, ".json"):
-			if o.Name > drills[id] {
-				drills[id] = o.Name
+		case strings.HasPrefix(file, recordPrefix) && strings.HasSuffix(file, ".json"):
+			if o.Name > records[id] {
+				records[id] = o.Name
 			}
 		}
 	}
 	sort.Strings(ids)
-	out := make([]Backup, 0, len(ids))
+	out := make([]storedEntry[M], 0, len(ids))
 	for _, id := range ids {
-		var b Backup
-		if err := getJSON(ctx, repo, logicalPrefix+id+"/manifest.json", &b.Manifest); err != nil {
+		var e storedEntry[M]
+		if err := getJSON(ctx, repo, prefix+id+"/manifest.json", &e.man); err != nil {
 			if errors.Is(err, ErrNotFound) {
 				continue // removed meanwhile
 			}
 			return nil, err
 		}
-		if d := drills[id]; d != "" {
+		if r := records[id]; r != "" {
 			var rec DrillRecord
-			if err := getJSON(ctx, repo, d, &rec); err == nil {
-				b.LastDrill = &rec
+			if err := getJSON(ctx, repo, r, &rec); err == nil {
+				e.record = &rec
 			}
 		}
-		out = append(out, b)
+		out = append(out, e)
 	}
 	return out, nil
+}
+
+// readStoredManifest reads the manifest of backup id under prefix and checks
+// that it names id (what says which kind of backup, for the error).
+func readStoredManifest[M any](ctx context.Context, repo Repository, prefix, id, what string, idOf func(*M) string) (*M, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	var man M
+	if err := getJSON(ctx, repo, prefix+id+"/manifest.json", &man); err != nil {
+		return nil, err
+	}
+	if got := idOf(&man); got != id {
+		return nil, fmt.Errorf("%w: manifest of %s %s names %q", ErrChecksum, what, id, got)
+	}
+	return &man, nil
 }
