@@ -84,18 +84,18 @@ const lockSQL = `SELECT pg_catalog.pg_advisory_xact_lock_shared(pg_catalog.hasht
 // committed meanwhile.
 //
 // A REPEATABLE READ or SERIALIZABLE transaction has taken its snapshot with
-// the lock statement, before waiting. For one that may write, shareFn (the
-// qualified tenancy_share_tenant function, "" for the others) reads the
-// tenant's row FOR SHARE, which fails with a serialization error (SQLSTATE
-// 40001: retry the transaction) when the row changed after the snapshot, so
-// such a transaction never writes under a storage mode that a move has
-// just changed. READ ONLY ones read the consistent state their snapshot
-// shows and need no row lock.
+// the lock statement, before waiting. For one that may write (asked for in
+// TxOptions or by the session's defaults: the statement reads the
+// transaction's own settings), shareFn (the qualified tenancy_share_tenant
+// function) reads the tenant's row FOR SHARE, which fails with a
+// serialization error (SQLSTATE 40001: retry the transaction) when the row
+// changed after the snapshot, so such a transaction never writes under a
+// storage mode that a move has just changed. READ ONLY ones read the
+// consistent state their snapshot shows and need no row lock.
 func scopeSQL(qtenants, probe, shareFn string) string {
-	share := `NULL::boolean`
-	if shareFn != "" {
-		share = shareFn + `($1)`
-	}
+	share := `CASE WHEN pg_catalog.current_setting('transaction_isolation') IN ('repeatable read', 'serializable')
+                  AND pg_catalog.current_setting('transaction_read_only') = 'off'
+             THEN ` + shareFn + `($1) END`
 	return `SELECT b.bypass, t.id IS NOT NULL, t.status, coalesce(t.deleted_at IS NOT NULL, false), ` + share + `,
        CASE WHEN o.ok THEN pg_catalog.set_config('app.tenant_id', t.id::text, true) END,
        CASE WHEN o.ok AND t.settings ? 'statement_timeout_ms'
@@ -117,11 +117,7 @@ func (m *Manager) begin(ctx context.Context, db DB, tenant uuid.UUID, opts pgx.T
 	b := &pgx.Batch{}
 	b.BeginTx(opts)
 	b.Queue(lockSQL, tenant)
-	scope := m.qscope
-	if opts.IsoLevel != "" && opts.IsoLevel != pgx.ReadCommitted && opts.IsoLevel != pgx.ReadUncommitted && opts.AccessMode != pgx.ReadOnly {
-		scope = m.qscopeRow
-	}
-	b.Queue(scope, tenant)
+	b.Queue(m.qscope, tenant)
 	br := db.SendBatch(ctx, b)
 	tx := br.Tx()
 	if tx == nil { // not a pgx connection, pool or transaction

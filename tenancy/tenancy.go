@@ -169,7 +169,6 @@ type Manager struct {
 	qaccess    string // qualified admin access table
 	qenter     string // qualified tenancy_enter function
 	qscope     string // the statement that checks the tenant and scopes the transaction
-	qscopeRow  string // qscope for REPEATABLE READ and SERIALIZABLE writers: also reads the tenant's row FOR SHARE
 	qshared    string // quoted shared schema
 	line       string
 	migrations []migrate.Migration
@@ -224,8 +223,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tenancy: Schema: %w", err)
 	}
-	m.qscope = scopeSQL(m.qtenants, probe, "")
-	m.qscopeRow = scopeSQL(m.qtenants, probe, m.qschema+".tenancy_share_tenant")
+	m.qscope = scopeSQL(m.qtenants, probe, m.qschema+".tenancy_share_tenant")
 	if cfg.TenantMigrations != nil {
 		if m.migrations, err = migrate.Load(cfg.TenantMigrations); err != nil {
 			return nil, fmt.Errorf("tenancy: TenantMigrations: %w", err)

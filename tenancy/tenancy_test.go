@@ -662,9 +662,21 @@ func TestEnterWaitsForTheTenantLockAndSeesItsCommit(t *testing.T) {
 			require.ErrorAs(t, err, &pgErr)
 			assert.Equal(t, "40001", pgErr.Code, "a serialization failure to retry on")
 		}},
+		// The session's default decides when TxOptions say nothing.
+		{"repeatable read by default", pgx.TxOptions{}, func(t *testing.T, err error) {
+			var pgErr *pgconn.PgError
+			require.ErrorAs(t, err, &pgErr)
+			assert.Equal(t, "40001", pgErr.Code, "a serialization failure to retry on")
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
+			e := e
+			if strings.HasSuffix(tc.name, "by default") {
+				e = newEnv(t, func(c *pgxpool.Config) {
+					c.ConnConfig.RuntimeParams["default_transaction_isolation"] = "repeatable read"
+				})
+			}
 			a := e.tenant(t, strings.ReplaceAll(tc.name, " ", "-"), tenancy.Shared)
 			holder, err := e.owner.Begin(ctx)
 			require.NoError(t, err)
