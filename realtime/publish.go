@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"unicode/utf8"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // maxInline is the largest payload (in bytes) that a notification carries
@@ -31,16 +29,6 @@ func validatePayload(p []byte) error {
 	return nil
 }
 
-// ownTx is 1 when every statement sent through db is a transaction of its
-// own (a pool), 0 otherwise (a transaction or a connection that may be in
-// one).
-func ownTx(db DB) int {
-	if _, ok := db.(*pgxpool.Pool); ok {
-		return 1
-	}
-	return 0
-}
-
 // Publish sends payload to every subscriber of channel, in every process,
 // through pg_notify. With db a transaction the message is delivered when it
 // commits and never if it rolls back; messages of one transaction arrive in
@@ -60,7 +48,7 @@ func (b *Broker) Publish(ctx context.Context, db DB, channel string, payload []b
 	if err := validatePayload(payload); err != nil {
 		return err
 	}
-	q := b.sqlPublish[ownTx(db)]
+	q := b.sqlPublish
 	if len(payload) > maxInline || (len(payload) > 0 && payload[0] == envSeparator) {
 		q = b.sqlPublishSlow
 	}
@@ -121,9 +109,9 @@ func (b *Broker) PublishBatch(ctx context.Context, db DB, msgs []Message) error 
 	case !fast:
 		_, err = db.Exec(ctx, `SELECT `+b.qPublishMany+`($1, $2)`, chans, payloads)
 	case len(distinct) == 1:
-		_, err = db.Exec(ctx, b.sqlBatchOne[ownTx(db)], distinct[0], payloads)
+		_, err = db.Exec(ctx, b.sqlBatchOne, distinct[0], payloads)
 	default:
-		_, err = db.Exec(ctx, b.sqlBatchMany[ownTx(db)], chans, payloads, distinct)
+		_, err = db.Exec(ctx, b.sqlBatchMany, chans, payloads, distinct)
 	}
 	if err != nil {
 		return fmt.Errorf("realtime: publishing %d messages: %w", len(msgs), err)

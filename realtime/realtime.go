@@ -161,13 +161,10 @@ type Broker struct {
 	// Qualified SQL names, built once.
 	qPublish, qPublishMany, qStreams, qEvents, qPayloads, qTableChange string
 	// The statements of Publish: the common case and the general one.
-	// sqlPublish[1] and the sqlBatch*[1] are used when the statement runs
-	// in a transaction of its own (db is a *pgxpool.Pool).
-	sqlPublish     [2]string
-	sqlPublishSlow string
+	sqlPublish, sqlPublishSlow string
 	// The statements of PublishBatch for payloads that fit as they are:
 	// one channel, or several.
-	sqlBatchOne, sqlBatchMany [2]string
+	sqlBatchOne, sqlBatchMany string
 
 	stats counters
 
@@ -223,34 +220,25 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 	// with a bare pg_notify unless the channel has a stream: one index probe
 	// of realtime_streams, no function call. CASE evaluates its arms in
 	// order and only as far as needed, so pg_notify runs only when the
-	// channel has no stream (the IS NULL tests are never true; they turn
-	// the calls into conditions).
+	// channel has no stream (the IS NULL test is never true; it turns the
+	// call into a condition).
 	//
-	// When the statement is its own transaction (published through the
-	// pool), the bare notification's commit is made asynchronous: a
-	// transaction that only notifies writes nothing that a crash could
-	// lose, so its commit need not wait for the WAL flush (an fsync on a
-	// durable server). A stream channel's arm, which stores the event, and
-	// a caller's transaction keep synchronous_commit as configured. (A
-	// session already at off skips the set_config.)
-	const async = `WHEN current_setting('synchronous_commit') <> 'off'
-		AND set_config('synchronous_commit', 'off', true) IS NULL THEN NULL`
-	for i, arm := range []string{"", async} {
-		b.sqlPublish[i] = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
-		THEN ` + b.qPublish + `($1::text, $2::text) ` + arm + `
+	// Nothing here touches synchronous_commit: a transaction that only
+	// notifies writes no WAL before its commit record, and PostgreSQL does
+	// not wait for the WAL flush of such a commit whatever the setting.
+	b.sqlPublish = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
+		THEN ` + b.qPublish + `($1::text, $2::text)
 		WHEN pg_notify($1::text, $2::text) IS NULL THEN NULL END`
-		// A batch of payloads that fit as they are: the same idea over
-		// arrays. The ELSE arm is a scalar subquery (an InitPlan) that
-		// PostgreSQL evaluates only when reached; its ORDER BY keeps the
-		// subquery from being flattened and makes pg_notify run in array
-		// order.
-		b.sqlBatchOne[i] = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
-		THEN ` + b.qPublishMany + `(array_fill($1::text, ARRAY[cardinality($2::text[])]), $2::text[]) IS NULL ` + arm + `
+	// A batch of payloads that fit as they are: the same idea over arrays.
+	// The ELSE arm is a scalar subquery (an InitPlan) that PostgreSQL
+	// evaluates only when reached; its ORDER BY keeps the subquery from
+	// being flattened and makes pg_notify run in array order.
+	b.sqlBatchOne = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
+		THEN ` + b.qPublishMany + `(array_fill($1::text, ARRAY[cardinality($2::text[])]), $2::text[]) IS NULL
 		ELSE (SELECT count(pg_notify($1::text, p)) FROM (SELECT p FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i) s) IS NULL END`
-		b.sqlBatchMany[i] = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = ANY ($3::text[]))
-		THEN ` + b.qPublishMany + `($1::text[], $2::text[]) IS NULL ` + arm + `
+	b.sqlBatchMany = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = ANY ($3::text[]))
+		THEN ` + b.qPublishMany + `($1::text[], $2::text[]) IS NULL
 		ELSE (SELECT count(pg_notify(c, p)) FROM (SELECT c, p FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, p, i) ORDER BY i) s) IS NULL END`
-	}
 	b.sqlPublishSlow = `SELECT ` + b.qPublish + `($1::text, $2::text)`
 	return b, nil
 }

@@ -797,46 +797,6 @@ func TestPublishBatchFastPath(t *testing.T) {
 	assert.Zero(t, a.Buffered()+c.Buffered()+logged.Buffered(), "nothing delivered twice")
 }
 
-// TestPublishAsyncCommitStaysLocal: publishing through the pool makes only
-// that statement's own commit asynchronous; the pooled session keeps its
-// setting, and a caller's transaction is never changed.
-func TestPublishAsyncCommitStaysLocal(t *testing.T) {
-	t.Parallel()
-	db := newDB(t)
-	ctx := ctxT(t)
-	cfg, err := pgxpool.ParseConfig(db.URL)
-	require.NoError(t, err)
-	cfg.MaxConns = 1 // the setting would show on the one session
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	defer pool.Close()
-	b := startBroker(t, db.Pool, Config{})
-	s := subscribe(t, b, "ac")
-	show := func(q DB) string {
-		var v string
-		require.NoError(t, q.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&v))
-		return v
-	}
-	// The test server runs with synchronous_commit off; the session is
-	// set to on, as on a durable server.
-	_, err = pool.Exec(ctx, `SET synchronous_commit = on`)
-	require.NoError(t, err)
-	require.Equal(t, "on", show(pool))
-	require.NoError(t, b.Publish(ctx, pool, "ac", []byte("one")))
-	require.NoError(t, b.PublishBatch(ctx, pool, []Message{{Channel: "ac", Payload: []byte("two")}, {Channel: "ac", Payload: []byte("three")}}))
-	assert.Equal(t, "on", show(pool), "the pooled session keeps its setting")
-	tx, err := pool.Begin(ctx)
-	require.NoError(t, err)
-	require.Equal(t, "on", show(tx))
-	require.NoError(t, b.Publish(ctx, tx, "ac", []byte("four")))
-	require.NoError(t, b.PublishBatch(ctx, tx, []Message{{Channel: "ac", Payload: []byte("five")}}))
-	assert.Equal(t, "on", show(tx), "a caller's transaction is not changed")
-	require.NoError(t, tx.Commit(ctx))
-	for _, want := range []string{"one", "two", "three", "four", "five"} {
-		assert.Equal(t, want, msg(t, s))
-	}
-}
-
 // TestIdlePing: an idle listener pings its connection (seen in
 // pg_stat_activity as pgx's "-- ping"), and keeps delivering afterwards.
 func TestIdlePing(t *testing.T) {
