@@ -97,9 +97,15 @@ func (c *Client) listQuery(p ListParams) (string, []any, error) {
 		filter += " AND " + col + " = $" + strconv.Itoa(len(args))
 	}
 	if p.Queue != "" {
+		if err := validQueue(p.Queue); err != nil {
+			return "", nil, err
+		}
 		add("queue", p.Queue)
 	}
 	if p.Kind != "" {
+		if err := validText("kind", p.Kind); err != nil {
+			return "", nil, err
+		}
 		add("kind", p.Kind)
 	}
 	// The states are literals (from the fixed set above, never caller
@@ -207,6 +213,9 @@ SELECT pg_notify($3, 'p:' || $1)`, queue, paused, c.channel)
 
 // QueuePaused reports whether queue is paused.
 func (c *Client) QueuePaused(ctx context.Context, db DB, queue string) (bool, error) {
+	if err := validQueue(queue); err != nil {
+		return false, err
+	}
 	var paused bool
 	err := db.QueryRow(ctx, `SELECT coalesce((SELECT paused FROM `+c.qQueues+` WHERE name = $1), false)`, queue).Scan(&paused)
 	if err != nil {

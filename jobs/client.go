@@ -747,7 +747,10 @@ func (c *Client) execute(r *run, q *queueRunner, t task) {
 		if errors.Is(cause, ErrShutdown) {
 			msg = "jobs: interrupted by shutdown (attempt not counted): " + msg
 		}
-		res.err, _ = json.Marshal(AttemptError{Attempt: row.Attempt, At: time.Now().UTC(), Error: msg, Trace: trace})
+		// jsonb cannot hold a NUL character, and one unstorable message
+		// must not fail the recording of the outcomes batched with it.
+		nul := strings.NewReplacer("\x00", "\uFFFD")
+		res.err, _ = json.Marshal(AttemptError{Attempt: row.Attempt, At: time.Now().UTC(), Error: nul.Replace(msg), Trace: nul.Replace(trace)})
 	}
 	if h := c.cfg.Hooks.OnFinish; h != nil {
 		h(ctx, row, out)

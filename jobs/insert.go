@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -132,6 +135,14 @@ func (c *Client) prepare(args JobArgs, opts *InsertOpts) (*prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: encoding args of kind %q: %w", ErrInvalidOptions, kind, err)
 	}
+	if jsonHasNUL(enc) {
+		return nil, invalid("args of kind %q contain a NUL character, which PostgreSQL cannot store", kind)
+	}
+	for _, t := range o.Tags {
+		if err := validText("tag", t); err != nil {
+			return nil, err
+		}
+	}
 	p := &prepared{kind: kind, queue: o.Queue, priority: int16(o.Priority), args: enc,
 		maxAttempts: int32(o.MaxAttempts), tags: o.Tags, metadata: []byte("{}")}
 	if p.tags == nil {
@@ -140,6 +151,9 @@ func (c *Client) prepare(args JobArgs, opts *InsertOpts) (*prepared, error) {
 	if o.Metadata != nil {
 		if p.metadata, err = json.Marshal(o.Metadata); err != nil {
 			return nil, fmt.Errorf("%w: encoding metadata: %w", ErrInvalidOptions, err)
+		}
+		if jsonHasNUL(p.metadata) {
+			return nil, invalid("metadata contains a NUL character, which PostgreSQL cannot store")
 		}
 	}
 	if !o.ScheduledAt.IsZero() {
@@ -184,9 +198,13 @@ func (c *Client) prepare(args JobArgs, opts *InsertOpts) (*prepared, error) {
 
 // canonicalJSON re-encodes JSON with sorted object keys so that equal args
 // give equal unique keys whatever the field order of their encoding.
+// Numbers keep their literal text (json.Number), so integers beyond 2^53
+// stay distinct.
 func canonicalJSON(b []byte) []byte {
 	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&v); err != nil {
 		return b
 	}
 	out, err := json.Marshal(v) // maps marshal with sorted keys
@@ -231,12 +249,42 @@ func validQueue(q string) error {
 	if len(q) > 128 {
 		return invalid("queue name %.20q… is longer than 128 bytes", q)
 	}
+	if !utf8.ValidString(q) {
+		return invalid("queue name %q is not valid UTF-8", q)
+	}
 	for _, r := range q {
 		if r < 0x20 || r == 0x7f {
 			return invalid("queue name %q contains a control character", q)
 		}
 	}
 	return nil
+}
+
+// validText refuses text that PostgreSQL cannot store: a NUL character or
+// invalid UTF-8.
+func validText(what, s string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return invalid("%s %q contains a NUL character", what, s)
+	}
+	if !utf8.ValidString(s) {
+		return invalid("%s %q is not valid UTF-8", what, s)
+	}
+	return nil
+}
+
+// jsonHasNUL reports whether JSON text holds an escaped NUL (\u0000),
+// which jsonb refuses. An escaped backslash followed by "u0000" is not one.
+func jsonHasNUL(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if i+5 < len(b) && b[i+1] == 'u' && string(b[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // skip the escaped character
+	}
+	return false
 }
 
 // Insert adds one job. Pass the caller's transaction as db to make the job
