@@ -308,7 +308,8 @@ func (c Client) ip() any {
 	if !c.IP.IsValid() {
 		return nil
 	}
-	return c.IP.Unmap().String()
+	// inet has no zone ("fe80::1%eth0"): the address is stored without it.
+	return c.IP.Unmap().WithZone("").String()
 }
 
 func (c Client) ua() string {

@@ -107,7 +107,9 @@
 // The tables that hold per-user data carry tenant_id, stamped from the
 // app.tenant_id setting, and e-mail addresses are unique per tenant, so
 // row-level security policies (see the tenancy package) isolate tenants:
-// run the operations in a transaction scoped to the tenant. The rate-limit
+// run the operations in a transaction scoped to the tenant, and resolve
+// requests with ScopedMiddleware, which looks credentials up in that
+// transaction (a session of another tenant is then unknown). The rate-limit
 // counters (auth_rate_limits) are keyed by client address and are not tenant
 // data.
 //

@@ -52,7 +52,26 @@ func ClientFromRequest(r *http.Request) Client {
 // It does not refuse anonymous requests (see RequireUser) and does not
 // protect against CSRF by itself (see Protect). Database errors answer 500
 // and are logged.
+//
+// The credentials are looked up on the DB given to New, outside any tenant.
+// When row-level security scopes the auth tables to tenants, use
+// ScopedMiddleware instead.
 func (a *Auth) Middleware(next http.Handler) http.Handler {
+	return a.middleware(next, func(_ *http.Request, fn func(DB) error) error { return fn(a.db) })
+}
+
+// ScopedMiddleware is Middleware with the credentials looked up through
+// scope, which must call fn once with the DB to use for this request —
+// typically a transaction scoped to the request's tenant (with the tenancy
+// package: tenancy.Manager.WithTenant with the tenant resolved from the
+// request). A session or API key of another tenant is then unknown to the
+// lookup and treated as invalid. An error that scope returns without
+// calling fn answers 500.
+func (a *Auth) ScopedMiddleware(scope func(r *http.Request, fn func(db DB) error) error) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler { return a.middleware(next, scope) }
+}
+
+func (a *Auth) middleware(next http.Handler, scope func(r *http.Request, fn func(db DB) error) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		if h := r.Header.Get("Authorization"); h != "" {
@@ -61,11 +80,18 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 				unauthorized(w, `Bearer error="invalid_request"`)
 				return
 			}
-			p, err := a.ValidateAPIKey(ctx, a.db, strings.TrimSpace(cred))
+			var p *Principal
+			err := scope(r, func(db DB) (err error) {
+				p, err = a.ValidateAPIKey(ctx, db, strings.TrimSpace(cred))
+				return err
+			})
 			switch {
 			case errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrTokenExpired):
 				unauthorized(w, `Bearer error="invalid_token"`)
 				return
+			case err == nil && p == nil:
+				err = errors.New("auth: the middleware's scope did not run the lookup")
+				fallthrough
 			case err != nil:
 				a.serverError(w, r, err)
 				return
@@ -78,12 +104,19 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		p, err := a.ValidateSession(ctx, a.db, ck.Value)
+		var p *Principal
+		err = scope(r, func(db DB) (err error) {
+			p, err = a.ValidateSession(ctx, db, ck.Value)
+			return err
+		})
 		switch {
 		case errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrTokenExpired):
 			a.ClearSessionCookie(w)
 			next.ServeHTTP(w, r)
 			return
+		case err == nil && p == nil:
+			err = errors.New("auth: the middleware's scope did not run the lookup")
+			fallthrough
 		case err != nil:
 			a.serverError(w, r, err)
 			return

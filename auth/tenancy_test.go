@@ -3,6 +3,8 @@ package auth_test
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -104,4 +106,46 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 		assert.Equal(t, userA.ID, u.ID)
 	})
 	assert.Equal(t, 2, e.count(t, `SELECT count(DISTINCT tenant_id) FROM justpg.auth_sessions`), "rows are stamped with their tenant")
+
+	// ScopedMiddleware looks the credentials up in the request's tenant
+	// transaction: a session or API key of another tenant is unknown there.
+	var keyA string
+	inTenant(tenantA, func(tx pgx.Tx) {
+		var err error
+		keyA, _, err = e.a.CreateAPIKey(ctx, tx, userA.ID, "ci", []string{"read"}, 0, client)
+		require.NoError(t, err)
+	})
+	mw := e.a.ScopedMiddleware(func(r *http.Request, fn func(auth.DB) error) error {
+		var err error
+		inTenant(r.Header.Get("X-Tenant"), func(tx pgx.Tx) { err = fn(tx) })
+		return err
+	})
+	serve := func(tenant string, set func(*http.Request)) (*auth.Principal, *httptest.ResponseRecorder) {
+		var got *auth.Principal
+		h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = auth.PrincipalFrom(r.Context()) }))
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Header.Set("X-Tenant", tenant)
+		set(req)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return got, rec
+	}
+	cookie := func(tok string) func(*http.Request) {
+		return func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "__Host-session", Value: tok}) }
+	}
+	bearer := func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+keyA) }
+	p, rec := serve(tenantA, cookie(tokA))
+	if assert.NotNil(t, p, "A's session in A") {
+		assert.Equal(t, userA.ID, p.User.ID)
+	}
+	assert.Empty(t, rec.Header().Values("Set-Cookie"))
+	p, rec = serve(tenantB, cookie(tokA))
+	assert.Nil(t, p, "A's session is anonymous in B")
+	assert.NotEmpty(t, rec.Header().Values("Set-Cookie"), "and its cookie is cleared")
+	p, rec = serve(tenantA, bearer)
+	if assert.NotNil(t, p, "A's API key in A") {
+		assert.Equal(t, userA.ID, p.User.ID)
+	}
+	_, rec = serve(tenantB, bearer)
+	assert.Equal(t, http.StatusUnauthorized, rec.Code, "A's API key in B")
 }

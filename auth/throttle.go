@@ -13,7 +13,7 @@ func micros(d time.Duration) int64 { return d.Microseconds() }
 // rateKey is the counter an address counts against: the address itself for
 // IPv4, its /64 for IPv6 (one host usually holds a whole /64).
 func rateKey(ip netip.Addr) string {
-	ip = ip.Unmap()
+	ip = ip.Unmap().WithZone("") // Prefix refuses a zoned address
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
 		return "ip:" + p.String()

@@ -282,9 +282,9 @@ func (a *Auth) countFailure(ctx context.Context, db DB, userID string, c Client,
 // and while the account is locked).
 // Every other session of the user is revoked, keepSessionID (the session
 // making the change; "" for none) stays, and outstanding reset tokens are
-// invalidated.
+// invalidated. A malformed user or session id is ErrNotFound.
 func (a *Auth) ChangePassword(ctx context.Context, db DB, userID, current, next, keepSessionID string, c Client) error {
-	if !validUUID(userID) {
+	if !validUUID(userID) || (keepSessionID != "" && !validUUID(keepSessionID)) {
 		return ErrNotFound
 	}
 	var email, encoded string
