@@ -175,7 +175,8 @@
 // Last-Modified, and 304 for If-None-Match / If-Modified-Since. It sends
 // Content-Disposition with both an ASCII fallback and the exact name as
 // RFC 5987 filename*, X-Content-Type-Options: nosniff, and never serves
-// HTML, SVG or XML inline (they get "attachment" and a sandbox CSP). A
+// HTML, script or any XML type (SVG, XHTML, RSS, any +xml) inline: they
+// get "attachment" and a sandbox CSP, as does a type that does not parse. A
 // client that goes away cancels the request context, which stops the chunk
 // reads.
 //

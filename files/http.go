@@ -68,10 +68,22 @@ func (c *HandlerConfig) logErr(r *http.Request, err error) {
 	}
 }
 
-// scriptable lists media types a browser may execute when shown inline.
-var scriptable = map[string]bool{
-	"text/html": true, "application/xhtml+xml": true, "image/svg+xml": true, "text/xml": true,
-	"application/xml": true, "text/javascript": true, "application/javascript": true,
+// scriptable reports whether a browser may run script in a file of this
+// media type when it is shown inline: HTML, script, and every XML type
+// (RFC 7303: */xml and any +xml suffix, such as SVG, XHTML, RSS or XSLT,
+// which can carry script through the XHTML namespace). A type that does not
+// parse counts as scriptable.
+func scriptable(contentType string) bool {
+	base, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return true
+	}
+	switch base {
+	case "text/html", "text/javascript", "application/javascript", "application/ecmascript",
+		"text/ecmascript", "text/xsl", "multipart/x-mixed-replace":
+		return true
+	}
+	return strings.HasSuffix(base, "/xml") || strings.HasSuffix(base, "+xml")
 }
 
 // DownloadHandler serves files with http.ServeContent: Range and
@@ -115,8 +127,7 @@ func (s *Store) DownloadHandler(cfg HandlerConfig) http.Handler {
 			}
 			h.Set("Cache-Control", cc)
 			disp := "attachment"
-			base, _, _ := mime.ParseMediaType(f.ContentType)
-			if scriptable[base] {
+			if scriptable(f.ContentType) {
 				// Even opened directly, it may not run script on this origin.
 				h.Set("Content-Security-Policy", "sandbox")
 			} else if cfg.Inline {

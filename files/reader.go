@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -18,8 +19,8 @@ import (
 //
 // Reads run on the DB and under the ctx given to Get: a cancelled ctx fails
 // the next Read. With a pool, each fetch borrows a connection only for its
-// round trip; bodies are immutable, so reads need no transaction. A Reader
-// is not safe for concurrent use.
+// round trip; bodies are immutable, so reads need no transaction. Read,
+// Seek and WriteTo are not safe for concurrent use; ReadAt is (see there).
 type Reader struct {
 	ctx  context.Context
 	db   DB
@@ -31,6 +32,9 @@ type Reader struct {
 	bufOff int64
 	next   int64  // where a sequential read would continue
 	seen   []bool // readChunks: which chunks of the window arrived
+
+	atMu sync.Mutex
+	at   *Reader // ReadAt's own reader, so it never touches this one's state
 }
 
 // randomReadSize is the least a read after a seek fetches; sequential reads
@@ -95,25 +99,33 @@ func (r *Reader) Seek(offset int64, whence int) (int64, error) {
 	return abs, nil
 }
 
-// ReadAt implements io.ReaderAt. It does not move the Read position but
-// shares the chunk buffer, so it is not safe concurrently with Read.
+// ReadAt implements io.ReaderAt. It reads through a buffer of its own, so
+// it neither moves nor disturbs the Read position, and ReadAt calls from
+// several goroutines are safe (they take turns on that buffer, so
+// consecutive small reads of one region cost one fetch).
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("files: ReadAt: negative offset")
 	}
-	saved := r.off
-	defer func() { r.off = saved }()
-	r.off = off
-	n, err := io.ReadFull(r, p)
+	r.atMu.Lock()
+	defer r.atMu.Unlock()
+	if r.at == nil {
+		r.at = r.s.reader(r.ctx, r.db, r.file)
+	}
+	r.at.off = off
+	n, err := io.ReadFull(r.at, p)
 	if err == io.ErrUnexpectedEOF {
 		err = io.EOF
 	}
 	return n, err
 }
 
-// Close releases the chunk buffer. Reading after Close fetches again.
+// Close releases the chunk buffers. Reading after Close fetches again.
 func (r *Reader) Close() error {
 	r.buf = nil
+	r.atMu.Lock()
+	r.at = nil
+	r.atMu.Unlock()
 	return nil
 }
 
