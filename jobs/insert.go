@@ -9,13 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/justpg/justpg/internal/pgdb"
+	"github.com/justpg/justpg/internal/pgtext"
 )
 
 // DefaultQueue is the queue of jobs inserted without one.
@@ -135,7 +134,7 @@ func (c *Client) prepare(args JobArgs, opts *InsertOpts) (*prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: encoding args of kind %q: %w", ErrInvalidOptions, kind, err)
 	}
-	if jsonHasNUL(enc) {
+	if pgtext.JSONHasNUL(enc) {
 		return nil, invalid("args of kind %q contain a NUL character, which PostgreSQL cannot store", kind)
 	}
 	for _, t := range o.Tags {
@@ -152,7 +151,7 @@ func (c *Client) prepare(args JobArgs, opts *InsertOpts) (*prepared, error) {
 		if p.metadata, err = json.Marshal(o.Metadata); err != nil {
 			return nil, fmt.Errorf("%w: encoding metadata: %w", ErrInvalidOptions, err)
 		}
-		if jsonHasNUL(p.metadata) {
+		if pgtext.JSONHasNUL(p.metadata) {
 			return nil, invalid("metadata contains a NUL character, which PostgreSQL cannot store")
 		}
 	}
@@ -249,8 +248,8 @@ func validQueue(q string) error {
 	if len(q) > 128 {
 		return invalid("queue name %.20q… is longer than 128 bytes", q)
 	}
-	if !utf8.ValidString(q) {
-		return invalid("queue name %q is not valid UTF-8", q)
+	if err := pgtext.Check(q); err != nil {
+		return invalid("queue name %q %v", q, err)
 	}
 	for _, r := range q {
 		if r < 0x20 || r == 0x7f {
@@ -260,31 +259,12 @@ func validQueue(q string) error {
 	return nil
 }
 
-// validText refuses text that PostgreSQL cannot store: a NUL character or
-// invalid UTF-8.
+// validText refuses text that PostgreSQL cannot store.
 func validText(what, s string) error {
-	if strings.IndexByte(s, 0) >= 0 {
-		return invalid("%s %q contains a NUL character", what, s)
-	}
-	if !utf8.ValidString(s) {
-		return invalid("%s %q is not valid UTF-8", what, s)
+	if err := pgtext.Check(s); err != nil {
+		return invalid("%s %q %v", what, s, err)
 	}
 	return nil
-}
-
-// jsonHasNUL reports whether JSON text holds an escaped NUL (\u0000),
-// which jsonb refuses. An escaped backslash followed by "u0000" is not one.
-func jsonHasNUL(b []byte) bool {
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\\' {
-			continue
-		}
-		if i+5 < len(b) && b[i+1] == 'u' && string(b[i+2:i+6]) == "0000" {
-			return true
-		}
-		i++ // skip the escaped character
-	}
-	return false
 }
 
 // Insert adds one job. Pass the caller's transaction as db to make the job

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/justpg/justpg/internal/pgdb"
+	"github.com/justpg/justpg/internal/pgtext"
 )
 
 // Tenant is one customer.
@@ -97,6 +98,9 @@ func validateSettings(s map[string]any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: settings: %v", ErrInvalid, err)
 	}
+	if pgtext.JSONHasNUL(b) {
+		return nil, fmt.Errorf("%w: settings contain a NUL character", ErrInvalid)
+	}
 	return b, nil
 }
 
@@ -110,6 +114,12 @@ func (m *Manager) Create(ctx context.Context, db DB, nt NewTenant) (Tenant, erro
 	}
 	if nt.Name == "" || len(nt.Name) > 200 {
 		return Tenant{}, fmt.Errorf("%w: name must be 1-200 bytes", ErrInvalid)
+	}
+	if err := pgtext.Check(nt.Name); err != nil {
+		return Tenant{}, fmt.Errorf("%w: name %v", ErrInvalid, err)
+	}
+	if err := pgtext.Check(nt.Plan); err != nil {
+		return Tenant{}, fmt.Errorf("%w: plan %v", ErrInvalid, err)
 	}
 	if nt.Isolation == "" {
 		nt.Isolation = Shared
@@ -229,6 +239,9 @@ func (m *Manager) SetSettings(ctx context.Context, db DB, id uuid.UUID, settings
 
 // SetPlan changes the tenant's plan.
 func (m *Manager) SetPlan(ctx context.Context, db DB, id uuid.UUID, plan string) (Tenant, error) {
+	if err := pgtext.Check(plan); err != nil {
+		return Tenant{}, fmt.Errorf("%w: plan %v", ErrInvalid, err)
+	}
 	return m.update(ctx, db, id, `plan = $2`, plan)
 }
 
