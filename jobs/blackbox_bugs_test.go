@@ -82,3 +82,29 @@ func TestBlackboxNULInArgs(t *testing.T) {
 		require.ErrorIs(t, err, jobs.ErrInvalidOptions, "tag with NUL")
 	}
 }
+
+type bbIDArgs struct {
+	UserID int64 `json:"user_id"`
+}
+
+func (bbIDArgs) Kind() string { return "bb_id" }
+
+// Unique by args: two jobs whose args differ are different jobs. Int64 ids
+// above 2^53 (snowflake ids, for example) must not be confused: the second
+// insert must not be skipped as a duplicate of the first.
+func TestBlackboxUniqueByArgsLargeInts(t *testing.T) {
+	t.Parallel()
+	db := bbDB(t)
+	ctx := context.Background()
+	w := jobs.NewWorkers()
+	jobs.AddWorker(w, func(context.Context, *jobs.Job[bbIDArgs]) error { return nil })
+	c, err := jobs.New(db.Pool, jobs.Config{Workers: w})
+	require.NoError(t, err)
+	u := &jobs.InsertOpts{Unique: &jobs.UniqueOpts{ByArgs: true}}
+	a, err := c.Insert(ctx, db.Pool, bbIDArgs{UserID: 1234567890123456789}, u)
+	require.NoError(t, err)
+	require.False(t, a.Skipped)
+	b, err := c.Insert(ctx, db.Pool, bbIDArgs{UserID: 1234567890123456790}, u)
+	require.NoError(t, err)
+	assert.False(t, b.Skipped, "job for user 1234567890123456790 skipped as a duplicate of job %d (args %s)", b.Job.ID, b.Job.EncodedArgs)
+}
