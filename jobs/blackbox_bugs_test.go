@@ -108,3 +108,19 @@ func TestBlackboxUniqueByArgsLargeInts(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, b.Skipped, "job for user 1234567890123456790 skipped as a duplicate of job %d (args %s)", b.Job.ID, b.Job.EncodedArgs)
 }
+
+// Admin reads validate their text inputs like PauseQueue does
+// (ErrInvalidOptions), instead of sending a NUL to PostgreSQL.
+func TestBlackboxAdminReadsValidateText(t *testing.T) {
+	t.Parallel()
+	db := bbDB(t)
+	ctx := context.Background()
+	c := bbClient(t, db.Pool, func(context.Context, *jobs.Job[bbArgs]) error { return nil })
+	require.ErrorIs(t, c.PauseQueue(ctx, db.Pool, "a\x00b"), jobs.ErrInvalidOptions)
+	_, err := c.QueuePaused(ctx, db.Pool, "a\x00b")
+	assert.ErrorIs(t, err, jobs.ErrInvalidOptions, "QueuePaused: %v", err)
+	_, err = c.List(ctx, db.Pool, jobs.ListParams{Kind: "a\x00"})
+	assert.ErrorIs(t, err, jobs.ErrInvalidOptions, "List kind: %v", err)
+	_, err = c.List(ctx, db.Pool, jobs.ListParams{Queue: "a\x00"})
+	assert.ErrorIs(t, err, jobs.ErrInvalidOptions, "List queue: %v", err)
+}
