@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/justpg/justpg/internal/pgtest"
 	"io"
 	"mime"
 	"net/http"
@@ -17,12 +18,30 @@ import (
 	"github.com/justpg/justpg/files"
 )
 
+// TestBlackboxHTTP runs the download and reader cases on one store (chunks
+// of MinChunkSize, inline downloads).
+func TestBlackboxHTTP(t *testing.T) {
+	t.Parallel()
+	h := newHTTP(t, files.Config{ChunkSize: files.MinChunkSize}, files.HandlerConfig{Inline: true})
+	t.Run("DispositionOddNames", func(t *testing.T) { bbDispositionOddNames(t, h) })
+	t.Run("RangeEdgeCases", func(t *testing.T) { bbRangeEdgeCases(t, h) })
+	t.Run("DownloadBadIDs", func(t *testing.T) { bbDownloadBadIDs(t, h) })
+	t.Run("ReaderEdges", func(t *testing.T) { bbReaderEdges(t, h) })
+}
+
+// TestBlackboxLeavesNothing runs the cases that end with every table empty
+// on one database, one after the other.
+func TestBlackboxLeavesNothing(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	t.Run("ConcurrentDelete", func(t *testing.T) { bbConcurrentDelete(t, db) })
+	t.Run("UploadScopeAbortStoresNothing", func(t *testing.T) { bbUploadScopeAbortStoresNothing(t, db) })
+}
+
 // Names with quotes, semicolons, percent signs, unicode and look-alike
 // header syntax come back exactly from Content-Disposition, and the header
 // never splits.
-func TestBlackboxDispositionOddNames(t *testing.T) {
-	t.Parallel()
-	h := newHTTP(t, files.Config{}, files.HandlerConfig{Inline: true})
+func bbDispositionOddNames(t *testing.T, h *httpFixture) {
 	ctx := context.Background()
 	for _, name := range []string{
 		`a"b.txt`, `x; filename="evil.html"`, `100%.txt`, `日本語 ファイル.txt`, "emoji 🎉.txt",
@@ -50,9 +69,7 @@ func TestBlackboxDispositionOddNames(t *testing.T) {
 
 // Ranges a careful client might send: suffix, open-ended, overlapping,
 // malformed and unsatisfiable ones, with HEAD.
-func TestBlackboxRangeEdgeCases(t *testing.T) {
-	t.Parallel()
-	h := newHTTP(t, files.Config{ChunkSize: files.MinChunkSize}, files.HandlerConfig{})
+func bbRangeEdgeCases(t *testing.T, h *httpFixture) {
 	ctx := context.Background()
 	const size = 2*files.MinChunkSize + 7
 	want := patternBytes(size)
@@ -95,9 +112,7 @@ func TestBlackboxRangeEdgeCases(t *testing.T) {
 }
 
 // Ids that are not files answer 404, never 500.
-func TestBlackboxDownloadBadIDs(t *testing.T) {
-	t.Parallel()
-	h := newHTTP(t, files.Config{}, files.HandlerConfig{})
+func bbDownloadBadIDs(t *testing.T, h *httpFixture) {
 	for _, id := range []string{"not-a-uuid", "00000000-0000-0000-0000-000000000000", "%00", "%27%3B%20DROP%20TABLE%20x", strings.Repeat("a", 5000)} {
 		resp, _ := h.get(t, id, nil)
 		assert.Equal(t, http.StatusNotFound, resp.StatusCode, "%q", id)
@@ -106,9 +121,7 @@ func TestBlackboxDownloadBadIDs(t *testing.T) {
 
 // Delete twice and concurrently: one success, the rest ErrNotFound; with
 // de-duplication the shared body survives until its last file goes.
-func TestBlackboxConcurrentDelete(t *testing.T) {
-	t.Parallel()
-	db := newDB(t)
+func bbConcurrentDelete(t *testing.T, db *pgtest.DB) {
 	s := newStore(t, files.Config{Dedup: true})
 	ctx := context.Background()
 	a, err := s.Put(ctx, db.Pool, strings.NewReader("same bytes"), files.PutOptions{Name: "a"})
@@ -140,10 +153,8 @@ func TestBlackboxConcurrentDelete(t *testing.T) {
 }
 
 // Close twice, read after Close, Seek beyond the end, zero-length reads.
-func TestBlackboxReaderEdges(t *testing.T) {
-	t.Parallel()
-	db := newDB(t)
-	s := newStore(t, files.Config{ChunkSize: files.MinChunkSize})
+func bbReaderEdges(t *testing.T, h *httpFixture) {
+	db, s := h.db, h.s
 	ctx := context.Background()
 	want := patternBytes(3 * files.MinChunkSize)
 	f, err := s.Put(ctx, db.Pool, bytes.NewReader(want), files.PutOptions{Name: "e.bin"})
@@ -173,9 +184,7 @@ func TestBlackboxReaderEdges(t *testing.T) {
 
 // An upload handler PUT of a raw body in a caller-scoped transaction that
 // aborts stores nothing.
-func TestBlackboxUploadScopeAbortStoresNothing(t *testing.T) {
-	t.Parallel()
-	db := newDB(t)
+func bbUploadScopeAbortStoresNothing(t *testing.T, db *pgtest.DB) {
 	s := newStore(t, files.Config{})
 	abort := fmt.Errorf("abort")
 	h := s.UploadHandler(files.HandlerConfig{Scope: func(r *http.Request, fn func(files.DB) error) error {

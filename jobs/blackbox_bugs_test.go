@@ -29,7 +29,7 @@ func TestBlackboxNULInWorkerErrorIsRecorded(t *testing.T) {
 		return nil
 	}, jobs.DefaultQueue)
 	require.NoError(t, c.Start(ctx))
-	stopLater(t, c)
+	stopLater(t, c, db.Pool)
 	bad, err := c.Insert(ctx, db.Pool, bbArgs{S: "bad"}, &jobs.InsertOpts{MaxAttempts: 1})
 	require.NoError(t, err)
 	time.Sleep(500 * time.Millisecond)
@@ -61,7 +61,7 @@ func TestBlackboxNULInArgs(t *testing.T) {
 	got := make(chan string, 1)
 	c := bbClient(t, db.Pool, func(_ context.Context, j *jobs.Job[bbArgs]) error { got <- j.Args.S; return nil }, jobs.DefaultQueue)
 	require.NoError(t, c.Start(ctx))
-	stopLater(t, c)
+	stopLater(t, c, db.Pool)
 	_, err := c.Insert(ctx, db.Pool, bbArgs{S: "a\x00b"}, nil)
 	if err != nil {
 		require.ErrorIs(t, err, jobs.ErrInvalidOptions)
