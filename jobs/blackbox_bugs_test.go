@@ -64,7 +64,7 @@ func TestBlackboxNULInArgs(t *testing.T) {
 	stopLater(t, c, db.Pool)
 	_, err := c.Insert(ctx, db.Pool, bbArgs{S: "a\x00b"}, nil)
 	if err != nil {
-		require.ErrorIs(t, err, jobs.ErrInvalidOptions)
+		assert.ErrorIs(t, err, jobs.ErrInvalidOptions, "args with NUL")
 	} else {
 		select {
 		case s := <-got:
@@ -75,11 +75,11 @@ func TestBlackboxNULInArgs(t *testing.T) {
 	}
 	_, err = c.Insert(ctx, db.Pool, bbArgs{S: "ok"}, &jobs.InsertOpts{Metadata: map[string]any{"k": "\x00"}})
 	if err != nil {
-		require.ErrorIs(t, err, jobs.ErrInvalidOptions, "metadata with NUL")
+		assert.ErrorIs(t, err, jobs.ErrInvalidOptions, "metadata with NUL")
 	}
 	_, err = c.Insert(ctx, db.Pool, bbArgs{S: "ok"}, &jobs.InsertOpts{Tags: []string{"t\x00"}})
 	if err != nil {
-		require.ErrorIs(t, err, jobs.ErrInvalidOptions, "tag with NUL")
+		assert.ErrorIs(t, err, jobs.ErrInvalidOptions, "tag with NUL")
 	}
 }
 
