@@ -1,5 +1,3 @@
-//go:build blackboxbugs
-
 package jobs_test
 
 import (

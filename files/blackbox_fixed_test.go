@@ -1,5 +1,3 @@
-//go:build blackboxbugs
-
 package files_test
 
 import (

@@ -1,5 +1,3 @@
-//go:build blackboxbugs
-
 package tenancy_test
 
 import (
