@@ -143,6 +143,7 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 	assert.Nil(t, p, "A's session is anonymous in B")
 	assert.NotEmpty(t, rec.Header().Values("Set-Cookie"), "and its cookie is cleared")
 	p, rec = serve(tenantA, bearer)
+	assert.Equal(t, http.StatusOK, rec.Code)
 	if assert.NotNil(t, p, "A's API key in A") {
 		assert.Equal(t, userA.ID, p.User.ID)
 	}
