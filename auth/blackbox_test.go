@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/justpg/justpg/auth"
+	"github.com/justpg/justpg/internal/pgtest"
 )
 
 // TestBlackbox runs the black-box cases on one database (each case uses its
@@ -52,15 +53,7 @@ func bbConcurrentSignUpSameAddress(t *testing.T, e *env) {
 	}
 	close(start)
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-			continue
-		}
-		require.ErrorIs(t, err, auth.ErrEmailTaken)
-	}
-	assert.Equal(t, 1, ok)
+	pgtest.OneWinner(t, errs, auth.ErrEmailTaken)
 	assert.Equal(t, 1, e.count(t, `SELECT count(*) FROM justpg.auth_users WHERE email = 'dup@example.com'`))
 	e.login(t, "DUP@example.com", goodPW)
 }
@@ -107,15 +100,7 @@ func bbConcurrentVerifyEmail(t *testing.T, e *env) {
 	}
 	close(start)
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-			continue
-		}
-		require.ErrorIs(t, err, auth.ErrTokenUsed)
-	}
-	assert.Equal(t, 1, ok)
+	pgtest.OneWinner(t, errs, auth.ErrTokenUsed)
 	got, err := e.a.User(ctx, e.pool, u.ID)
 	require.NoError(t, err)
 	assert.NotNil(t, got.EmailVerifiedAt)
@@ -167,15 +152,7 @@ func bbLogoutTwice(t *testing.T, e *env) {
 		wg.Go(func() { errs[i] = e.a.Logout(ctx, e.pool, res.Token, client) })
 	}
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-			continue
-		}
-		require.ErrorIs(t, err, auth.ErrInvalidToken)
-	}
-	assert.Equal(t, 1, ok)
+	pgtest.OneWinner(t, errs, auth.ErrInvalidToken)
 	require.ErrorIs(t, e.a.Logout(ctx, e.pool, res.Token, client), auth.ErrInvalidToken)
 	require.ErrorIs(t, e.a.Logout(ctx, e.pool, "", client), auth.ErrInvalidToken)
 	require.ErrorIs(t, e.a.Logout(ctx, e.pool, res.Token+" ", client), auth.ErrInvalidToken)
@@ -276,15 +253,7 @@ func bbRevokeAPIKeyTwice(t *testing.T, e *env) {
 		wg.Go(func() { errs[i] = e.a.RevokeAPIKey(ctx, e.pool, u.ID, k.ID, client) })
 	}
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-			continue
-		}
-		require.ErrorIs(t, err, auth.ErrNotFound)
-	}
-	assert.Equal(t, 1, ok)
+	pgtest.OneWinner(t, errs, auth.ErrNotFound)
 	_, err = e.a.ValidateAPIKey(ctx, e.pool, secret)
 	require.ErrorIs(t, err, auth.ErrInvalidToken)
 	for _, s := range []string{"", "jpk_", secret + "x", strings.ToUpper(secret), "Bearer " + secret} {

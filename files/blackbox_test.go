@@ -134,15 +134,7 @@ func bbConcurrentDelete(t *testing.T, db *pgtest.DB) {
 		wg.Go(func() { errs[i] = s.Delete(ctx, db.Pool, a.ID) })
 	}
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-			continue
-		}
-		require.ErrorIs(t, err, files.ErrNotFound)
-	}
-	assert.Equal(t, 1, ok)
+	pgtest.OneWinner(t, errs, files.ErrNotFound)
 	rd, err := s.Get(ctx, db.Pool, b.ID)
 	require.NoError(t, err)
 	got, err := io.ReadAll(rd)

@@ -103,15 +103,7 @@ func bbStartStopLifecycle(t *testing.T, db *pgtest.DB) {
 		})
 	}
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-			continue
-		}
-		require.ErrorIs(t, err, jobs.ErrNotStarted)
-	}
-	assert.Equal(t, 1, ok)
+	pgtest.OneWinner(t, errs, jobs.ErrNotStarted)
 	require.Error(t, c.Start(ctx), "a stopped client cannot start again")
 	// Every connection goes back to the pool (a connection whose wait
 	// was cancelled is closed by pgxpool in the background, so allow a

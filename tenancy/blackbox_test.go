@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/justpg/justpg/internal/pgtest"
 	"github.com/justpg/justpg/tenancy"
 )
 
@@ -117,15 +118,7 @@ func bbConcurrentCreateSameSlug(t *testing.T, e *env) {
 	}
 	close(start)
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-			continue
-		}
-		require.ErrorIs(t, err, tenancy.ErrSlugTaken)
-	}
-	assert.Equal(t, 1, ok)
+	pgtest.OneWinner(t, errs, tenancy.ErrSlugTaken)
 	list, err := e.m.List(ctx, e.owner)
 	require.NoError(t, err)
 	same := 0
