@@ -374,14 +374,61 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	vmatch := "(" + strings.Join(vfields, " OR ") + ")"
 	// While the last word is being typed it is not a whole word yet, so
 	// the verbatim branch would only cost a trigram lookup.
-	vbranch, notV := "", ""
-	if !split {
+	//
+	// Otherwise the rows matching qhi with a query word verbatim come
+	// first. When qhi matches at most hScan rows (h, read once through the
+	// tsvector index, with the verbatim test per row), they are taken from
+	// h, verbatim ones first: cheaper than a trigram lookup of the words,
+	// whose common trigrams have long posting lists. Only a broader qhi
+	// (big) looks the verbatim rows up through the trigram indexes. Both
+	// ways give the same rows.
+	vbranch, qhiBranch, hCTE := "", "", ""
+	qhiWhere := fmt.Sprintf("querytree(q.qhi) <> 'T' AND t.%[1]s @@ q.qhi AND NOT (q.fb AND %[2]s)%[3]s", ix.vector, fbMatch, filters)
+	if split {
+		qhiBranch = fmt.Sprintf(`	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM %[4]s
+		WHERE %[5]s)`, cols, score, ix.vector, tsFrom("qhi"), qhiWhere)
+	} else {
+		hScan := max(verbatimScan, ix.cfg.MaxCandidates)
+		hcols := []string{"t." + ix.key, "t." + ix.vector}
+		seen := map[string]bool{ix.key: true, ix.vector: true}
+		for _, f := range ix.fields {
+			if !seen[f.col] {
+				seen[f.col] = true
+				hcols = append(hcols, "t."+f.col)
+			}
+		}
+		// hv, the verbatim test of h's rows, is only computed when a
+		// branch reads it: when h is not big.
+		hCTE = fmt.Sprintf(`, h AS MATERIALIZED (
+	SELECT %[1]s
+	FROM %[3]s
+	WHERE %[4]s
+	LIMIT %[5]d
+), hb AS MATERIALIZED (
+	SELECT count(*) > %[6]d AS big FROM h
+), hv AS MATERIALIZED (
+	SELECT t.*, coalesce(%[2]s, false) AS justpg_verbatim FROM q, h t
+)`, strings.Join(hcols, ", "), vmatch, tsFrom("qhi"), qhiWhere, hScan+1, hScan)
 		vbranch = fmt.Sprintf(`	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM %[4]s
-		WHERE querytree(q.qhi) <> 'T' AND q.vre IS NOT NULL AND t.%[3]s @@ q.qhi AND %[5]s AND NOT (q.fb AND %[6]s)%[7]s)`,
-			cols, score, ix.vector, tsFrom("qhi"), vmatch, fbMatch, filters)
-		notV = " AND NOT coalesce(" + vmatch + ", false)"
+		WHERE (SELECT big FROM hb) AND q.vre IS NOT NULL AND %[5]s AND %[6]s)
+	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM q, hv t
+		WHERE NOT (SELECT big FROM hb) AND t.justpg_verbatim)`,
+			cols, score, ix.vector, tsFrom("qhi"), qhiWhere, vmatch)
+		qhiBranch = fmt.Sprintf(`	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM %[4]s
+		WHERE (SELECT big FROM hb) AND %[5]s AND NOT coalesce(%[6]s, false))
+	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM q, hv t
+		WHERE NOT (SELECT big FROM hb) AND NOT t.justpg_verbatim)`,
+			cols, score, ix.vector, tsFrom("qhi"), qhiWhere, vmatch)
 	}
 	// Each of the altCorrections likeliest corrections of a corrected
 	// query's words also contributes a few rows
@@ -415,17 +462,14 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		WHERE q.fb AND %[6]s AND %[7]s%[8]s)
 %[15]s
 %[13]s
-	UNION ALL
-	(SELECT %[1]s, %[2]s::float8, t.%[9]s @@ q.qe, t.%[9]s @@ q.qp
-		FROM %[10]s
-		WHERE querytree(q.qhi) <> 'T' AND t.%[9]s @@ q.qhi%[14]s AND NOT (q.fb AND %[7]s)%[8]s)
+%[14]s
 	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[9]s @@ q.qe, t.%[9]s @@ q.qp
 		FROM %[11]s
 		WHERE querytree(q.qa) <> 'T' AND t.%[9]s @@ q.qa AND NOT coalesce(t.%[9]s @@ q.qhi, false) AND NOT (q.fb AND %[7]s)%[8]s)
 	LIMIT %[12]d`,
 		cols, score, r.Typo, r.Exact, fbFrom, fbWhere, fbMatch, filters,
-		ix.vector, tsFrom("qhi"), tsFrom("qa"), maxRows, vbranch, notV, abranch)
+		ix.vector, tsFrom("qhi"), tsFrom("qa"), maxRows, vbranch, qhiBranch, abranch)
 	keyset := ""
 	if after != nil {
 		s, k := a.add(after.S), a.add(after.K)
@@ -474,7 +518,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	LATERAL (SELECT '\m(' || string_agg(regexp_replace(a.w, '[^[:alnum:]]+', '', 'g'), '|' ORDER BY c.i, a.o) || ')\M' AS gre,
 			array_agg(a.w ORDER BY c.i, a.o) AS galt, array_agg(a.o - 1 ORDER BY c.i, a.o) AS gj
 		FROM c, unnest(c.alts) WITH ORDINALITY AS a(w, o)) g
-), u AS MATERIALIZED (
+)%[16]s, u AS MATERIALIZED (
 	%[9]s
 ), m AS MATERIALIZED (
 	SELECT d.key, d.k, d.score, d.exact, d.prefix,
@@ -487,7 +531,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 SELECT p.k, p.score, p.dk, p.exact, p.prefix, (SELECT count(*) FROM m), (SELECT count(*) FROM u) >= %[15]d, q.corrected, q.corrections%[12]s
 FROM q LEFT JOIN %[13]s ON true
 ORDER BY p.dk, p.score DESC, p.k`,
-		cte, ix.unaccent, vwords, qe, qp, qt, qt1, pl, mSQL, keyset, limit+1, hlCols, hl, ix.cfg.Typos.Alternatives, maxRows)
+		cte, ix.unaccent, vwords, qe, qp, qt, qt1, pl, mSQL, keyset, limit+1, hlCols, hl, ix.cfg.Typos.Alternatives, maxRows, hCTE)
 	rows, err := db.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
