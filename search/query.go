@@ -358,15 +358,21 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		}
 		return fmt.Sprintf("q, %s t", ix.table)
 	}
-	score := fmt.Sprintf(`(CASE WHEN t.%[1]s @@ q.qe THEN %[2]g ELSE 0 END
+	scoreOf := func(verbatim string) string {
+		return fmt.Sprintf(`(CASE WHEN t.%[1]s @@ q.qe THEN %[2]g ELSE 0 END
 		 + CASE WHEN t.%[1]s @@ q.qp THEN %[3]g ELSE 0 END
 		 + CASE WHEN t.%[1]s @@ q.qt1 THEN %[4]g ELSE 0 END
 		 + CASE WHEN %[5]s THEN %[6]g ELSE 0 END
 		 + %[7]g * ts_rank_cd(t.%[1]s, q.qa, 32))`, ix.vector, r.Exact, r.Prefix, r.Typo, verbatim, r.Verbatim, r.Text)
+	}
+	score := scoreOf(verbatim)
 	// g is the correction a row of a corrected query contains verbatim
 	// (the leftmost one in its text), which groups the rows for the
 	// interleaving below.
-	cols := fmt.Sprintf("t.%[1]s AS key, t.%[1]s::text AS k, CASE WHEN q.corrected THEN substring(%[2]s FROM q.gre) END AS g", ix.key, doc)
+	colsOf := func(doc string) string {
+		return fmt.Sprintf("t.%[1]s AS key, t.%[1]s::text AS k, CASE WHEN q.corrected THEN substring(%[2]s FROM q.gre) END AS g", ix.key, doc)
+	}
+	cols := colsOf(doc)
 	var vfields []string
 	for _, f := range ix.fields {
 		vfields = append(vfields, fmt.Sprintf("%s ~ q.vre", ix.unaccentExpr("t."+f.col)))
@@ -391,6 +397,10 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		WHERE %[5]s)`, cols, score, ix.vector, tsFrom("qhi"), qhiWhere)
 	} else {
 		hScan := max(verbatimScan, ix.cfg.MaxCandidates)
+		colsH, scoreH := colsOf("t.justpg_doc"), score
+		if r.Verbatim > 0 {
+			scoreH = scoreOf("t.justpg_verbatim")
+		}
 		hcols := []string{"t." + ix.key, "t." + ix.vector}
 		seen := map[string]bool{ix.key: true, ix.vector: true}
 		for _, f := range ix.fields {
@@ -400,7 +410,10 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 			}
 		}
 		// hv, the verbatim test of h's rows, is only computed when a
-		// branch reads it: when h is not big.
+		// branch reads it: when h is not big. It keeps each row's
+		// unaccented text (justpg_doc), which the ranking reads again.
+		// The test on the fields joined by spaces is the same as on each
+		// field: the words of vre are letters and digits only.
 		hCTE = fmt.Sprintf(`, h AS MATERIALIZED (
 	SELECT %[1]s
 	FROM %[3]s
@@ -409,26 +422,27 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 ), hb AS MATERIALIZED (
 	SELECT count(*) > %[6]d AS big FROM h
 ), hv AS MATERIALIZED (
-	SELECT t.*, coalesce(%[2]s, false) AS justpg_verbatim FROM q, h t
-)`, strings.Join(hcols, ", "), vmatch, tsFrom("qhi"), qhiWhere, hScan+1, hScan)
+	SELECT t.*, d.justpg_doc, coalesce(d.justpg_doc ~ q.vre, false) AS justpg_verbatim
+	FROM q, h t, LATERAL (SELECT %[2]s AS justpg_doc OFFSET 0) d
+)`, strings.Join(hcols, ", "), doc, tsFrom("qhi"), qhiWhere, hScan+1, hScan)
 		vbranch = fmt.Sprintf(`	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM %[4]s
 		WHERE (SELECT big FROM hb) AND q.vre IS NOT NULL AND %[5]s AND %[6]s)
 	UNION ALL
-	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+	(SELECT %[7]s, %[8]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM q, hv t
 		WHERE NOT (SELECT big FROM hb) AND t.justpg_verbatim)`,
-			cols, score, ix.vector, tsFrom("qhi"), qhiWhere, vmatch)
+			cols, score, ix.vector, tsFrom("qhi"), qhiWhere, vmatch, colsH, scoreH)
 		qhiBranch = fmt.Sprintf(`	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM %[4]s
 		WHERE (SELECT big FROM hb) AND %[5]s AND NOT coalesce(%[6]s, false))
 	UNION ALL
-	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+	(SELECT %[7]s, %[8]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM q, hv t
 		WHERE NOT (SELECT big FROM hb) AND NOT t.justpg_verbatim)`,
-			cols, score, ix.vector, tsFrom("qhi"), qhiWhere, vmatch)
+			cols, score, ix.vector, tsFrom("qhi"), qhiWhere, vmatch, colsH, scoreH)
 	}
 	// Each of the altCorrections likeliest corrections of a corrected
 	// query's words also contributes a few rows
