@@ -316,19 +316,31 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// are stemmed as usual.
 	rest, last, typed, split := p.splitLast(prefix)
 	pl := "''::tsquery"
-	var q0 string
+	// q0 is the query with the word being typed as a prefix; each
+	// variant rewrites its words with their corrections (rw). The
+	// prefix node stays out of the rewrite: ts_rewrite would replace it
+	// too when it equals the word's stem, dropping its prefix flag, and
+	// the rows matching only the typed prefix would be lost.
+	var q0 func(rw func(string) string) string
 	if !split {
-		q0 = fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(p.tsquery(prefix, nil)))
+		e := fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(p.tsquery(prefix, nil)))
+		q0 = func(rw func(string) string) string { return rw(e) }
 	} else {
 		pl = fmt.Sprintf(`(SELECT CASE WHEN numnode(x) = 0 OR char_length(%[1]s) < 2 THEN x ELSE (x::text || ':*')::tsquery END
 			FROM (SELECT plainto_tsquery('simple', %[2]s(%[1]s)) AS x) y)`, a.add(typed), ix.unaccent)
-		q0 = fmt.Sprintf(`(SELECT CASE WHEN numnode(r) = 0 THEN l WHEN numnode(l) = 0 THEN r ELSE r && l END
-			FROM (SELECT to_tsquery(%[1]s, %[2]s(%[3]s)) AS r, to_tsquery(%[1]s, %[2]s(%[4]s)) || pp.pl AS l) v)`,
-			ix.lang, ix.unaccent, a.add(rest.tsquery(false, nil)), a.add(last.tsquery(false, nil)))
+		r := fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(rest.tsquery(false, nil)))
+		l := fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(last.tsquery(false, nil)))
+		q0 = func(rw func(string) string) string {
+			return fmt.Sprintf(`(SELECT CASE WHEN numnode(r) = 0 THEN l WHEN numnode(l) = 0 THEN r ELSE r && l END
+			FROM (SELECT %[1]s AS r, %[2]s || pp.pl AS l) v)`, rw(r), rw(l))
+		}
 	}
-	qp := rewrite(q0, hasBest, "c.bestq")
-	qt := rewrite(q0, "cardinality(c.alts) > 0", "c.target || c.altq")
-	qt1 := rewrite(q0, hasBest, "c.target || c.bestq")
+	variant := func(need, sub string) string {
+		return q0(func(e string) string { return rewrite(e, need, sub) })
+	}
+	qp := variant(hasBest, "c.bestq")
+	qt := variant("cardinality(c.alts) > 0", "c.target || c.altq")
+	qt1 := variant(hasBest, "c.target || c.bestq")
 	// The candidate rows, best tiers first, at most MaxCandidates of them:
 	// the stop-word fallback (fb), then the rows matching the query as
 	// typed, by prefix or with the likeliest corrections (qhi) that contain
