@@ -77,10 +77,17 @@
 // likeliest-correction and a verbatim match to the relevance, so exact >
 // prefix > typo > verbatim > relevance by default. The rows ranked are
 // gathered best tier first: rows that match the query (or its likeliest
-// corrections) and contain one of its words verbatim, found through the
-// trigram indexes, then the other matches; so a broad stem ('set' for
-// "settings") still ranks the rows with the word itself when more rows
-// match than Config.MaxCandidates.
+// corrections) and contain one of its words verbatim, then the other
+// matches; so a broad stem ('set' for "settings") still ranks the rows
+// with the word itself when more rows match than Config.MaxCandidates.
+// When at most 2,000 rows match, they are read once through the tsvector
+// index and each is tested for the words (a few microseconds a row);
+// only broader queries look the verbatim rows up through the trigram
+// indexes, whose lookups of common trigrams cost several milliseconds.
+// Both ways give the same rows.
+//
+// While the last word is being typed it matches as a prefix even when it
+// has corrections (nationa finds nationalistic as well as national).
 //
 // A corrected query (a word not in the word list, read as its
 // corrections) is ambiguous: the likeliest correction is often right, but

@@ -316,19 +316,31 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// are stemmed as usual.
 	rest, last, typed, split := p.splitLast(prefix)
 	pl := "''::tsquery"
-	var q0 string
+	// q0 is the query with the word being typed as a prefix; each
+	// variant rewrites its words with their corrections (rw). The
+	// prefix node stays out of the rewrite: ts_rewrite would replace it
+	// too when it equals the word's stem, dropping its prefix flag, and
+	// the rows matching only the typed prefix would be lost.
+	var q0 func(rw func(string) string) string
 	if !split {
-		q0 = fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(p.tsquery(prefix, nil)))
+		e := fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(p.tsquery(prefix, nil)))
+		q0 = func(rw func(string) string) string { return rw(e) }
 	} else {
 		pl = fmt.Sprintf(`(SELECT CASE WHEN numnode(x) = 0 OR char_length(%[1]s) < 2 THEN x ELSE (x::text || ':*')::tsquery END
 			FROM (SELECT plainto_tsquery('simple', %[2]s(%[1]s)) AS x) y)`, a.add(typed), ix.unaccent)
-		q0 = fmt.Sprintf(`(SELECT CASE WHEN numnode(r) = 0 THEN l WHEN numnode(l) = 0 THEN r ELSE r && l END
-			FROM (SELECT to_tsquery(%[1]s, %[2]s(%[3]s)) AS r, to_tsquery(%[1]s, %[2]s(%[4]s)) || pp.pl AS l) v)`,
-			ix.lang, ix.unaccent, a.add(rest.tsquery(false, nil)), a.add(last.tsquery(false, nil)))
+		r := fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(rest.tsquery(false, nil)))
+		l := fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(last.tsquery(false, nil)))
+		q0 = func(rw func(string) string) string {
+			return fmt.Sprintf(`(SELECT CASE WHEN numnode(r) = 0 THEN l WHEN numnode(l) = 0 THEN r ELSE r && l END
+			FROM (SELECT %[1]s AS r, %[2]s || pp.pl AS l) v)`, rw(r), rw(l))
+		}
 	}
-	qp := rewrite(q0, hasBest, "c.bestq")
-	qt := rewrite(q0, "cardinality(c.alts) > 0", "c.target || c.altq")
-	qt1 := rewrite(q0, hasBest, "c.target || c.bestq")
+	variant := func(need, sub string) string {
+		return q0(func(e string) string { return rewrite(e, need, sub) })
+	}
+	qp := variant(hasBest, "c.bestq")
+	qt := variant("cardinality(c.alts) > 0", "c.target || c.altq")
+	qt1 := variant(hasBest, "c.target || c.bestq")
 	// The candidate rows, best tiers first, at most MaxCandidates of them:
 	// the stop-word fallback (fb), then the rows matching the query as
 	// typed, by prefix or with the likeliest corrections (qhi) that contain
@@ -358,15 +370,21 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		}
 		return fmt.Sprintf("q, %s t", ix.table)
 	}
-	score := fmt.Sprintf(`(CASE WHEN t.%[1]s @@ q.qe THEN %[2]g ELSE 0 END
+	scoreOf := func(verbatim string) string {
+		return fmt.Sprintf(`(CASE WHEN t.%[1]s @@ q.qe THEN %[2]g ELSE 0 END
 		 + CASE WHEN t.%[1]s @@ q.qp THEN %[3]g ELSE 0 END
 		 + CASE WHEN t.%[1]s @@ q.qt1 THEN %[4]g ELSE 0 END
 		 + CASE WHEN %[5]s THEN %[6]g ELSE 0 END
 		 + %[7]g * ts_rank_cd(t.%[1]s, q.qa, 32))`, ix.vector, r.Exact, r.Prefix, r.Typo, verbatim, r.Verbatim, r.Text)
+	}
+	score := scoreOf(verbatim)
 	// g is the correction a row of a corrected query contains verbatim
 	// (the leftmost one in its text), which groups the rows for the
 	// interleaving below.
-	cols := fmt.Sprintf("t.%[1]s AS key, t.%[1]s::text AS k, CASE WHEN q.corrected THEN substring(%[2]s FROM q.gre) END AS g", ix.key, doc)
+	colsOf := func(doc string) string {
+		return fmt.Sprintf("t.%[1]s AS key, t.%[1]s::text AS k, CASE WHEN q.corrected THEN substring(%[2]s FROM q.gre) END AS g", ix.key, doc)
+	}
+	cols := colsOf(doc)
 	var vfields []string
 	for _, f := range ix.fields {
 		vfields = append(vfields, fmt.Sprintf("%s ~ q.vre", ix.unaccentExpr("t."+f.col)))
@@ -374,14 +392,69 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	vmatch := "(" + strings.Join(vfields, " OR ") + ")"
 	// While the last word is being typed it is not a whole word yet, so
 	// the verbatim branch would only cost a trigram lookup.
-	vbranch, notV := "", ""
-	if !split {
+	//
+	// Otherwise the rows matching qhi with a query word verbatim come
+	// first. When qhi matches at most hScan rows (h, read once through the
+	// tsvector index, with the verbatim test per row), they are taken from
+	// h, verbatim ones first: cheaper than a trigram lookup of the words,
+	// whose common trigrams have long posting lists. Only a broader qhi
+	// (big) looks the verbatim rows up through the trigram indexes. Both
+	// ways give the same rows.
+	vbranch, qhiBranch, hCTE := "", "", ""
+	qhiWhere := fmt.Sprintf("querytree(q.qhi) <> 'T' AND t.%[1]s @@ q.qhi AND NOT (q.fb AND %[2]s)%[3]s", ix.vector, fbMatch, filters)
+	if split {
+		qhiBranch = fmt.Sprintf(`	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM %[4]s
+		WHERE %[5]s)`, cols, score, ix.vector, tsFrom("qhi"), qhiWhere)
+	} else {
+		hScan := max(verbatimScan, ix.cfg.MaxCandidates)
+		colsH, scoreH := colsOf("t.justpg_doc"), score
+		if r.Verbatim > 0 {
+			scoreH = scoreOf("t.justpg_verbatim")
+		}
+		hcols := []string{"t." + ix.key, "t." + ix.vector}
+		seen := map[string]bool{ix.key: true, ix.vector: true}
+		for _, f := range ix.fields {
+			if !seen[f.col] {
+				seen[f.col] = true
+				hcols = append(hcols, "t."+f.col)
+			}
+		}
+		// hv, the verbatim test of h's rows, is only computed when a
+		// branch reads it: when h is not big. It keeps each row's
+		// unaccented text (justpg_doc), which the ranking reads again.
+		// The test on the fields joined by spaces is the same as on each
+		// field: the words of vre are letters and digits only.
+		hCTE = fmt.Sprintf(`, h AS MATERIALIZED (
+	SELECT %[1]s
+	FROM %[3]s
+	WHERE %[4]s
+	LIMIT %[5]d
+), hb AS MATERIALIZED (
+	SELECT count(*) > %[6]d AS big FROM h
+), hv AS MATERIALIZED (
+	SELECT t.*, d.justpg_doc, coalesce(d.justpg_doc ~ q.vre, false) AS justpg_verbatim
+	FROM q, h t, LATERAL (SELECT %[2]s AS justpg_doc OFFSET 0) d
+)`, strings.Join(hcols, ", "), doc, tsFrom("qhi"), qhiWhere, hScan+1, hScan)
 		vbranch = fmt.Sprintf(`	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM %[4]s
-		WHERE querytree(q.qhi) <> 'T' AND q.vre IS NOT NULL AND t.%[3]s @@ q.qhi AND %[5]s AND NOT (q.fb AND %[6]s)%[7]s)`,
-			cols, score, ix.vector, tsFrom("qhi"), vmatch, fbMatch, filters)
-		notV = " AND NOT coalesce(" + vmatch + ", false)"
+		WHERE (SELECT big FROM hb) AND q.vre IS NOT NULL AND %[5]s AND %[6]s)
+	UNION ALL
+	(SELECT %[7]s, %[8]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM q, hv t
+		WHERE NOT (SELECT big FROM hb) AND t.justpg_verbatim)`,
+			cols, score, ix.vector, tsFrom("qhi"), qhiWhere, vmatch, colsH, scoreH)
+		qhiBranch = fmt.Sprintf(`	UNION ALL
+	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM %[4]s
+		WHERE (SELECT big FROM hb) AND %[5]s AND NOT coalesce(%[6]s, false))
+	UNION ALL
+	(SELECT %[7]s, %[8]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+		FROM q, hv t
+		WHERE NOT (SELECT big FROM hb) AND NOT t.justpg_verbatim)`,
+			cols, score, ix.vector, tsFrom("qhi"), qhiWhere, vmatch, colsH, scoreH)
 	}
 	// Each of the altCorrections likeliest corrections of a corrected
 	// query's words also contributes a few rows
@@ -415,17 +488,14 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		WHERE q.fb AND %[6]s AND %[7]s%[8]s)
 %[15]s
 %[13]s
-	UNION ALL
-	(SELECT %[1]s, %[2]s::float8, t.%[9]s @@ q.qe, t.%[9]s @@ q.qp
-		FROM %[10]s
-		WHERE querytree(q.qhi) <> 'T' AND t.%[9]s @@ q.qhi%[14]s AND NOT (q.fb AND %[7]s)%[8]s)
+%[14]s
 	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[9]s @@ q.qe, t.%[9]s @@ q.qp
 		FROM %[11]s
 		WHERE querytree(q.qa) <> 'T' AND t.%[9]s @@ q.qa AND NOT coalesce(t.%[9]s @@ q.qhi, false) AND NOT (q.fb AND %[7]s)%[8]s)
 	LIMIT %[12]d`,
 		cols, score, r.Typo, r.Exact, fbFrom, fbWhere, fbMatch, filters,
-		ix.vector, tsFrom("qhi"), tsFrom("qa"), maxRows, vbranch, notV, abranch)
+		ix.vector, tsFrom("qhi"), tsFrom("qa"), maxRows, vbranch, qhiBranch, abranch)
 	keyset := ""
 	if after != nil {
 		s, k := a.add(after.S), a.add(after.K)
@@ -474,7 +544,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	LATERAL (SELECT '\m(' || string_agg(regexp_replace(a.w, '[^[:alnum:]]+', '', 'g'), '|' ORDER BY c.i, a.o) || ')\M' AS gre,
 			array_agg(a.w ORDER BY c.i, a.o) AS galt, array_agg(a.o - 1 ORDER BY c.i, a.o) AS gj
 		FROM c, unnest(c.alts) WITH ORDINALITY AS a(w, o)) g
-), u AS MATERIALIZED (
+)%[16]s, u AS MATERIALIZED (
 	%[9]s
 ), m AS MATERIALIZED (
 	SELECT d.key, d.k, d.score, d.exact, d.prefix,
@@ -487,7 +557,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 SELECT p.k, p.score, p.dk, p.exact, p.prefix, (SELECT count(*) FROM m), (SELECT count(*) FROM u) >= %[15]d, q.corrected, q.corrections%[12]s
 FROM q LEFT JOIN %[13]s ON true
 ORDER BY p.dk, p.score DESC, p.k`,
-		cte, ix.unaccent, vwords, qe, qp, qt, qt1, pl, mSQL, keyset, limit+1, hlCols, hl, ix.cfg.Typos.Alternatives, maxRows)
+		cte, ix.unaccent, vwords, qe, qp, qt, qt1, pl, mSQL, keyset, limit+1, hlCols, hl, ix.cfg.Typos.Alternatives, maxRows, hCTE)
 	rows, err := db.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)

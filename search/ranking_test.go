@@ -295,3 +295,31 @@ func TestLooseFallbackNotWhileTyping(t *testing.T) {
 	assert.Equal(t, []string{"801"}, keys(r), "an earlier, complete word still gets it")
 	assert.Equal(t, []string{"treasury"}, r.Corrections["tresuary"])
 }
+
+// TestTypedPrefixKeptWithCorrection: the word being typed matches as a
+// prefix even when it has a correction whose stem is the typed word itself
+// (ts_rewrite would also replace the prefix node and drop its flag).
+func TestTypedPrefixKeptWithCorrection(t *testing.T) {
+	t.Parallel()
+	db, ix := newProducts(t, productsConfig())
+	ctx := context.Background()
+	seed(t, db, []product{
+		{811, "Nationalistic fervour", "", "books", 10},
+		{812, "National park guide", "", "books", 12},
+	})
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+
+	r, err := ix.Search(ctx, db.Pool, search.Query{Text: "nationa"})
+	require.NoError(t, err)
+	assert.Contains(t, r.Corrections["nationa"], "national")
+	assert.ElementsMatch(t, []string{"811", "812"}, keys(r), "nationalistic matches the typed prefix")
+
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "fervour nationa"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"811"}, keys(r))
+
+	// As a complete word it is a misspelling: only the correction matches.
+	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "nationa "})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"812"}, keys(r))
+}

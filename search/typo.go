@@ -109,3 +109,10 @@ const (
 	altPerCorrection = 3
 	altScan          = 200
 )
+
+// verbatimScan is how many rows matching a query (or its likeliest
+// corrections) are read through the tsvector index and tested for a query
+// word verbatim one by one (a few microseconds each) before the verbatim
+// rows are looked up through the trigram indexes instead (several
+// milliseconds when the words have common trigrams).
+const verbatimScan = 2000
