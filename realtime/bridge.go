@@ -339,6 +339,10 @@ type frame struct {
 	ctl  *wireOut
 }
 
+// wakeFrame is queued (never written) to wake a WebSocket writer whose
+// client failed while it waited for its queue.
+var wakeFrame = &frame{}
+
 type wireOut struct {
 	Type    string          `json:"type"`
 	Channel string          `json:"channel,omitempty"`
@@ -741,22 +745,28 @@ func (c *client) writeLoop(conn *websocket.Conn) {
 		_ = conn.CloseNow()
 	})
 	defer w.stop()
-	// A client that fails for another reason (slow consumer, shutdown) while
-	// a write blocks is closed under the write, like one that times out.
+	// When the client fails for another reason (slow consumer, shutdown):
+	// a write that blocks is closed under it, like one that times out, and
+	// a writer waiting for its queue is woken with the wake frame (if the
+	// queue is full instead, the writer is not waiting and checks done
+	// before its next write).
 	stopAbort := context.AfterFunc(c.ctx, func() {
 		if w.started.Load() != 0 {
 			_ = conn.CloseNow()
 		}
+		select {
+		case c.queue <- wakeFrame:
+		default:
+		}
 	})
 	defer stopAbort()
 	for {
-		var f *frame
-		select {
-		case <-done:
-			return
-		case f = <-c.queue:
-		}
+		// One channel to wait on (no select over several): the queue.
+		f := <-c.queue
 		for f != nil {
+			if f == wakeFrame {
+				return
+			}
 			b := f.data
 			switch {
 			case f.ctl != nil:
