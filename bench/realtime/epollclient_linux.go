@@ -16,7 +16,7 @@ import (
 // epollAvailable reports whether -fanout-client=epoll can run here.
 const epollAvailable = true
 
-// epollGroup reads the fan-out's WebSocket clients from one goroutine
+// epollGroup reads some of the fan-out's WebSocket clients from one goroutine
 // through an epoll set of its own, the way event-loop load generators do,
 // instead of one goroutine per client parked in Go's poller. Each client
 // still costs what a real one does: one read system call per wake-up, the
@@ -33,8 +33,8 @@ type epollGroup struct {
 	epfd  int
 	file  *os.File
 	rc    syscall.RawConn
-	conns map[int32]*epollConn
-	mu    sync.Mutex // guards conns while clients are added
+	conns []*epollConn // by descriptor
+	mu    sync.Mutex   // guards conns while clients are added
 }
 
 // epollConn is one client's socket and receive buffer.
@@ -62,7 +62,7 @@ func newEpollGroup() (*epollGroup, error) {
 		f.Close()
 		return nil, err
 	}
-	return &epollGroup{epfd: epfd, file: f, rc: rc, conns: map[int32]*epollConn{}}, nil
+	return &epollGroup{epfd: epfd, file: f, rc: rc}, nil
 }
 
 // add takes over c's socket (c must not be used afterwards) and its bytes
@@ -85,7 +85,10 @@ func (g *epollGroup) add(c *lightWS, want int, onMsg func([]byte, time.Time) boo
 	ec := &epollConn{fd: fd, buf: make([]byte, 4096), want: want, onMsg: onMsg}
 	ec.w = copy(ec.buf, c.rbuf[c.r:c.w])
 	g.mu.Lock()
-	g.conns[int32(fd)] = ec
+	if fd >= len(g.conns) {
+		g.conns = append(g.conns, make([]*epollConn, fd+1-len(g.conns))...)
+	}
+	g.conns[fd] = ec
 	g.mu.Unlock()
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | -syscall.EPOLLET, Fd: int32(fd)}
 	return syscall.EpollCtl(g.epfd, syscall.EPOLL_CTL_ADD, fd, &ev)
@@ -98,6 +101,9 @@ func (g *epollGroup) run(deadline time.Time) error {
 	_ = g.file.SetReadDeadline(deadline)
 	left := 0
 	for _, ec := range g.conns {
+		if ec == nil {
+			continue
+		}
 		if err := ec.parse(time.Now()); err != nil {
 			return err
 		}
@@ -125,7 +131,10 @@ func (g *epollGroup) run(deadline time.Time) error {
 			return werr
 		}
 		for _, ev := range events[:n] {
-			ec := g.conns[ev.Fd]
+			var ec *epollConn
+			if int(ev.Fd) < len(g.conns) {
+				ec = g.conns[ev.Fd]
+			}
 			if ec == nil || ec.want == 0 {
 				continue
 			}
@@ -226,7 +235,9 @@ func (ec *epollConn) parse(now time.Time) error {
 
 func (g *epollGroup) close() {
 	for _, ec := range g.conns {
-		syscall.Close(ec.fd)
+		if ec != nil {
+			syscall.Close(ec.fd)
+		}
 	}
 	g.file.Close()
 }

@@ -583,11 +583,13 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 	join := []byte(`{"type":"join","channel":"room:fanout"}`)
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	// -fanout-client=epoll: after joining, each client's socket is read by
-	// one of GOMAXPROCS event loops (see epollGroup).
+	// one of 4×GOMAXPROCS event loops (see epollGroup); more loops than
+	// cores keep both cores reading until the last socket is served.
 	var groups []*epollGroup
-	groupErr := make(chan error, runtime.GOMAXPROCS(0))
+	nGroups := 4 * runtime.GOMAXPROCS(0)
+	groupErr := make(chan error, nGroups)
 	if *flagLight && *flagFanClient == "epoll" {
-		for range runtime.GOMAXPROCS(0) {
+		for range nGroups {
 			g, err := newEpollGroup()
 			if err != nil {
 				return 0, 0, err
