@@ -746,18 +746,18 @@ func (c *client) writeLoop(conn *websocket.Conn) {
 	})
 	defer w.stop()
 	// When the client fails for another reason (slow consumer, shutdown):
-	// a write that blocks is closed under it, like one that times out, and
 	// a writer waiting for its queue is woken with the wake frame (if the
 	// queue is full instead, the writer is not waiting and checks done
-	// before its next write).
+	// before its next write), and a write in progress gets abortGrace to
+	// finish before the watchdog closes the socket under it. (The write
+	// may already be complete, its writer not yet back from the system
+	// call: closing at once would lose the close status.)
 	stopAbort := context.AfterFunc(c.ctx, func() {
-		if w.started.Load() != 0 {
-			_ = conn.CloseNow()
-		}
 		select {
 		case c.queue <- wakeFrame:
 		default:
 		}
+		w.shorten(min(abortGrace, c.br.cfg.WriteTimeout))
 	})
 	defer stopAbort()
 	for {
@@ -796,6 +796,10 @@ func (c *client) writeLoop(conn *websocket.Conn) {
 	}
 }
 
+// abortGrace is how long a write in progress may still take once its
+// client failed for another reason than the write itself.
+const abortGrace = 250 * time.Millisecond
+
 // monoBase anchors monoNow.
 var monoBase = time.Now()
 
@@ -814,6 +818,7 @@ type writeWatch struct {
 
 	mu      sync.Mutex
 	t       *time.Timer
+	timeout time.Duration
 	stopped bool
 }
 
@@ -822,21 +827,35 @@ type writeWatch struct {
 func (w *writeWatch) start(timeout time.Duration, onTimeout func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.timeout = timeout
 	w.t = time.AfterFunc(timeout, func() {
-		if w.expired(timeout) {
+		if w.expired() {
 			onTimeout()
 		}
 	})
 }
 
-// expired reports whether the write in progress is older than timeout, and
-// otherwise re-arms the timer for the moment it would be.
-func (w *writeWatch) expired(timeout time.Duration) bool {
+// shorten lowers the timeout (for the write in progress and any later one)
+// and checks at once.
+func (w *writeWatch) shorten(timeout time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped || timeout >= w.timeout {
+		return
+	}
+	w.timeout = timeout
+	w.t.Reset(0)
+}
+
+// expired reports whether the write in progress is older than the timeout,
+// and otherwise re-arms the timer for the moment it would be.
+func (w *writeWatch) expired() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopped {
 		return false
 	}
+	timeout := w.timeout
 	next := timeout
 	if s := w.started.Load(); s != 0 {
 		age := time.Duration(monoNow() - s)

@@ -67,7 +67,8 @@ func (h closeLogHandler) Handle(_ context.Context, r slog.Record) error {
 
 // TestWriteWatch: the watchdog that replaced a timer per write never fires
 // while no write is in progress, fires for a write in progress no earlier
-// than the timeout after the write started, and not at all once stopped.
+// than the timeout after the write started (or the shortened timeout, once
+// the client failed for another reason), and not at all once stopped.
 func TestWriteWatch(t *testing.T) {
 	t.Parallel()
 	const timeout = 30 * time.Millisecond
@@ -114,6 +115,36 @@ func TestWriteWatch(t *testing.T) {
 		}
 		w.stop()
 		assert.Empty(t, fired)
+	})
+
+	t.Run("shortened", func(t *testing.T) {
+		t.Parallel()
+		var w writeWatch
+		fired := make(chan int64, 1)
+		w.start(time.Hour, func() { fired <- monoNow() })
+		defer w.stop()
+		began := monoNow()
+		w.started.Store(began)
+		w.shorten(timeout) // the client failed: the write gets a grace period
+		select {
+		case at := <-fired:
+			assert.GreaterOrEqual(t, time.Duration(at-began), timeout, "closed before the grace period")
+		case <-time.After(10 * time.Second):
+			t.Fatal("the shortened timeout did not fire")
+		}
+	})
+
+	t.Run("finishes within the grace period", func(t *testing.T) {
+		t.Parallel()
+		var w writeWatch
+		fired := make(chan struct{}, 1)
+		w.start(time.Hour, func() { fired <- struct{}{} })
+		w.started.Store(monoNow())
+		w.shorten(200 * time.Millisecond)
+		w.started.Store(0) // the write completes
+		time.Sleep(400 * time.Millisecond)
+		w.stop()
+		assert.Empty(t, fired, "a write that completed is not closed")
 	})
 
 	t.Run("stopped", func(t *testing.T) {
