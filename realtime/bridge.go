@@ -45,8 +45,12 @@ type BridgeConfig struct {
 	// client that lets it fill up is closed with a policy-violation status
 	// (WebSocket 1008) or, for SSE, disconnected. 0 means 256.
 	QueueSize int
-	// WriteTimeout bounds each write to a client; a client that does not
-	// take a write in time is closed. 0 means 10s.
+	// WriteTimeout bounds each write to a client, and the wait for the
+	// answer to a keepalive ping; a client that does not take a write (or
+	// answer) in time is closed. A client closed for another reason (slow
+	// consumer, shutdown) while a write to it is in progress gives that
+	// write at most 250ms more before the socket is closed under it.
+	// 0 means 10s.
 	WriteTimeout time.Duration
 	// PingInterval is the keepalive period (WebSocket ping, SSE comment);
 	// 0 means 25s.
