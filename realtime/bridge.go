@@ -45,8 +45,12 @@ type BridgeConfig struct {
 	// client that lets it fill up is closed with a policy-violation status
 	// (WebSocket 1008) or, for SSE, disconnected. 0 means 256.
 	QueueSize int
-	// WriteTimeout bounds each write to a client; a client that does not
-	// take a write in time is closed. 0 means 10s.
+	// WriteTimeout bounds each write to a client, and the wait for the
+	// answer to a keepalive ping; a client that does not take a write (or
+	// answer) in time is closed. A client closed for another reason (slow
+	// consumer, shutdown) while a write to it is in progress gives that
+	// write at most 250ms more before the socket is closed under it.
+	// 0 means 10s.
 	WriteTimeout time.Duration
 	// PingInterval is the keepalive period (WebSocket ping, SSE comment);
 	// 0 means 25s.
@@ -338,6 +342,10 @@ type frame struct {
 	data []byte // ev already encoded (shared by the members of a room)
 	ctl  *wireOut
 }
+
+// wakeFrame is queued (never written) to wake a WebSocket writer whose
+// client failed while it waited for its queue.
+var wakeFrame = &frame{}
 
 type wireOut struct {
 	Type    string          `json:"type"`
@@ -633,6 +641,11 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer close(readerDone)
 		c.readLoop(conn)
 	}()
+	pingDone := make(chan struct{})
+	go func() {
+		defer close(pingDone)
+		c.pingLoop(conn)
+	}()
 	c.writeLoop(conn)
 	c.finish()
 	c.mu.Lock()
@@ -644,6 +657,7 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	br.cfg.Logger.Debug("realtime: websocket closing", "client", id.ID, "code", code, "reason", reason)
 	_ = conn.Close(code, reason)
 	<-readerDone
+	<-pingDone // a ping waiting for its pong ends with the connection
 }
 
 func (c *client) readLoop(conn *websocket.Conn) {
@@ -718,33 +732,45 @@ func (c *client) handleJoin(ch string, since *int64) {
 	}
 }
 
+// writeLoop writes the client's queue to the socket until the client ends.
+//
+// The hot path is one channel receive and one socket write per frame, with
+// no timer work: writes run without a context (the websocket package would
+// register and remove a callback on a cancellable one for every write), the
+// write timeout is enforced by a watchdog (see watchWrites) that reads the
+// start time of the write in progress, and keepalive pings run on their own
+// goroutine (pingLoop). Frames already queued are written one after the
+// other without parking in between.
 func (c *client) writeLoop(conn *websocket.Conn) {
-	ping := time.NewTicker(c.br.cfg.PingInterval)
-	defer ping.Stop()
-	// Writes run without a context (the websocket package would register
-	// and remove a callback on a cancellable one for every write). Instead
-	// one timer per socket bounds every write (armed per write, no
-	// allocation): when it fires the client fails and the connection is
-	// closed under the write. A client that fails for another reason
-	// (slow consumer, shutdown) while a write blocks is closed the same way.
-	var writing atomic.Bool
-	timeout := time.AfterFunc(time.Hour, func() {
+	done := c.ctx.Done()
+	var w writeWatch
+	w.start(c.br.cfg.WriteTimeout, func() {
 		c.fail(websocket.StatusPolicyViolation, "write timeout")
 		_ = conn.CloseNow()
 	})
-	timeout.Stop()
-	defer timeout.Stop()
+	defer w.stop()
+	// When the client fails for another reason (slow consumer, shutdown):
+	// a writer waiting for its queue is woken with the wake frame (if the
+	// queue is full instead, the writer is not waiting and checks done
+	// before its next write), and a write in progress gets abortGrace to
+	// finish before the watchdog closes the socket under it. (The write
+	// may already be complete, its writer not yet back from the system
+	// call: closing at once would lose the close status.)
 	stopAbort := context.AfterFunc(c.ctx, func() {
-		if writing.Load() {
-			_ = conn.CloseNow()
+		select {
+		case c.queue <- wakeFrame:
+		default:
 		}
+		w.shorten(min(abortGrace, c.br.cfg.WriteTimeout))
 	})
 	defer stopAbort()
 	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case f := <-c.queue:
+		// One channel to wait on (no select over several): the queue.
+		f := <-c.queue
+		for f != nil {
+			if f == wakeFrame {
+				return
+			}
 			b := f.data
 			switch {
 			case f.ctl != nil:
@@ -752,27 +778,134 @@ func (c *client) writeLoop(conn *websocket.Conn) {
 			case b == nil:
 				b = c.br.encode(f.ev)
 			}
-			writing.Store(true)
-			if c.ctx.Err() != nil { // failed meanwhile: the abort may have missed this write
-				writing.Store(false)
+			w.started.Store(monoNow())
+			select {
+			case <-done: // failed meanwhile: the abort may have missed this write
+				w.started.Store(0)
 				return
+			default:
 			}
-			timeout.Reset(c.br.cfg.WriteTimeout)
 			err := conn.Write(context.Background(), websocket.MessageText, b)
-			timeout.Stop()
-			writing.Store(false)
+			w.started.Store(0)
 			if err != nil {
 				c.fail(websocket.StatusPolicyViolation, "write timeout")
 				return
 			}
-		case <-ping.C:
-			ctx, cancel := context.WithTimeout(c.ctx, c.br.cfg.WriteTimeout)
-			err := conn.Ping(ctx)
-			cancel()
-			if err != nil {
-				c.fail(websocket.StatusGoingAway, "ping timeout")
-				return
+			select {
+			case f = <-c.queue:
+			default:
+				f = nil
 			}
+		}
+	}
+}
+
+// abortGrace is how long a write in progress may still take once its
+// client failed for another reason than the write itself.
+const abortGrace = 250 * time.Millisecond
+
+// monoBase anchors monoNow.
+var monoBase = time.Now()
+
+// monoNow is a monotonic clock reading in nanoseconds, never 0.
+func monoNow() int64 { return int64(time.Since(monoBase)) + 1 }
+
+// writeWatch enforces BridgeConfig.WriteTimeout for one socket with a single
+// timer that is not touched by the writes: the writer publishes the start
+// time of the write in progress (0 when idle), and the timer, when it fires,
+// closes the socket if that write is older than the timeout, or re-arms for
+// the moment it would be (a full timeout ahead when idle). A write that
+// blocks is thus closed WriteTimeout after it started, as with a timer armed
+// per write.
+type writeWatch struct {
+	started atomic.Int64 // monoNow() at the start of the write in progress, or 0
+
+	mu      sync.Mutex
+	t       *time.Timer
+	timeout time.Duration
+	stopped bool
+}
+
+// start arms the watchdog: onTimeout runs (once) when a write has been in
+// progress for timeout.
+func (w *writeWatch) start(timeout time.Duration, onTimeout func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timeout = timeout
+	w.t = time.AfterFunc(timeout, func() {
+		if w.expired() {
+			onTimeout()
+		}
+	})
+}
+
+// shorten lowers the timeout (for the write in progress and any later one)
+// and checks at once.
+func (w *writeWatch) shorten(timeout time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped || timeout >= w.timeout {
+		return
+	}
+	w.timeout = timeout
+	w.t.Reset(0)
+}
+
+// expired reports whether the write in progress is older than the timeout,
+// and otherwise re-arms the timer for the moment it would be.
+func (w *writeWatch) expired() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return false
+	}
+	timeout := w.timeout
+	next := timeout
+	if s := w.started.Load(); s != 0 {
+		age := time.Duration(monoNow() - s)
+		if age >= timeout {
+			w.stopped = true
+			return true
+		}
+		next = timeout - age
+	}
+	w.t.Reset(next)
+	return false
+}
+
+// stop disarms the watchdog; onTimeout does not start after it returns.
+func (w *writeWatch) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.t.Stop()
+	w.mu.Unlock()
+}
+
+// pingLoop sends a keepalive ping every PingInterval until the client ends;
+// a ping not answered within WriteTimeout fails the client. It runs beside
+// the writer (the websocket package serializes frames), so a ping waiting
+// for its pong never holds up the client's events.
+func (c *client) pingLoop(conn *websocket.Conn) {
+	t := time.NewTicker(c.br.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		// Not derived from c.ctx: a context cancelled in the middle of the
+		// ping's write makes the websocket package drop the connection
+		// without the close status the writer is about to send.
+		// It ends early when ServeHTTP closes the connection.
+		ctx, cancel := context.WithTimeout(context.Background(), c.br.cfg.WriteTimeout)
+		err := conn.Ping(ctx)
+		cancel()
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.fail(websocket.StatusGoingAway, "ping timeout")
+			}
+			return
 		}
 	}
 }

@@ -364,9 +364,11 @@ func TestNoGoroutineLeakBridge(t *testing.T) {
 
 	require.NoError(t, c1.Close(websocket.StatusNormalClosure, "bye"))
 	require.NoError(t, b.Stop(ctx))
-	// The socket ends (its close status is checked by
-	// TestBridgeClosesSocketsWhenBrokerStops; here only what is left behind).
-	assert.Error(t, closeErr(t, c2))
+	// The socket ends with its close status even if the writer had not
+	// yet returned from writing the last message when the broker stopped
+	// (a write in progress is given a grace period, not closed under it).
+	err = closeErr(t, c2)
+	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 	require.Eventually(t, func() bool { return br.Clients() == 0 }, 10*time.Second, 10*time.Millisecond)
 	srv.Close()
 	pool.Close()

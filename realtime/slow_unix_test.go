@@ -22,7 +22,8 @@ func TestSlowWebSocketClientIsClosed(t *testing.T) {
 	t.Parallel()
 	db := newDB(t)
 	b := startBroker(t, db.Pool, Config{})
-	br, err := NewBridge(b, BridgeConfig{Authorize: testAuthorize, QueueSize: 500, WriteTimeout: 300 * time.Millisecond})
+	log := newCloseLog()
+	br, err := NewBridge(b, BridgeConfig{Authorize: testAuthorize, QueueSize: 500, WriteTimeout: 300 * time.Millisecond, Logger: log.logger()})
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(br)
 	// Small kernel buffers, so that a client that does not read blocks the
@@ -70,6 +71,13 @@ func TestSlowWebSocketClientIsClosed(t *testing.T) {
 	assert.Equal(t, total, <-fastDone, "the fast client got every message")
 	require.Eventually(t, func() bool { return br.Clients() == 1 }, 20*time.Second, 10*time.Millisecond,
 		"the slow client is disconnected, the fast one stays")
+	// The queue (500) never filled: the write timeout closed it.
+	reason, code, ok := log.reason("slow")
+	require.True(t, ok)
+	assert.Equal(t, "write timeout", reason)
+	assert.Equal(t, websocket.StatusPolicyViolation, code)
+	_, _, closed := log.reason("fast")
+	assert.False(t, closed)
 }
 
 func smallBufferClient() *http.Client {

@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -590,25 +591,53 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 	}
 	join := []byte(`{"type":"join","channel":"room:fanout"}`)
 	addr := strings.TrimPrefix(srv.URL, "http://")
+	// -fanout-client=epoll: after joining, each client's socket is read by
+	// one of 4×GOMAXPROCS event loops (see epollGroup); more loops than
+	// cores keep both cores reading until the last socket is served.
+	var groups []*epollGroup
+	nGroups := 4 * runtime.GOMAXPROCS(0)
+	groupErr := make(chan error, nGroups)
+	if *flagLight && *flagFanClient == "epoll" {
+		for range nGroups {
+			g, err := newEpollGroup()
+			if err != nil {
+				return 0, 0, err
+			}
+			groups = append(groups, g)
+		}
+	} else if *flagFanClient != "epoll" && *flagFanClient != "goroutine" {
+		return 0, 0, fmt.Errorf("-fanout-client must be epoll or goroutine, not %q", *flagFanClient)
+	}
 	for i := range clients {
 		wg.Go(func() {
 			mine := make([]float64, 0, msgs)
-			defer func() { lats[i] = mine }()
 			if *flagLight {
 				c, err := dialLight(addr, fmt.Sprintf("/?u=%d", i))
 				if err != nil {
 					ready <- err
 					return
 				}
-				defer c.close()
 				if err := c.writeText(join); err != nil {
+					c.close()
 					ready <- err
 					return
 				}
 				if _, err := c.read(); err != nil { // "joined"
+					c.close()
 					ready <- err
 					return
 				}
+				if groups != nil {
+					lats[i] = mine
+					ready <- groups[i%len(groups)].add(c, msgs, func(data []byte, now time.Time) bool {
+						var ok bool
+						lats[i], ok = record(lats[i], data, now)
+						return ok
+					})
+					return
+				}
+				defer func() { lats[i] = mine }()
+				defer c.close()
 				ready <- nil
 				for range msgs {
 					data, err := c.read()
@@ -623,6 +652,7 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 				}
 				return
 			}
+			defer func() { lats[i] = mine }()
 			c, _, err := websocket.Dial(ctx, fmt.Sprintf("%s/?u=%d", wsURL, i), nil)
 			if err != nil {
 				ready <- err
@@ -656,6 +686,9 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 			return 0, 0, err
 		}
 	}
+	for _, g := range groups {
+		wg.Go(func() { groupErr <- g.run(time.Now().Add(5 * time.Minute)) })
+	}
 	for i := range msgs {
 		if err := b.Publish(ctx, pool, "room:fanout", []byte(payload(i))); err != nil {
 			return 0, 0, err
@@ -663,6 +696,11 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 		time.Sleep(50 * time.Millisecond)
 	}
 	wg.Wait()
+	for range groups {
+		if err := <-groupErr; err != nil {
+			return 0, 0, fmt.Errorf("fan-out client: %w", err)
+		}
+	}
 	var lat []float64
 	for _, l := range lats {
 		lat = append(lat, l...)

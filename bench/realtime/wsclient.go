@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,15 @@ import (
 	"strings"
 	"syscall"
 )
+
+var flagFanClient = flag.String("fanout-client", defaultFanClient(), "fan-out light clients: epoll (GOMAXPROCS event loops read all sockets) or goroutine (one goroutine per client)")
+
+func defaultFanClient() string {
+	if epollAvailable {
+		return "epoll"
+	}
+	return "goroutine"
+}
 
 // lightWS is a minimal WebSocket client for the fan-out run: a thousand of
 // them share two cores with the server under test, so each read must cost
