@@ -169,6 +169,9 @@ type Index struct {
 	fields    []quotedField
 	filters   map[string]string // column -> quoted
 	names     objectNames
+	// scan is verbatimScan; tests lower or raise it to compare the two
+	// ways a query gathers its verbatim rows.
+	scan int
 }
 
 type quotedField struct {
@@ -238,7 +241,7 @@ func New(cfg Config) (*Index, error) {
 	case cfg.Ranking.Exact < 0 || cfg.Ranking.Prefix < 0 || cfg.Ranking.Typo < 0 || cfg.Ranking.Verbatim < 0 || cfg.Ranking.Text < 0:
 		return bad("Ranking weights must not be negative")
 	}
-	ix := &Index{cfg: cfg, filters: map[string]string{}}
+	ix := &Index{cfg: cfg, filters: map[string]string{}, scan: verbatimScan}
 	var err error
 	q := func(parts ...string) string {
 		if err != nil {

@@ -261,9 +261,9 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// themselves nor a correction).
 	lookup := func(words, budgets, thresholds string) string {
 		return fmt.Sprintf(`SELECT u.i, f.word, f.docs, f.typos, f.score, f.o
-	FROM unnest(%[1]s::text[], %[2]s::int[], %[3]s::real[]) WITH ORDINALITY AS u(w, k, th, i),
+	FROM (SELECT * FROM unnest(%[1]s::text[], %[2]s::int[], %[3]s::real[]) WITH ORDINALITY LIMIT %[8]d) AS u(w, k, th, i),
 	LATERAL %[4]s(%[5]s(u.w), u.th, u.k, %[6]d, %[7]d) WITH ORDINALITY AS f(word, docs, typos, score, o)`,
-			words, budgets, thresholds, ix.wordsFn, ix.unaccent, ix.cfg.Typos.Candidates, ix.cfg.Typos.Alternatives+1)
+			words, budgets, thresholds, ix.wordsFn, ix.unaccent, ix.cfg.Typos.Candidates, ix.cfg.Typos.Alternatives+1, len(typoWords))
 	}
 	wordsArg := a.add(typoWords)
 	cte := "cw1 AS MATERIALIZED (\n\t" + lookup(wordsArg, a.add(budgets), a.add(thresholds)) +
@@ -273,7 +273,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	SELECT u.i, u.w, x.alts[1:%[5]d] AS alts, x.best, x.target,
 		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.alts[1:%[5]d]) AS a)) AS altq,
 		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.best) AS a)) AS bestq
-	FROM unnest(%[2]s::text[]) WITH ORDINALITY AS u(w, i),
+	FROM (SELECT * FROM unnest(%[2]s::text[]) WITH ORDINALITY LIMIT %[8]d) AS u(w, i),
 	LATERAL (SELECT y.alts, CASE WHEN y.known THEN '{}'::text[] ELSE y.best END AS best,
 		to_tsquery(%[1]s, %[3]s(%[4]s)) AS target
 		FROM (SELECT coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0), '{}') AS alts,
@@ -282,7 +282,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 			FROM (SELECT f.*, min(f.score) FILTER (WHERE f.typos > 0) OVER () AS top
 				FROM (SELECT * FROM cw1 WHERE cw1.i = u.i UNION ALL SELECT * FROM cw2 WHERE cw2.i = u.i) f) s) y) x
 )`, ix.lang, wordsArg, ix.unaccent, quoteLexemeSQL("u.w"), ix.cfg.Typos.Alternatives,
-			quoteLexemeSQL("a"), bestMargin)
+			quoteLexemeSQL("a"), bestMargin, len(typoWords))
 	// rewrite replaces each typo word's node in the tsquery expr by sub, an
 	// expression over c, when the word has a node and need (a condition
 	// over c) holds. An empty sub (a stop word) removes the node, as
@@ -303,7 +303,8 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	if r.Verbatim > 0 {
 		verbatim = doc + " ~ q.vre"
 	}
-	vwords := a.add(p.verbatimWords(nil))
+	vw := p.verbatimWords(nil)
+	vwords := a.add(vw)
 	// A word missing from the word list that has a likeliest correction is
 	// read as that correction for the exact and prefix tiers: its own stem
 	// may coincide with another word's ("explaning" and "explanation" both
@@ -408,7 +409,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		FROM %[4]s
 		WHERE %[5]s)`, cols, score, ix.vector, tsFrom("qhi"), qhiWhere)
 	} else {
-		hScan := max(verbatimScan, ix.cfg.MaxCandidates)
+		hScan := max(ix.scan, ix.cfg.MaxCandidates)
 		colsH, scoreH := colsOf("t.justpg_doc"), score
 		if r.Verbatim > 0 {
 			scoreH = scoreOf("t.justpg_verbatim")
@@ -432,11 +433,11 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	WHERE %[4]s
 	LIMIT %[5]d
 ), hb AS MATERIALIZED (
-	SELECT count(*) > %[6]d AS big FROM h
+	SELECT CASE WHEN %[7]s THEN true ELSE (SELECT count(*) > %[6]d FROM h) END AS big
 ), hv AS MATERIALIZED (
 	SELECT t.*, d.justpg_doc, coalesce(d.justpg_doc ~ q.vre, false) AS justpg_verbatim
 	FROM q, h t, LATERAL (SELECT %[2]s AS justpg_doc OFFSET 0) d
-)`, strings.Join(hcols, ", "), doc, tsFrom("qhi"), qhiWhere, hScan+1, hScan)
+)`, strings.Join(hcols, ", "), doc, tsFrom("qhi"), qhiWhere, hScan+1, hScan, ix.knownBroad(p, typoWords, filters, hScan))
 		vbranch = fmt.Sprintf(`	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM %[4]s
@@ -522,7 +523,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// fre, the longest, is what the trigram indexes look up).
 	sql := fmt.Sprintf(`WITH %[1]s, v AS MATERIALIZED (
 	SELECT regexp_replace(%[2]s(z), '[^[:alnum:]]+', '', 'g') AS y
-	FROM unnest(%[3]s::text[]) AS v(x) LEFT JOIN c ON c.w = v.x,
+	FROM (SELECT * FROM unnest(%[3]s::text[]) LIMIT %[17]d) AS v(x) LEFT JOIN c ON c.w = v.x,
 		LATERAL unnest(CASE WHEN cardinality(c.best) > 0 THEN c.best ELSE ARRAY[v.x] END) AS z
 ), q AS MATERIALIZED (
 	SELECT qe, qp, qt, qt1, qe || qp || qt1 AS qhi, qe || qp || qt AS qa,
@@ -557,7 +558,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 SELECT p.k, p.score, p.dk, p.exact, p.prefix, (SELECT count(*) FROM m), (SELECT count(*) FROM u) >= %[15]d, q.corrected, q.corrections%[12]s
 FROM q LEFT JOIN %[13]s ON true
 ORDER BY p.dk, p.score DESC, p.k`,
-		cte, ix.unaccent, vwords, qe, qp, qt, qt1, pl, mSQL, keyset, limit+1, hlCols, hl, ix.cfg.Typos.Alternatives, maxRows, hCTE)
+		cte, ix.unaccent, vwords, qe, qp, qt, qt1, pl, mSQL, keyset, limit+1, hlCols, hl, ix.cfg.Typos.Alternatives, maxRows, hCTE, len(vw))
 	rows, err := db.Query(ctx, sql, a...)
 	if err != nil {
 		return nil, fmt.Errorf("search: %w", err)
@@ -620,6 +621,28 @@ ORDER BY p.dk, p.score DESC, p.k`,
 		res.Next = encodeCursor(cursor{D: dks[limit-1], S: last.Score, K: last.Key})
 	}
 	return res, nil
+}
+
+// knownBroad is a condition, over the corrections, that holds when the
+// query is known to match more than n rows without counting them: a query
+// of one plain word and no filters matches at least the rows that contain
+// the word itself, when it is in the word list, or any of its likeliest
+// corrections, and the word list counts those rows (docs). Each such word
+// stands in the query as its own stem, which every row containing the word
+// matches (a stop word stands for nothing and is left out). The count may
+// be stale until the next RefreshWords; it only chooses between two ways of
+// gathering the same rows, so a stale count costs time, never results.
+func (ix *Index) knownBroad(p parsed, typoWords []string, filters string, n int) string {
+	if filters != "" || len(typoWords) != 1 || len(p.groups) != 1 || len(p.groups[0]) != 1 {
+		return "false"
+	}
+	t := p.groups[0][0]
+	if t.negate || t.phrase || len(t.words) != 1 || t.words[0] != typoWords[0] {
+		return "false"
+	}
+	return fmt.Sprintf(`coalesce((SELECT max(f.docs) FROM (SELECT * FROM cw1 UNION ALL SELECT * FROM cw2) f, c
+		WHERE f.i = 1 AND c.i = 1 AND (f.typos = 0 OR f.word = ANY (c.best))
+		AND numnode(to_tsquery(%s, %s)) > 0), 0) > %d`, ix.lang, quoteLexemeSQL("f.word"), n)
 }
 
 // quoteLexemeSQL is the SQL expression that quotes the text expr as a

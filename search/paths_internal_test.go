@@ -1,0 +1,61 @@
+package search
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/justpg/justpg/internal/pgtest"
+)
+
+// TestVerbatimPathsAgree checks that the two ways a query gathers the rows
+// containing its words verbatim give the same page: reading the matching
+// rows through the tsvector index and testing each (a narrow query), and
+// looking them up through the trigram indexes (a broad one, or one the word
+// list's counts show to be broad without counting). The same queries run
+// with the threshold between them raised so that every query reads its rows
+// one by one, and lowered so that every query takes the trigram lookup.
+func TestVerbatimPathsAgree(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t, pgtest.WithSetup("search-paths", func(ctx context.Context, pool *pgxpool.Pool) error {
+		// 3,000 rows; five of each six contain a word stemmed to
+		// 'connect', so that most queries below match over 2,000 rows.
+		_, err := pool.Exec(ctx, `CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+			INSERT INTO notes SELECT i, format('note %s: %s %s', i,
+				(ARRAY['connected the wires', 'connection lost at noon', 'connects two rooms',
+					'connecting flights are late', 'the connections held', 'a quiet garden'])[i % 6 + 1],
+				(ARRAY['red', 'green', 'blue', 'amber', 'violet'])[i % 5 + 1])
+			FROM generate_series(1, 3000) AS i`)
+		return err
+	}))
+	def, err := New(Config{Table: "notes", Key: "id", Fields: []Field{{Column: "body", Weight: A}}})
+	require.NoError(t, err)
+	require.NoError(t, def.Create(ctx, db.Pool))
+	require.NoError(t, def.RefreshWords(ctx, db.Pool))
+	oneByOne, lookedUp := *def, *def
+	oneByOne.scan = 1 << 20
+	lookedUp.scan = 10 // below MaxCandidates: the threshold is MaxCandidates
+	for _, text := range []string{
+		"connected ",         // in the word list, broad: its count says so
+		"conected ",          // corrected to connected
+		"conected wires ",    // two words: counted
+		"connection lost ",   // two words, both known
+		"conection",          // the word being typed
+		"garden ",            // narrow: 500 rows
+		"connects -rooms ",   // an exclusion
+		"\"connected the\" ", // a phrase
+	} {
+		want, err := oneByOne.Search(ctx, db.Pool, Query{Text: text, Limit: 20})
+		require.NoError(t, err, text)
+		require.NotEmpty(t, want.Hits, text)
+		for _, ix := range []*Index{def, &lookedUp} {
+			got, err := ix.Search(ctx, db.Pool, Query{Text: text, Limit: 20})
+			require.NoError(t, err, text)
+			require.Equal(t, want.Hits, got.Hits, "%q with scan %d", text, ix.scan)
+			require.Equal(t, want.Total, got.Total, "%q with scan %d", text, ix.scan)
+		}
+	}
+}
