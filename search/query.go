@@ -624,14 +624,15 @@ ORDER BY p.dk, p.score DESC, p.k`,
 }
 
 // knownBroad is a condition, over the corrections, that holds when the
-// query is known to match more than n rows without counting them: a query
-// of one plain word and no filters matches at least the rows that contain
-// the word itself, when it is in the word list, or any of its likeliest
-// corrections, and the word list counts those rows (docs). Each such word
-// stands in the query as its own stem, which every row containing the word
-// matches (a stop word stands for nothing and is left out). The count may
-// be stale until the next RefreshWords; it only chooses between two ways of
-// gathering the same rows, so a stale count costs time, never results.
+// query is known to match more than n rows without counting them. A query
+// of one plain word and no filters stands for the stem of the word itself,
+// when it is in the word list, or of its likeliest corrections; it matches
+// every row containing a word with one of those stems, so at least as many
+// rows as the word list counts (docs) for any such word among the
+// candidates looked up (a stop word stands for nothing and is left out).
+// The count may be stale until the next RefreshWords; it only chooses
+// between two ways of gathering the same rows, so a stale count costs time,
+// never results.
 func (ix *Index) knownBroad(p parsed, typoWords []string, filters string, n int) string {
 	if filters != "" || len(typoWords) != 1 || len(p.groups) != 1 || len(p.groups[0]) != 1 {
 		return "false"
@@ -640,9 +641,11 @@ func (ix *Index) knownBroad(p parsed, typoWords []string, filters string, n int)
 	if t.negate || t.phrase || len(t.words) != 1 || t.words[0] != typoWords[0] {
 		return "false"
 	}
-	return fmt.Sprintf(`coalesce((SELECT max(f.docs) FROM (SELECT * FROM cw1 UNION ALL SELECT * FROM cw2) f, c
-		WHERE f.i = 1 AND c.i = 1 AND (f.typos = 0 OR f.word = ANY (c.best))
-		AND numnode(to_tsquery(%s, %s)) > 0), 0) > %d`, ix.lang, quoteLexemeSQL("f.word"), n)
+	return fmt.Sprintf(`coalesce((SELECT max(f.docs) FROM (SELECT f.*, to_tsquery(%[1]s, %[2]s) AS stem
+			FROM (SELECT * FROM cw1 UNION ALL SELECT * FROM cw2) f WHERE f.i = 1) f, c
+		WHERE c.i = 1 AND numnode(f.stem) > 0 AND f.stem IN (SELECT g.stem FROM (SELECT f.*, to_tsquery(%[1]s, %[2]s) AS stem
+			FROM (SELECT * FROM cw1 UNION ALL SELECT * FROM cw2) f WHERE f.i = 1) g WHERE g.typos = 0 OR g.word = ANY (c.best))), 0) > %[3]d`,
+		ix.lang, quoteLexemeSQL("f.word"), n)
 }
 
 // quoteLexemeSQL is the SQL expression that quotes the text expr as a
