@@ -84,7 +84,14 @@
 // index and each is tested for the words (a few microseconds a row);
 // only broader queries look the verbatim rows up through the trigram
 // indexes, whose lookups of common trigrams cost several milliseconds.
-// Both ways give the same rows.
+// Both ways give the same rows. A one-word query whose word (or likeliest
+// correction, or a word with the same stem) the word list counts in more
+// rows than that goes to the trigram lookup without counting its rows.
+//
+// A search is one statement with bind parameters, which pgx prepares and
+// caches per connection; its text depends only on the query's shape (how
+// many words, which filters), so after a few calls PostgreSQL reuses one
+// generic plan instead of planning each search again.
 //
 // While the last word is being typed it matches as a prefix even when it
 // has corrections (nationa finds nationalistic as well as national).
