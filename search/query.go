@@ -475,6 +475,14 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		notTyped = " AND c.w <> " + a.add(typed)
 	}
 	altFrom := fmt.Sprintf("%s t WHERE t.%s @@ q.qa AND t.%s @@ to_tsquery(%s, %s)%s", ix.table, ix.vector, ix.vector, ix.lang, quoteLexemeSQL("a.w"), filters)
+	if oneWord(p, typoWords) {
+		// A query of one word matches every row containing one of its
+		// corrections, so only the correction's entry of the tsvector index
+		// is read: the index condition of the query itself (all the
+		// corrections) would be read again for each correction, for
+		// nothing. The fence keeps the query a filter on the rows.
+		altFrom = fmt.Sprintf("(SELECT * FROM %s t WHERE t.%s @@ to_tsquery(%s, %s) OFFSET 0) t WHERE t.%s @@ q.qa%s", ix.table, ix.vector, ix.lang, quoteLexemeSQL("a.w"), ix.vector, filters)
+	}
 	if ix.tenant != "" {
 		altFrom = fmt.Sprintf("%s(q.qa && to_tsquery(%s, %s)) AS f(k) JOIN %s t ON t.%s = f.k WHERE true%s", ix.matchFn, ix.lang, quoteLexemeSQL("a.w"), ix.table, ix.key, filters)
 	}
@@ -638,11 +646,7 @@ ORDER BY p.dk, p.score DESC, p.k`,
 // between two ways of gathering the same rows, so a stale count costs time,
 // never results.
 func (ix *Index) knownBroad(p parsed, typoWords []string, filters string, n int) string {
-	if filters != "" || len(typoWords) != 1 || len(p.groups) != 1 || len(p.groups[0]) != 1 {
-		return "false"
-	}
-	t := p.groups[0][0]
-	if t.negate || t.phrase || len(t.words) != 1 || t.words[0] != typoWords[0] {
+	if filters != "" || !oneWord(p, typoWords) {
 		return "false"
 	}
 	words := fmt.Sprintf(`(SELECT f.*, to_tsquery(%s, %s) AS stem
@@ -650,6 +654,17 @@ func (ix *Index) knownBroad(p parsed, typoWords []string, filters string, n int)
 	return fmt.Sprintf(`coalesce((SELECT max(f.docs) FROM %[1]s f, c
 		WHERE c.i = 1 AND numnode(f.stem) > 0
 		AND f.stem IN (SELECT g.stem FROM %[1]s g WHERE g.typos = 0 OR g.word = ANY (c.best))), 0) > %[2]d`, words, n)
+}
+
+// oneWord reports whether the query is one plain word (not excluded, not a
+// phrase) that may have typos: the query is then that word or one of its
+// corrections.
+func oneWord(p parsed, typoWords []string) bool {
+	if len(typoWords) != 1 || len(p.groups) != 1 || len(p.groups[0]) != 1 {
+		return false
+	}
+	t := p.groups[0][0]
+	return !t.negate && !t.phrase && len(t.words) == 1 && t.words[0] == typoWords[0]
 }
 
 // quoteLexemeSQL is the SQL expression that quotes the text expr as a
