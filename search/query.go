@@ -290,11 +290,14 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// rewrite replaces each typo word's node in the tsquery expr by sub, an
 	// expression over c, when the word has a node and need (a condition
 	// over c) holds. An empty sub (a stop word) removes the node, as
-	// websearch_to_tsquery drops a stop word typed correctly.
+	// websearch_to_tsquery drops a stop word typed correctly. Each level
+	// reads the one below it twice; OFFSET 0 keeps the planner from
+	// pulling the level up into its parent, which would copy the
+	// expression into both places and double the tree with every word.
 	rewrite := func(expr, need, sub string) string {
 		for i := range typoWords {
 			expr = fmt.Sprintf(`(SELECT CASE WHEN coalesce(numnode(c.target), 0) = 0 OR NOT coalesce(%[2]s, false) THEN x.q ELSE ts_rewrite(x.q, c.target, %[3]s) END
-			FROM (SELECT %[1]s AS q) x LEFT JOIN c ON c.i = %[4]d)`, expr, need, sub, i+1)
+			FROM (SELECT %[1]s AS q OFFSET 0) x LEFT JOIN c ON c.i = %[4]d)`, expr, need, sub, i+1)
 		}
 		return expr
 	}
@@ -337,7 +340,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		l := fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(last.tsquery(false, nil)))
 		q0 = func(rw func(string) string) string {
 			return fmt.Sprintf(`(SELECT CASE WHEN numnode(r) = 0 THEN l WHEN numnode(l) = 0 THEN r ELSE r && l END
-			FROM (SELECT %[1]s AS r, %[2]s || pp.pl AS l) v)`, rw(r), rw(l))
+			FROM (SELECT %[1]s AS r, %[2]s || pp.pl AS l OFFSET 0) v)`, rw(r), rw(l))
 		}
 	}
 	variant := func(need, sub string) string {
