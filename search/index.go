@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -315,11 +316,35 @@ func New(cfg Config) (*Index, error) {
 		}
 		ix.filters[f] = col
 	}
+	// The generated column must be a new one: ADD COLUMN IF NOT EXISTS
+	// would keep an existing column of that name.
+	if seen[cfg.VectorColumn] || cfg.VectorColumn == cfg.Key || (cfg.TenantColumn != "" && cfg.VectorColumn == cfg.TenantColumn) {
+		return bad("VectorColumn %q is already the key, a field or the tenant column", cfg.VectorColumn)
+	}
+	// The tables and indexes made share one name space, and CREATE ... IF
+	// NOT EXISTS would silently skip one of two objects with the same name
+	// (a field named search_words would take the word list's index name).
+	rels := map[string]bool{cfg.Table: true}
+	for _, r := range append([]string{n.vectorIdx, n.wordsTable, n.wordsIdx, n.wordsBtree}, n.trgmIdx...) {
+		if rels[r] {
+			return bad("two of the objects to create would be named %q (set another Name)", r)
+		}
+		rels[r] = true
+	}
+	// The index keeps its own copy of the caller's slices.
+	ix.cfg.Fields = slices.Clone(cfg.Fields)
+	ix.cfg.Filters = slices.Clone(cfg.Filters)
 	return ix, nil
 }
 
-// Config returns the configuration with defaults filled in.
-func (ix *Index) Config() Config { return ix.cfg }
+// Config returns the configuration with defaults filled in (a copy: changing
+// it does not change the index).
+func (ix *Index) Config() Config {
+	c := ix.cfg
+	c.Fields = slices.Clone(c.Fields)
+	c.Filters = slices.Clone(c.Filters)
+	return c
+}
 
 // unaccentExpr is the accent- and case-insensitive form of a column, as the
 // trigram indexes store it.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/justpg/justpg/internal/pgdb"
+	"github.com/justpg/justpg/internal/pgtext"
 )
 
 // Query is one search.
@@ -145,7 +147,7 @@ func encodeCursor(c cursor) string {
 func decodeCursor(s string) (cursor, error) {
 	var c cursor
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || json.Unmarshal(b, &c) != nil {
+	if err != nil || json.Unmarshal(b, &c) != nil || pgtext.Check(c.K) != nil {
 		return c, fmt.Errorf("%w: malformed cursor", ErrQuery)
 	}
 	return c, nil
@@ -180,16 +182,38 @@ func (ix *Index) filterSQL(fs []Filter, a *args) (string, error) {
 		if f.Value == nil {
 			return "", fmt.Errorf("%w: filter on %q has a nil value", ErrQuery, f.Column)
 		}
+		if err := checkFilterText(f.Value); err != nil {
+			return "", fmt.Errorf("%w: filter on %q: %w", ErrQuery, f.Column, err)
+		}
 		switch f.Op {
 		case OpEq, OpNe, OpLt, OpLe, OpGt, OpGe:
 			fmt.Fprintf(&b, " AND t.%s %s %s", col, f.Op, a.add(f.Value))
 		case OpIn:
+			if k := reflect.TypeOf(f.Value).Kind(); k != reflect.Slice && k != reflect.Array {
+				return "", fmt.Errorf("%w: IN filter on %q needs a slice of values, got %T", ErrQuery, f.Column, f.Value)
+			}
 			fmt.Fprintf(&b, " AND t.%s = ANY(%s)", col, a.add(f.Value))
 		default:
 			return "", fmt.Errorf("%w: unknown filter operator %q", ErrQuery, f.Op)
 		}
 	}
 	return b.String(), nil
+}
+
+// checkFilterText refuses a text value (or text in a slice of them) that
+// PostgreSQL cannot store, so it never matches: a NUL or invalid UTF-8.
+func checkFilterText(v any) error {
+	switch v := v.(type) {
+	case string:
+		return pgtext.Check(v)
+	case []string:
+		for _, s := range v {
+			if err := pgtext.Check(s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Search runs q. A query with no word that can be searched for (empty, only
@@ -523,7 +547,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		opts := a.add("StartSel=\x01, StopSel=\x02, MaxWords=30, MinWords=12, HighlightAll=false")
 		var cols []string
 		for _, f := range ix.fields {
-			cols = append(cols, fmt.Sprintf("ts_headline(%s, translate(coalesce(t.%s, ''), E'\\x01\\x02', ''), q.qa, %s)", ix.lang, f.col, opts))
+			cols = append(cols, fmt.Sprintf("ts_headline(%s, translate(coalesce(t.%s, ''), E'<\\x01\\x02\\x03', E'\\x03'), q.qa, %s)", ix.lang, f.col, opts))
 		}
 		hlCols = ", " + strings.Join(cols, ", ")
 		hl = fmt.Sprintf("(p JOIN %s t ON t.%s = p.key)", ix.table, ix.key)
@@ -677,9 +701,11 @@ func quoteLexemeSQL(expr string) string {
 }
 
 // markup HTML-escapes a ts_headline snippet and turns its sentinel bytes
-// into the configured markers.
+// into the configured markers. A < of the text was passed to ts_headline as
+// \x03 (its parser would take "<table>" for a tag and leave it out).
 func (ix *Index) markup(s string) string {
 	s = html.EscapeString(s)
+	s = strings.ReplaceAll(s, "\x03", "&lt;")
 	s = strings.ReplaceAll(s, "\x01", ix.cfg.Highlight.Start)
 	return strings.ReplaceAll(s, "\x02", ix.cfg.Highlight.Stop)
 }
@@ -752,6 +778,9 @@ func (ix *Index) Substring(ctx context.Context, db DB, q Query) (*Result, error)
 	filters, err := ix.filterSQL(q.Filters, &a)
 	if err != nil {
 		return nil, err
+	}
+	if strings.ContainsRune(text, 0) {
+		return &Result{}, nil // no text PostgreSQL stores holds a NUL
 	}
 	pat := a.add("%" + escapeLike(text) + "%")
 	var from, where string
