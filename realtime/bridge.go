@@ -85,7 +85,9 @@ type BridgeConfig struct {
 // data is the payload itself when it is valid JSON, otherwise a JSON
 // string; id is present for durable channels. Events of one channel arrive
 // in publish order; events of different channels are relayed independently
-// and may interleave differently. Identity channels may be
+// and may interleave differently. Identity channels are subscribed before
+// the upgrade completes, so nothing published once the client has
+// connected is missed. They may be
 // resumed with the query parameter resume=<channel>:<id> (repeatable).
 // Malformed JSON closes the socket with 1008 (policy violation); unknown,
 // invalid or unauthorized joins get an error message.
@@ -607,6 +609,18 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	c := br.newClient(context.WithoutCancel(r.Context()), id)
+	// Identity channels are joined before the upgrade completes, so that
+	// anything published once the client's Dial has returned reaches it.
+	// A failure is still reported as a close status, which browsers expose
+	// (an HTTP error before the upgrade would reach scripts as a bare
+	// "error" event).
+	var joinErr error
+	for _, ch := range id.Channels {
+		if joinErr = c.join(ch, sincePtr(resume, ch), true, nil); joinErr != nil {
+			break
+		}
+	}
 	// Compression stays off: room events are encoded once and written as
 	// is to every socket; per-socket deflate would cost more than it saves
 	// on small messages.
@@ -615,25 +629,22 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
+		c.finish()
 		return // Accept wrote the HTTP error
 	}
 	conn.SetReadLimit(br.cfg.ReadLimit)
 	br.clients.Add(1)
 	defer br.clients.Add(-1)
-	c := br.newClient(context.WithoutCancel(r.Context()), id)
-
-	for _, ch := range id.Channels {
-		if err := c.join(ch, sincePtr(resume, ch), true, nil); err != nil {
-			c.finish()
-			code, reason := websocket.StatusInternalError, "subscribe failed"
-			if errors.Is(err, ErrNotRunning) {
-				code, reason = websocket.StatusTryAgainLater, "server not ready"
-			} else if errors.Is(err, ErrNoStream) {
-				code, reason = websocket.StatusPolicyViolation, "resume on a channel without a stream"
-			}
-			_ = conn.Close(code, reason)
-			return
+	if joinErr != nil {
+		c.finish()
+		code, reason := websocket.StatusInternalError, "subscribe failed"
+		if errors.Is(joinErr, ErrNotRunning) {
+			code, reason = websocket.StatusTryAgainLater, "server not ready"
+		} else if errors.Is(joinErr, ErrNoStream) {
+			code, reason = websocket.StatusPolicyViolation, "resume on a channel without a stream"
 		}
+		_ = conn.Close(code, reason)
+		return
 	}
 
 	readerDone := make(chan struct{})

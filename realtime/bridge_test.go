@@ -456,3 +456,41 @@ func TestBroadcastToLocalSockets(t *testing.T) {
 	_, err = br.Broadcast("bad name", []byte("x"))
 	assert.ErrorIs(t, err, ErrInvalidChannel)
 }
+
+// An EventSource reconnecting with a Last-Event-ID whose stream was dropped
+// meanwhile, or whose ids started again, goes on with a "reset" gap: it is
+// not refused (a browser would stop reconnecting), and its next id no longer
+// carries the stale number.
+func TestSSEResumeAfterStreamReset(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	br, srv := newBridgeServer(t, b, BridgeConfig{})
+	ctx := ctxT(t)
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "room:news", StreamConfig{}))
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, b.Publish(ctx, db.Pool, "room:news", fmt.Appendf(nil, "%d", i)))
+	}
+	require.NoError(t, b.DropStream(ctx, db.Pool, "room:news"))
+
+	// Stream gone: live after a gap; ids of channels not joined are dropped.
+	resp, r := openSSE(t, ctx, srv, "user=erin&channel=room:news", "room%3Anews=3&room%3Aother=9")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, sseEvent{event: "gap", data: wireOut{Type: "gap", Channel: "room:news", Reason: "reset"}}, readSSE(t, r))
+	require.NoError(t, b.Publish(ctx, db.Pool, "room:news", []byte(`"live"`)))
+	assert.Equal(t, sseEvent{event: "message", data: wireOut{Type: "message", Channel: "room:news", Data: json.RawMessage(`"live"`)}}, readSSE(t, r))
+	resp.Body.Close()
+
+	// Stream created again (ids from 1): the stale id 3 replays the new log.
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "room:news", StreamConfig{}))
+	require.NoError(t, b.Publish(ctx, db.Pool, "room:news", []byte(`"n1"`)))
+	require.Eventually(t, func() bool { return br.Clients() == 0 }, 10*time.Second, 10*time.Millisecond)
+	resp, r = openSSE(t, ctx, srv, "user=erin&channel=room:news", "room%3Anews=3")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, sseEvent{event: "gap", id: "room%3Anews=0", data: wireOut{Type: "gap", Channel: "room:news", Reason: "reset"}}, readSSE(t, r))
+	assert.Equal(t, sseEvent{event: "message", id: "room%3Anews=1", data: wireOut{Type: "message", Channel: "room:news", ID: 1, Data: json.RawMessage(`"n1"`)}}, readSSE(t, r))
+
+	// An explicit resume parameter on a channel without a stream still fails.
+	resp, _ = openSSE(t, ctx, srv, "user=erin&channel=room:none&resume=room:none:1", "")
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+}

@@ -27,7 +27,8 @@
 // WAL before its commit record, so PostgreSQL commits it without waiting
 // for a WAL flush.) Messages of one transaction arrive in publish order.
 // As with NOTIFY itself, identical (channel, payload) pairs in one
-// transaction are delivered once, unless the channel has a stream.
+// transaction are delivered once, unless the channel has a stream or the
+// payload is too large for a notification.
 //
 // Payloads of any size work: those beyond NOTIFY's 8000-byte limit are
 // stored in realtime_payloads and the notification carries their id, which
@@ -85,7 +86,10 @@
 // Subscribe(ctx, ch, From(lastID)) and receives every retained event after
 // lastID, then live events, with none missing or repeated; after a
 // reconnect a durable subscription catches up the same way instead of
-// receiving a gap. ReadStream pages through the log directly.
+// receiving a gap. A resume id the stream never reached (the stream was
+// dropped and created again, so its ids started over) and a DropStream
+// under a durable subscription give a GapReset, after which the current
+// log and live events follow. ReadStream pages through the log directly.
 //
 // # Table changes
 //

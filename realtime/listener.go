@@ -466,19 +466,24 @@ func (l *loop) catchUp(ctx context.Context, s *Subscription) error {
 	// Bounded, so a dead connection cannot stall the listener.
 	ctx, cancel := context.WithTimeout(ctx, 4*b.cfg.PingTimeout)
 	defer cancel()
-	var exists bool
+	var newest int64
 	var first *int64
-	if err := l.conn.QueryRow(ctx, `SELECT true, (SELECT min(id) FROM `+b.qEvents+` WHERE channel = $1 AND id > $2)
-		FROM `+b.qStreams+` WHERE channel = $1`, s.channel, s.lastID).Scan(&exists, &first); err != nil {
+	if err := l.conn.QueryRow(ctx, `SELECT last_id, (SELECT min(id) FROM `+b.qEvents+` WHERE channel = $1 AND id > $2)
+		FROM `+b.qStreams+` WHERE channel = $1`, s.channel, s.lastID).Scan(&newest, &first); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %q", ErrNoStream, s.channel)
 		}
 		return err
 	}
-	if first == nil {
+	switch {
+	case s.lastID > newest:
+		// Ids the stream never reached: it was dropped and created again
+		// (or the id was made up). Every retained event is news.
+		s.lastID = 0
+		s.gap(GapReset)
+	case first == nil:
 		return nil
-	}
-	if s.lastID > 0 && *first > s.lastID+1 {
+	case s.lastID > 0 && *first > s.lastID+1:
 		s.lastID = *first - 1
 		s.gap(GapTrimmed)
 	}
@@ -627,6 +632,15 @@ func (l *loop) dispatch(ctx context.Context, n *pgconn.Notification) error {
 	if len(subs) == 0 {
 		return nil
 	}
+	if kind, _, _ := parseEnvelope(n.Payload); kind == envReset {
+		for _, s := range subs {
+			if s.active && s.durable && s.lastID > 0 {
+				s.lastID = 0
+				s.gap(GapReset)
+			}
+		}
+		return nil
+	}
 	ev, err := l.decode(ctx, n)
 	if err != nil {
 		if isConnErr(err) {
@@ -657,6 +671,7 @@ const (
 	envStored    = 'R' // large payload in realtime_payloads
 	envEvent     = 'e' // stream event with inline payload
 	envBigEvent  = 'E' // stream event stored only in realtime_events
+	envReset     = 'X' // the channel's stream was dropped (sent by DropStream)
 	envSeparator = 0x1e
 )
 
@@ -671,6 +686,10 @@ func parseEnvelope(p string) (kind byte, id int64, body string) {
 	switch p[1] {
 	case envEscaped:
 		return envEscaped, 0, rest
+	case envReset:
+		if rest == "" {
+			return envReset, 0, ""
+		}
 	case envEvent:
 		idStr, payload, ok := strings.Cut(rest, ":")
 		n, err := strconv.ParseInt(idStr, 10, 64)

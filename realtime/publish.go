@@ -40,7 +40,10 @@ func validatePayload(p []byte) error {
 // to its event log and receives the next id.
 //
 // As with NOTIFY itself, identical (channel, payload) pairs published in one
-// transaction on a channel without a stream are delivered once.
+// transaction on a channel without a stream are delivered once, when the
+// payload fits in a notification (under 8000 bytes); larger payloads are
+// stored one row per Publish and each is delivered. Events of a durable
+// stream carry their id, so each is delivered.
 func (b *Broker) Publish(ctx context.Context, db DB, channel string, payload []byte) error {
 	if err := ValidateChannel(channel); err != nil {
 		return err

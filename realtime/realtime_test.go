@@ -817,3 +817,53 @@ func TestIdlePing(t *testing.T) {
 	assert.Equal(t, "still here", msg(t, s))
 	assert.Zero(t, b.Stats().Reconnects)
 }
+
+// A stream dropped (and created again) under a durable subscription, and a
+// resume id beyond the stream's newest: a GapReset, then every event of the
+// current log and live ones; nothing is dropped as "already seen".
+func TestDurableStreamReset(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	ctx := ctxT(t)
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "log", StreamConfig{}))
+	s := subscribe(t, b, "log", From(0))
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, b.Publish(ctx, db.Pool, "log", fmt.Appendf(nil, "old%d", i)))
+		assert.Equal(t, Event{Channel: "log", ID: int64(i), Payload: fmt.Appendf(nil, "old%d", i)}, next(t, s))
+	}
+
+	require.NoError(t, b.DropStream(ctx, db.Pool, "log"))
+	assert.Equal(t, Event{Channel: "log", Gap: GapReset}, next(t, s))
+	require.NoError(t, b.Publish(ctx, db.Pool, "log", []byte("ephemeral")))
+	assert.Equal(t, Event{Channel: "log", Payload: []byte("ephemeral")}, next(t, s))
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "log", StreamConfig{}))
+	require.NoError(t, b.Publish(ctx, db.Pool, "log", []byte("new1")))
+	assert.Equal(t, Event{Channel: "log", ID: 1, Payload: []byte("new1")}, next(t, s))
+	requireEmpty(t, s)
+
+	// A dropped stream that is gone: DropStream fails and sends nothing.
+	require.NoError(t, b.DropStream(ctx, db.Pool, "log"))
+	assert.Equal(t, Event{Channel: "log", Gap: GapReset}, next(t, s))
+	assert.ErrorIs(t, b.DropStream(ctx, db.Pool, "log"), ErrNoStream)
+	require.NoError(t, b.Publish(ctx, db.Pool, "log", []byte("after")))
+	assert.Equal(t, Event{Channel: "log", Payload: []byte("after")}, next(t, s))
+	requireEmpty(t, s)
+
+	// Resuming beyond the newest id replays the current log from its start.
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "log", StreamConfig{}))
+	require.NoError(t, b.Publish(ctx, db.Pool, "log", []byte("a")))
+	require.NoError(t, b.Publish(ctx, db.Pool, "log", []byte("b")))
+	r := subscribe(t, b, "log", From(3))
+	assert.Equal(t, Event{Channel: "log", Gap: GapReset}, next(t, r))
+	assert.Equal(t, Event{Channel: "log", ID: 1, Payload: []byte("a")}, next(t, r))
+	assert.Equal(t, Event{Channel: "log", ID: 2, Payload: []byte("b")}, next(t, r))
+	require.NoError(t, b.Publish(ctx, db.Pool, "log", []byte("c")))
+	assert.Equal(t, Event{Channel: "log", ID: 3, Payload: []byte("c")}, next(t, r))
+	requireEmpty(t, r)
+	// and the subscription that followed all along saw the same.
+	for i, p := range []string{"a", "b", "c"} {
+		assert.Equal(t, Event{Channel: "log", ID: int64(i + 1), Payload: []byte(p)}, next(t, s))
+	}
+	assert.EqualValues(t, 3, b.Stats().Gaps, "three resets counted as gaps")
+}

@@ -20,7 +20,9 @@ import (
 //
 // The id field carries the last seen id of every durable channel, so after
 // a dropped connection the browser's automatic Last-Event-ID header resumes
-// them all with nothing missed. A comment line is sent every PingInterval
+// them all with nothing missed (a stream dropped meanwhile continues live
+// after a "gap" event with reason "reset"); a Last-Event-ID not in this
+// format is refused with 400. A comment line is sent every PingInterval
 // as keepalive; a client that does not take a write within WriteTimeout or
 // lets QueueSize events pile up is disconnected.
 func (br *Bridge) SSE() http.Handler {
@@ -37,8 +39,17 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "malformed Last-Event-ID", http.StatusBadRequest)
 		return
 	}
+	// Ids from Last-Event-ID come from the browser on its own, so one of a
+	// stream dropped meanwhile goes on live after a gap rather than failing
+	// (an EventSource gives up for good on an error status). An explicit
+	// resume parameter still fails on a channel without a stream.
+	fromHeader := map[string]bool{}
+	for ch := range last {
+		fromHeader[ch] = true
+	}
 	for ch, n := range resume {
 		last[ch] = n
+		delete(fromHeader, ch)
 	}
 	rooms := r.URL.Query()["channel"]
 	if len(rooms) > br.cfg.MaxRooms {
@@ -60,8 +71,15 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 	defer br.clients.Add(-1)
 	c := br.newClient(r.Context(), id)
 	defer c.finish()
+	joined := map[string]bool{}
 	join := func(ch string, fixed bool) bool {
+		joined[ch] = true
 		err := c.join(ch, sincePtr(last, ch), fixed, nil)
+		if errors.Is(err, ErrNoStream) && fromHeader[ch] {
+			delete(last, ch)
+			c.send(&frame{ev: Event{Channel: ch, Gap: GapReset}})
+			err = c.join(ch, nil, fixed, nil)
+		}
 		switch {
 		case err == nil:
 			return true
@@ -82,6 +100,11 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 	for _, ch := range rooms {
 		if !join(ch, false) {
 			return
+		}
+	}
+	for ch := range last { // ids of channels this connection did not join
+		if !joined[ch] {
+			delete(last, ch)
 		}
 	}
 
@@ -118,8 +141,11 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 			if f.ev.IsGap() {
 				typ = "gap"
 			}
-			if f.ev.ID > 0 && !f.ev.IsGap() {
+			switch _, durable := last[f.ev.Channel]; {
+			case f.ev.ID > 0 && !f.ev.IsGap():
 				last[f.ev.Channel] = f.ev.ID
+			case f.ev.Gap == GapReset && durable:
+				last[f.ev.Channel] = 0 // the ids started again
 			}
 			ids := url.Values{}
 			for ch, n := range last {

@@ -51,14 +51,17 @@ func (b *Broker) CreateStream(ctx context.Context, db DB, channel string, cfg St
 }
 
 // DropStream removes channel's stream and its events; the channel becomes
-// ephemeral again.
+// ephemeral again. Durable subscriptions of the channel receive a GapReset
+// (when db is a transaction, once it commits) and go on live; should the
+// stream be created again, its ids start at 1 and reach them.
 func (b *Broker) DropStream(ctx context.Context, db DB, channel string) error {
 	if err := ValidateChannel(channel); err != nil {
 		return err
 	}
 	br := db.SendBatch(ctx, &pgx.Batch{QueuedQueries: []*pgx.QueuedQuery{
 		{SQL: `DELETE FROM ` + b.qEvents + ` WHERE channel = $1`, Arguments: []any{channel}},
-		{SQL: `DELETE FROM ` + b.qStreams + ` WHERE channel = $1`, Arguments: []any{channel}},
+		{SQL: `WITH d AS (DELETE FROM ` + b.qStreams + ` WHERE channel = $1 RETURNING channel)
+			SELECT pg_notify(channel, $2) FROM d`, Arguments: []any{channel, string([]byte{envSeparator, envReset})}},
 	}})
 	_, err1 := br.Exec()
 	tag, err2 := br.Exec()

@@ -20,6 +20,11 @@ const (
 	// GapTrimmed: a resumed durable stream no longer holds some events after
 	// the requested id (retention removed them).
 	GapTrimmed GapReason = "trimmed"
+	// GapReset: the durable stream's ids started again (DropStream, perhaps
+	// followed by CreateStream), or a resume id was beyond the stream's
+	// newest id. The subscription continues from the start of the stream's
+	// current log (ID 0), or live on a channel that no longer has a stream.
+	GapReset GapReason = "reset"
 	// GapUnresolved: a large payload could not be loaded (it expired before
 	// the listener read it).
 	GapUnresolved GapReason = "unresolved"
@@ -54,7 +59,11 @@ type SubscribeOption func(*Subscription)
 // retained. A backlog longer than the subscription's buffer is cut at the
 // buffer size and followed by a gap (GapOverflow) whose ID is the last id
 // queued; read the rest with ReadStream. Subscribing with From to a channel
-// without a stream fails with ErrNoStream.
+// without a stream fails with ErrNoStream. A lastID beyond the stream's
+// newest id (one from a stream that was dropped and created again, or a
+// forged one) is reported as a GapReset and the subscription replays the
+// stream from its start; a durable subscription also gets a GapReset when
+// the stream is dropped while it listens.
 func From(lastID int64) SubscribeOption {
 	return func(s *Subscription) {
 		if lastID < 0 {
