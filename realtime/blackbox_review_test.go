@@ -669,24 +669,7 @@ func TestBlackBoxSubscribeChurn(t *testing.T) {
 	// subscriptions of the same channel come and go (UNLISTEN on "last" leave
 	// must not hit it).
 	keeper := bbSub(t, b, "churn:0", realtime.WithBuffer(10000))
-	stop := make(chan struct{})
-	pubDone := make(chan int)
-	go func() {
-		i := 0
-		defer func() { pubDone <- i }()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := b.Publish(ctx, db.Pool, "churn:0", []byte(strconv.Itoa(i))); err != nil {
-				t.Errorf("publish: %v", err)
-				return
-			}
-			i++
-		}
-	}()
+	stopPublishing := bbPublishLoop(t, b, db.Pool, "churn:0", 0)
 
 	var wg sync.WaitGroup
 	for g := range 24 {
@@ -710,8 +693,7 @@ func TestBlackBoxSubscribeChurn(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	published := <-pubDone
+	published := stopPublishing()
 
 	for i := 0; i < published; i++ {
 		ev := bbNext(t, keeper)
@@ -1430,25 +1412,7 @@ func TestBlackBoxListenerKilled(t *testing.T) {
 	dur := bbSub(t, b, "kill:durable", realtime.From(0), realtime.WithBuffer(5000))
 
 	// Publish continuously to the durable channel through the other pool.
-	stop := make(chan struct{})
-	pubDone := make(chan int)
-	go func() {
-		i := 0
-		defer func() { pubDone <- i }()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := b.Publish(ctx, db.Pool, "kill:durable", []byte(strconv.Itoa(i))); err != nil {
-				t.Errorf("publish: %v", err)
-				return
-			}
-			i++
-			time.Sleep(time.Millisecond)
-		}
-	}()
+	stopPublishing := bbPublishLoop(t, b, db.Pool, "kill:durable", time.Millisecond)
 	time.Sleep(50 * time.Millisecond)
 	pids := listenerPIDs(t, db.Pool, app)
 	if len(pids) == 0 {
@@ -1478,8 +1442,7 @@ func TestBlackBoxListenerKilled(t *testing.T) {
 		t.Errorf("ephemeral: no live message after reconnect")
 	}
 	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	published := <-pubDone
+	published := stopPublishing()
 
 	// The durable subscriber catches up: every message once, in order, and
 	// no gap.
@@ -2792,5 +2755,38 @@ func TestBlackBoxDurableOverflowGapAndLargePayloadRetention(t *testing.T) {
 	}
 	if st := b.Stats(); st.Gaps < 1 || st.Dropped < 1 {
 		t.Errorf("Stats after overflow: %+v", st)
+	}
+}
+
+// bbPublishLoop publishes "0", "1", ... to ch until the returned function is
+// called (pausing between messages when pause > 0); that function returns
+// how many were published.
+func bbPublishLoop(t *testing.T, b *realtime.Broker, db realtime.DB, ch string, pause time.Duration) func() int {
+	t.Helper()
+	ctx := bbCtx(t)
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		i := 0
+		defer func() { done <- i }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := b.Publish(ctx, db, ch, []byte(strconv.Itoa(i))); err != nil {
+				t.Errorf("publish: %v", err)
+				return
+			}
+			i++
+			if pause > 0 {
+				time.Sleep(pause)
+			}
+		}
+	}()
+	return func() int {
+		close(stop)
+		return <-done
 	}
 }

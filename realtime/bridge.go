@@ -615,8 +615,12 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A failure is still reported as a close status, which browsers expose
 	// (an HTTP error before the upgrade would reach scripts as a bare
 	// "error" event).
+	// (Not for a request that is no upgrade at all: Accept refuses it.)
 	var joinErr error
 	for _, ch := range id.Channels {
+		if !upgradeRequested(r) {
+			break
+		}
 		if joinErr = c.join(ch, sincePtr(resume, ch), true, nil); joinErr != nil {
 			break
 		}
@@ -669,6 +673,18 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = conn.Close(code, reason)
 	<-readerDone
 	<-pingDone // a ping waiting for its pong ends with the connection
+}
+
+// upgradeRequested reports whether r asks for a WebSocket upgrade.
+func upgradeRequested(r *http.Request) bool {
+	for _, v := range r.Header.Values("Upgrade") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (c *client) readLoop(conn *websocket.Conn) {

@@ -494,3 +494,38 @@ func TestSSEResumeAfterStreamReset(t *testing.T) {
 	resp, _ = openSSE(t, ctx, srv, "user=erin&channel=room:none&resume=room:none:1", "")
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 }
+
+func TestUpgradeRequested(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		vals []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"websocket"}, true},
+		{[]string{"WebSocket"}, true},
+		{[]string{"h2c, websocket"}, true},
+		{[]string{"h2c", " websocket "}, true},
+		{[]string{"h2c"}, false},
+		{[]string{"websockets"}, false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+		for _, v := range tc.vals {
+			r.Header.Add("Upgrade", v)
+		}
+		assert.Equal(t, tc.want, upgradeRequested(r), "Upgrade: %q", tc.vals)
+	}
+	// A plain GET by an authorized user is refused by the upgrade, and
+	// leaves no subscription behind.
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	br, srv := newBridgeServer(t, b, BridgeConfig{})
+	resp, err := http.Get(srv.URL + "/ws?user=ann")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUpgradeRequired, resp.StatusCode)
+	assert.Zero(t, br.Clients())
+	b.mu.Lock()
+	assert.Empty(t, b.subs)
+	b.mu.Unlock()
+}
