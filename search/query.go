@@ -441,10 +441,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		WHERE %[5]s)`, cols, score, ix.vector, tsFrom("qhi"), qhiWhere)
 	} else {
 		hScan := max(ix.scan, ix.cfg.MaxCandidates)
-		colsH, scoreH := colsOf("t.justpg_doc"), score
-		if r.Verbatim > 0 {
-			scoreH = scoreOf("t.justpg_verbatim")
-		}
+		colsH := colsOf("t.justpg_doc")
 		hcols := []string{"t." + ix.key, "t." + ix.vector}
 		seen := map[string]bool{ix.key: true, ix.vector: true}
 		for _, f := range ix.fields {
@@ -469,24 +466,27 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	SELECT t.*, d.justpg_doc, coalesce(d.justpg_doc ~ q.vre, false) AS justpg_verbatim
 	FROM q, h t, LATERAL (SELECT %[2]s AS justpg_doc OFFSET 0) d
 )`, strings.Join(hcols, ", "), doc, tsFrom("qhi"), qhiWhere, hScan+1, hScan, ix.knownBroad(p, typoWords, filters, hScan))
+		// In these four branches whether a row holds a word verbatim is
+		// known from their conditions (vmatch on the fields is the same test
+		// as vre on their text joined), so the score does not test it again.
 		vbranch = fmt.Sprintf(`	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM %[4]s
 		WHERE (SELECT big FROM hb) AND q.vre IS NOT NULL AND %[5]s AND %[6]s)
 	UNION ALL
-	(SELECT %[7]s, %[8]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+	(SELECT %[7]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM q, hv t
 		WHERE NOT (SELECT big FROM hb) AND t.justpg_verbatim)`,
-			cols, score, ix.vector, tsFrom("qhi"), qhiWhere, vmatch, colsH, scoreH)
+			cols, scoreOf("true"), ix.vector, tsFrom("qhi"), qhiWhere, vmatch, colsH)
 		qhiBranch = fmt.Sprintf(`	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM %[4]s
 		WHERE (SELECT big FROM hb) AND %[5]s AND NOT coalesce(%[6]s, false))
 	UNION ALL
-	(SELECT %[7]s, %[8]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
+	(SELECT %[7]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM q, hv t
 		WHERE NOT (SELECT big FROM hb) AND NOT t.justpg_verbatim)`,
-			cols, score, ix.vector, tsFrom("qhi"), qhiWhere, vmatch, colsH, scoreH)
+			cols, scoreOf("false"), ix.vector, tsFrom("qhi"), qhiWhere, vmatch, colsH)
 	}
 	// Each of the altCorrections likeliest corrections of a corrected
 	// query's words also contributes a few rows
