@@ -59,3 +59,34 @@ func TestVerbatimPathsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestOrOnce checks the ranking query's de-duplication: a plain OR of
+// operands keeps each operand once (quotes, prefix flags and weights
+// respected), anything else is left as it is, and ts_rank_cd ranks the
+// result as it ranks the original.
+func TestOrOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	for _, tc := range []struct{ in, want string }{
+		{`'a' | 'b' | 'a'`, `'a' | 'b'`},
+		{`'b' | 'a' | 'b' | 'a' | 'b'`, `'a' | 'b'`},
+		{`'a' | 'a':* | 'a':AB | 'a'`, `'a' | 'a':* | 'a':AB`},
+		{`'it''s' | 'it''s' | 'x|y' | 'x|y'`, `'it''s' | 'x|y'`},
+		{`'a'`, `'a'`},
+		{`'a' & 'b' | 'a'`, `'a' & 'b' | 'a'`},
+		{`'a' <-> 'b' | 'a' <-> 'b'`, `'a' <-> 'b' | 'a' <-> 'b'`},
+		{`!'a' | 'b' | 'b'`, `!'a' | 'b' | 'b'`},
+		{`('a' | 'b') & ('a' | 'b')`, `( 'a' | 'b' ) & ( 'a' | 'b' )`},
+		{``, ``},
+	} {
+		var got string
+		var same bool
+		err := db.Pool.QueryRow(ctx, `SELECT r::text, ts_rank_cd(v, r, 32) = ts_rank_cd(v, x, 32)
+			FROM (SELECT $1::tsquery AS x, to_tsvector('simple', 'a b it''s x|y b a c') AS v) s,
+			LATERAL (SELECT `+orOnce("s.x")+` AS r) o`, tc.in).Scan(&got, &same)
+		require.NoError(t, err, tc.in)
+		require.Equal(t, tc.want, got, tc.in)
+		require.True(t, same, "rank of %s", tc.in)
+	}
+}
