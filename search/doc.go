@@ -26,9 +26,12 @@
 //   - a trigram GIN index (gin_trgm_ops) on justpg_unaccent(field) for each
 //     field, for substring search;
 //   - a word list table <name>_search_words (every distinct unstemmed,
-//     unaccented word with its row count) with a trigram GIN index, a
-//     lookup function for it, and justpg_typo_distance(a, b, k), the typo
-//     distance in PL/pgSQL;
+//     unaccented word with its row count) with trigram GIN indexes, one per
+//     word length up to 24 letters (<name>_search_words_trgm1 ...) and one
+//     for longer words (..._trgm25), a lookup function for it, and
+//     justpg_typo_distance(a, b, k), the typo distance in PL/pgSQL (Create
+//     drops the single index <name>_search_words_trgm_idx of earlier
+//     versions);
 //   - with Config.TenantColumn, three SECURITY DEFINER lookup functions (see
 //     "Row-level security" below).
 //
@@ -48,7 +51,9 @@
 //   - typo: each plain word of five characters or more may have one typo,
 //     of nine or more two (Typos; an insertion, deletion, substitution or
 //     transposition of adjacent characters is one typo). Candidates come
-//     from the word list's trigram index with the % operator, the threshold
+//     from the word list's trigram indexes of the lengths within the typo
+//     budget of the word's (a word of 5 letters with one typo looks at the
+//     words of 4 to 6) with the % operator, the threshold
 //     (the least similarity a word within the typo budget can have, from
 //     the word's length) set with set_config(..., true) inside the lookup
 //     function, whose SET clause restores it when it returns, and from an

@@ -183,6 +183,10 @@ type quotedField struct {
 type objectNames struct {
 	vectorIdx, wordsTable, wordsIdx, wordsBtree, match, contains, words string
 	trgmIdx                                                             []string
+	// wordsLenIdx are the word list's trigram indexes by word length
+	// (1..wordLenIndexes, then longer); wordsIdx is the single index that
+	// versions before them had, dropped by Create.
+	wordsLenIdx []string
 }
 
 // New validates cfg and returns the index. It does not touch the database.
@@ -267,9 +271,13 @@ func New(cfg Config) (*Index, error) {
 	n.match = cfg.Name + "_search_match"
 	n.contains = cfg.Name + "_search_contains"
 	n.words = cfg.Name + "_search_corrections"
+	for l := 1; l <= wordLenIndexes+1; l++ {
+		n.wordsLenIdx = append(n.wordsLenIdx, fmt.Sprintf("%s_search_words_trgm%d", cfg.Name, l))
+	}
 	q(n.vectorIdx)
 	q(n.wordsIdx)
 	q(n.wordsBtree)
+	q(n.wordsLenIdx[wordLenIndexes])
 	ix.words = q(cfg.Schema, n.wordsTable)
 	ix.matchFn = q(cfg.Schema, n.match)
 	ix.containFn = q(cfg.Schema, n.contains)
@@ -325,7 +333,7 @@ func New(cfg Config) (*Index, error) {
 	// NOT EXISTS would silently skip one of two objects with the same name
 	// (a field named search_words would take the word list's index name).
 	rels := map[string]bool{cfg.Table: true}
-	for _, r := range append([]string{n.vectorIdx, n.wordsTable, n.wordsIdx, n.wordsBtree}, n.trgmIdx...) {
+	for _, r := range slices.Concat([]string{n.vectorIdx, n.wordsTable, n.wordsIdx, n.wordsBtree}, n.trgmIdx, n.wordsLenIdx) {
 		if rels[r] {
 			return bad("two of the objects to create would be named %q (set another Name)", r)
 		}
@@ -396,8 +404,21 @@ func (ix *Index) DDL() []string {
 	word      text    NOT NULL,
 	docs      integer NOT NULL,
 	UNIQUE NULLS NOT DISTINCT (tenant_id, word))`, ix.words))
-	s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin (word %s.gin_trgm_ops)`,
-		ident.MustQuote(ix.names.wordsIdx), ix.words, ix.extSchema))
+	// The word list's trigram indexes, one per word length (and one for
+	// the longer words): a lookup wants only the words within its typo
+	// budget of the typed word's length, and a single index over all words
+	// handed it every word sharing a trigram or two with the typed one
+	// (for "unsed", 4,859 words ending in "sed" and the like, 67 of them
+	// similar enough). Earlier versions had that single index; it goes.
+	s = append(s, fmt.Sprintf(`DROP INDEX IF EXISTS %s`, ident.MustQuote(ix.cfg.Schema, ix.names.wordsIdx)))
+	for i, name := range ix.names.wordsLenIdx {
+		cond := fmt.Sprintf("char_length(word) = %d", i+1)
+		if i == wordLenIndexes {
+			cond = fmt.Sprintf("char_length(word) > %d", wordLenIndexes)
+		}
+		s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin (word %s.gin_trgm_ops) WHERE %s`,
+			ident.MustQuote(name), ix.words, ix.extSchema, cond))
+	}
 	// The typo distance: optimal string alignment (insertions, deletions,
 	// substitutions and adjacent transpositions count one each), computed
 	// only within a band of width k around the diagonal after the common
@@ -481,10 +502,11 @@ BEGIN
 	RETURN d[m * w + n] + CASE WHEN x[m] = y[n] THEN 0 ELSE 0.5 END;
 END
 $fn$`, ix.costFn, "'"+cheapPairs()+"'"))
-	// The candidate corrections of one word: the word list's trigram index
-	// proposes the words at least threshold similar (the % operator, with
-	// the threshold set for this call only: the SET clause restores it on
-	// exit), the most similar candidates of them go through the typo
+	// The candidate corrections of one word: the word list's trigram
+	// indexes propose the words at least threshold similar (the % operator,
+	// with the threshold set for this call only: the SET clause restores it
+	// on exit), the most similar candidates of them (ties by word, so that
+	// the choice does not depend on the plan) go through the typo
 	// distance, which keeps those within k typos. The word itself comes
 	// first when it is in the list; the others come likeliest first: by
 	// typo cost minus frequencyWeight times the log of the number of rows
@@ -497,17 +519,36 @@ $fn$`, ix.costFn, "'"+cheapPairs()+"'"))
 		security, pred = "SECURITY DEFINER", "v.tenant_id IS NOT DISTINCT FROM "+tenantSetting
 	}
 	s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (word)`, ident.MustQuote(ix.names.wordsBtree), ix.words))
+	// The similar words are looked up in the indexes of the lengths within
+	// k of the word's, one branch per length; a branch whose length is out
+	// of reach is skipped at run time. The function is PL/pgSQL so that
+	// its statement is planned once per session (a SQL function's would be
+	// planned for every query that calls it, ~3 ms for all the branches),
+	// with a generic plan (the branches' index conditions hold for every
+	// call) and without parallel workers (their start costs more than the
+	// lookup).
+	var lens []string
+	for i := range ix.names.wordsLenIdx {
+		l := i + 1
+		cond := fmt.Sprintf("char_length(v.word) = %[1]d AND abs(%[1]d - char_length(w)) <= k", l)
+		if i == wordLenIndexes {
+			cond = fmt.Sprintf("char_length(v.word) > %[1]d AND char_length(w) + k > %[1]d AND abs(char_length(v.word) - char_length(w)) <= k", wordLenIndexes)
+		}
+		lens = append(lens, fmt.Sprintf(`SELECT v.word, v.docs FROM %s v WHERE %s AND v.word OPERATOR(%s.%%) w AND %s`, ix.words, cond, ix.extSchema, pred))
+	}
 	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %[1]s(w text, threshold real, k integer, candidates integer, n integer)
 	RETURNS TABLE (word text, docs integer, typos integer, score real)
-	LANGUAGE sql STABLE %[2]s PARALLEL SAFE ROWS 10
+	LANGUAGE plpgsql STABLE %[2]s PARALLEL SAFE ROWS 10
 	SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET pg_trgm.similarity_threshold = 0.3
-BEGIN ATOMIC
-	SELECT set_config('pg_trgm.similarity_threshold', threshold::text, true);
-	SELECT c.word, min(c.docs), min(c.typos),
+	SET plan_cache_mode = force_generic_plan SET max_parallel_workers_per_gather = 0
+AS $fn$
+BEGIN
+	PERFORM set_config('pg_trgm.similarity_threshold', threshold::text, true);
+	RETURN QUERY SELECT c.word, min(c.docs), min(c.typos),
 		(CASE WHEN min(c.typos) = 0 THEN 0 ELSE %[7]s(w, c.word) END - %[8]g * ln(1 + min(c.docs)))::real FROM (
-		(SELECT v.word, v.docs, %[3]s(w, v.word, k) AS typos FROM %[4]s v
-		WHERE v.word OPERATOR(%[5]s.%%) w AND abs(char_length(v.word) - char_length(w)) <= k AND %[6]s
-		ORDER BY v.word OPERATOR(%[5]s.<->) w LIMIT candidates)
+		(SELECT v.word, v.docs, %[3]s(w, v.word, k) AS typos FROM (
+		%[9]s) v
+		ORDER BY v.word OPERATOR(%[5]s.<->) w, v.word LIMIT candidates)
 		UNION ALL
 		SELECT v.word, v.docs, least(k, 1) FROM %[4]s v
 		WHERE k > 0 AND %[6]s AND v.word = ANY (ARRAY(
@@ -516,13 +557,19 @@ BEGIN ATOMIC
 			WHERE substr(w, i, 1) <> substr(w, i + 1, 1)))) c
 	WHERE c.typos <= k GROUP BY c.word
 	ORDER BY min(c.typos) > 0, 4, c.word LIMIT n;
-END`,
-		ix.wordsFn, security, ix.typoFn, ix.words, ix.extSchema, pred, ix.costFn, frequencyWeight))
+END
+$fn$`,
+		ix.wordsFn, security, ix.typoFn, ix.words, ix.extSchema, pred, ix.costFn, frequencyWeight,
+		strings.Join(lens, "\n\t\tUNION ALL ")))
 	if ix.tenant != "" {
 		s = append(s, ix.tenantFunctions()...)
 	}
 	return s
 }
+
+// wordLenIndexes is how many word lengths have a trigram index of their
+// own in the word list; longer words share one.
+const wordLenIndexes = 24
 
 // tenantSetting is the current tenant as the tenancy convention sets it.
 const tenantSetting = `NULLIF(current_setting('app.tenant_id', true), '')::uuid`

@@ -4,7 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/justpg/justpg/internal/pgtest"
@@ -88,5 +90,45 @@ func TestOrOnce(t *testing.T) {
 		require.NoError(t, err, tc.in)
 		require.Equal(t, tc.want, got, tc.in)
 		require.True(t, same, "rank of %s", tc.in)
+	}
+}
+
+// TestCreateReplacesTheWordIndex: an install made by an earlier version has
+// one trigram index over the whole word list; Create replaces it by the
+// per-length ones, and lookups find corrections of every length through
+// them.
+func TestCreateReplacesTheWordIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t, pgtest.WithSetup("search-lens", func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := pool.Exec(ctx, `CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+			INSERT INTO notes VALUES (1, 'cat'), (2, 'received'), (3, 'antidisestablishmentarianism'),
+				(4, 'supercalifragilisticexpialidocious'), (5, 'pneumonoultramicroscopicsilicovolcanoconiosis')`)
+		return err
+	}))
+	ix, err := New(Config{Table: "notes", Key: "id", Fields: []Field{{Column: "body", Weight: A}}})
+	require.NoError(t, err)
+	require.NoError(t, ix.Create(ctx, db.Pool))
+	// As an earlier version left it.
+	_, err = db.Pool.Exec(ctx, `CREATE INDEX notes_search_words_trgm_idx ON notes_search_words USING gin (word gin_trgm_ops)`)
+	require.NoError(t, err)
+	require.NoError(t, ix.Create(ctx, db.Pool))
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+	var names []string
+	rows, err := db.Pool.Query(ctx, `SELECT indexname FROM pg_indexes WHERE tablename = 'notes_search_words' AND indexdef LIKE '%gin_trgm_ops%' ORDER BY 1`)
+	require.NoError(t, err)
+	names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Len(t, names, wordLenIndexes+1)
+	require.NotContains(t, names, "notes_search_words_trgm_idx")
+	require.Contains(t, names, "notes_search_words_trgm25")
+	for typo, want := range map[string]string{
+		"recieved":                          "received",                           // 8 letters
+		"antidisestablishmentarianizm":      "antidisestablishmentarianism",       // 28: the index of longer words
+		"supercalifragilisticexpialidocius": "supercalifragilisticexpialidocious", // 33 letters, one short
+	} {
+		r, err := ix.Search(ctx, db.Pool, Query{Text: typo + " "})
+		require.NoError(t, err, typo)
+		assert.Equal(t, []string{want}, r.Corrections[typo], typo)
 	}
 }
