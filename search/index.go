@@ -536,35 +536,46 @@ $fn$`, ix.costFn, "'"+cheapPairs()+"'"))
 		}
 		lens = append(lens, fmt.Sprintf(`SELECT v.word, v.docs FROM %s v WHERE %s AND v.word OPERATOR(%s.%%) w AND %s`, ix.words, cond, ix.extSchema, pred))
 	}
-	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %[1]s(w text, threshold real, k integer, candidates integer, n integer)
-	RETURNS TABLE (word text, docs integer, typos integer, score real)
-	LANGUAGE plpgsql STABLE %[2]s PARALLEL SAFE ROWS 10
-	SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET pg_trgm.similarity_threshold = 0.3
-	SET plan_cache_mode = force_generic_plan SET max_parallel_workers_per_gather = 0
-AS $fn$
+	body := fmt.Sprintf(`
 BEGIN
 	PERFORM set_config('pg_trgm.similarity_threshold', threshold::text, true);
 	RETURN QUERY SELECT c.word, min(c.docs), min(c.typos),
-		(CASE WHEN min(c.typos) = 0 THEN 0 ELSE %[7]s(w, c.word) END - %[8]g * ln(1 + min(c.docs)))::real FROM (
-		(SELECT v.word, v.docs, %[3]s(w, v.word, k) AS typos FROM (
-		%[9]s) v
-		ORDER BY v.word OPERATOR(%[5]s.<->) w, v.word LIMIT candidates)
+		(CASE WHEN min(c.typos) = 0 THEN 0 ELSE %[5]s(w, c.word) END - %[6]g * ln(1 + min(c.docs)))::real FROM (
+		(SELECT v.word, v.docs, %[1]s(w, v.word, k) AS typos FROM (
+		%[7]s) v
+		ORDER BY v.word OPERATOR(%[3]s.<->) w, v.word LIMIT candidates)
 		UNION ALL
-		SELECT v.word, v.docs, least(k, 1) FROM %[4]s v
-		WHERE k > 0 AND %[6]s AND v.word = ANY (ARRAY(
+		SELECT v.word, v.docs, least(k, 1) FROM %[2]s v
+		WHERE k > 0 AND %[4]s AND v.word = ANY (ARRAY(
 			SELECT left(w, i - 1) || substr(w, i + 1, 1) || substr(w, i, 1) || substr(w, i + 2)
 			FROM generate_series(1, char_length(w) - 1) AS i
 			WHERE substr(w, i, 1) <> substr(w, i + 1, 1)))) c
 	WHERE c.typos <= k GROUP BY c.word
 	ORDER BY min(c.typos) > 0, 4, c.word LIMIT n;
 END
-$fn$`,
-		ix.wordsFn, security, ix.typoFn, ix.words, ix.extSchema, pred, ix.costFn, frequencyWeight,
-		strings.Join(lens, "\n\t\tUNION ALL ")))
+`, ix.typoFn, ix.words, ix.extSchema, pred, ix.costFn, frequencyWeight,
+		strings.Join(lens, "\n\t\tUNION ALL "))
+	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(w text, threshold real, k integer, candidates integer, n integer)
+	RETURNS TABLE (word text, docs integer, typos integer, score real)
+	LANGUAGE plpgsql STABLE %s PARALLEL SAFE ROWS 10
+	SET search_path = pg_catalog, pg_temp SET enable_seqscan = off SET pg_trgm.similarity_threshold = 0.3
+	SET plan_cache_mode = force_generic_plan SET max_parallel_workers_per_gather = 0
+AS %s`, ix.wordsFn, security, dollarQuote(body)))
 	if ix.tenant != "" {
 		s = append(s, ix.tenantFunctions()...)
 	}
 	return s
+}
+
+// dollarQuote quotes a function body with a dollar-quote tag that does not
+// occur in it (the body names the caller's schema and tables, whose quoted
+// names may hold any character).
+func dollarQuote(body string) string {
+	tag := "$fn$"
+	for i := 0; strings.Contains(body, tag); i++ {
+		tag = fmt.Sprintf("$fn%d$", i)
+	}
+	return tag + body + tag
 }
 
 // wordLenIndexes is how many word lengths have a trigram index of their

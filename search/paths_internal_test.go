@@ -132,3 +132,36 @@ func TestCreateReplacesTheWordIndex(t *testing.T) {
 		assert.Equal(t, []string{want}, r.Corrections[typo], typo)
 	}
 }
+
+// TestDollarQuotedBodyWithHostileNames: the lookup function's body names
+// the caller's schema and table, so a name holding the dollar-quote tag
+// must not end the body early.
+func TestDollarQuotedBodyWithHostileNames(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "$fn$ x $fn$", dollarQuote(" x "))
+	require.Equal(t, "$fn0$ a$fn$b $fn0$", dollarQuote(" a$fn$b "))
+	require.Equal(t, "$fn1$ $fn$$fn0$ $fn1$", dollarQuote(" $fn$$fn0$ "))
+
+	ctx := context.Background()
+	db := pgtest.NewDB(t, pgtest.WithSetup("search-dollar", func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := pool.Exec(ctx, `CREATE SCHEMA "s$fn$; DROP TABLE x; --";
+			CREATE TABLE "s$fn$; DROP TABLE x; --"."t$fn$" (id bigint PRIMARY KEY, body text NOT NULL);
+			INSERT INTO "s$fn$; DROP TABLE x; --"."t$fn$" VALUES (1, 'received the parcel')`)
+		return err
+	}))
+	ix, err := New(Config{Schema: "s$fn$; DROP TABLE x; --", Table: "t$fn$", Key: "id", Fields: []Field{{Column: "body", Weight: A}}})
+	require.NoError(t, err)
+	require.NoError(t, ix.Create(ctx, db.Pool))
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+	r, err := ix.Search(ctx, db.Pool, Query{Text: "recieved "})
+	require.NoError(t, err)
+	require.Equal(t, []string{"1"}, keys(r))
+}
+
+func keys(r *Result) []string {
+	var k []string
+	for _, h := range r.Hits {
+		k = append(k, h.Key)
+	}
+	return k
+}
