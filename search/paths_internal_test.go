@@ -165,3 +165,51 @@ func keys(r *Result) []string {
 	}
 	return k
 }
+
+// TestRefreshWordsFollowsChanges: a refresh adds new words, drops words no
+// row holds any more and updates counts, and leaves the words whose count
+// did not change as they were (not rewritten, so their index entries stay).
+func TestRefreshWordsFollowsChanges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t, pgtest.WithSetup("search-refresh", func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := pool.Exec(ctx, `CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+			INSERT INTO notes VALUES (1, 'amber river'), (2, 'amber stone'), (3, 'quiet river')`)
+		return err
+	}))
+	ix, err := New(Config{Table: "notes", Key: "id", Fields: []Field{{Column: "body", Weight: A}}})
+	require.NoError(t, err)
+	require.NoError(t, ix.Create(ctx, db.Pool))
+	words := func() map[string]int {
+		rows, err := db.Pool.Query(ctx, `SELECT word, docs FROM notes_search_words`)
+		require.NoError(t, err)
+		m := map[string]int{}
+		for rows.Next() {
+			var w string
+			var n int
+			require.NoError(t, rows.Scan(&w, &n))
+			m[w] = n
+		}
+		require.NoError(t, rows.Err())
+		return m
+	}
+	version := func(w string) (v string) {
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT xmin::text FROM notes_search_words WHERE word = $1`, w).Scan(&v))
+		return v
+	}
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+	require.Equal(t, map[string]int{"amber": 2, "river": 2, "stone": 1, "quiet": 1}, words())
+	amber := version("amber")
+
+	_, err = db.Pool.Exec(ctx, `UPDATE notes SET body = 'amber meadow' WHERE id = 2; DELETE FROM notes WHERE id = 3;
+		INSERT INTO notes VALUES (4, 'meadow lark')`)
+	require.NoError(t, err)
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+	require.Equal(t, map[string]int{"amber": 2, "river": 1, "meadow": 2, "lark": 1}, words())
+	require.Equal(t, amber, version("amber"), "an unchanged word is not rewritten")
+
+	// A refresh with nothing changed writes nothing.
+	river := version("river")
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+	require.Equal(t, river, version("river"))
+}

@@ -878,6 +878,9 @@ func longestWordRun(s string) int {
 // rows whose tenant column equals the app.tenant_id setting, or the
 // untenanted rows when it is unset). It runs in one transaction (a
 // savepoint of db's) under an advisory lock, so concurrent refreshes queue.
+// Only the words that changed are written (new ones inserted, counts
+// updated, words no row holds any more deleted), so the role running it
+// needs SELECT, INSERT, UPDATE and DELETE on the word list.
 func (ix *Index) RefreshWords(ctx context.Context, db DB) error {
 	var texts []string
 	for _, f := range ix.fields {
@@ -894,14 +897,20 @@ func (ix *Index) RefreshWords(ctx context.Context, db DB) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "justpg.search.words:"+ix.words); err != nil {
 			return fmt.Errorf("search: refreshing words: %w", err)
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM "+ix.words+" WHERE "+del); err != nil {
-			return fmt.Errorf("search: refreshing words: %w", err)
-		}
-		sql := fmt.Sprintf(`INSERT INTO %s (tenant_id, word, docs)
-SELECT %s, w.word, count(*)
-FROM %s t, LATERAL unnest(tsvector_to_array(to_tsvector('simple', %s))) AS w(word)
-WHERE %s AND char_length(w.word) BETWEEN 2 AND %d AND w.word ~ '^[[:alnum:]]*[[:alpha:]][[:alnum:]]*$'
-GROUP BY 1, 2`, ix.words, tenantCol, ix.table, doc, pred, MaxWordLen)
+		// Words whose count did not change are not written: rewriting the
+		// whole list left every index of it with a dead and a new entry
+		// per word (the per-length trigram indexes tripled in size).
+		sql := fmt.Sprintf(`WITH fresh AS MATERIALIZED (
+	SELECT %[2]s AS tenant_id, w.word, count(*)::integer AS docs
+	FROM %[3]s t, LATERAL unnest(tsvector_to_array(to_tsvector('simple', %[4]s))) AS w(word)
+	WHERE %[5]s AND char_length(w.word) BETWEEN 2 AND %[6]d AND w.word ~ '^[[:alnum:]]*[[:alpha:]][[:alnum:]]*$'
+	GROUP BY 1, 2
+), gone AS (
+	DELETE FROM %[1]s o WHERE %[7]s AND NOT EXISTS (SELECT FROM fresh f WHERE f.word = o.word)
+)
+INSERT INTO %[1]s AS o (tenant_id, word, docs) SELECT * FROM fresh
+ON CONFLICT (tenant_id, word) DO UPDATE SET docs = excluded.docs WHERE o.docs <> excluded.docs`,
+			ix.words, tenantCol, ix.table, doc, pred, MaxWordLen, "o."+del)
 		if _, err := tx.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("search: refreshing words: %w", err)
 		}
