@@ -617,12 +617,11 @@ func (br *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// "error" event).
 	// (Not for a request that is no upgrade at all: Accept refuses it.)
 	var joinErr error
-	for _, ch := range id.Channels {
-		if !upgradeRequested(r) {
-			break
-		}
-		if joinErr = c.join(ch, sincePtr(resume, ch), true, nil); joinErr != nil {
-			break
+	if upgradeRequested(r) {
+		for _, ch := range id.Channels {
+			if joinErr = c.join(ch, sincePtr(resume, ch), true, nil); joinErr != nil {
+				break
+			}
 		}
 	}
 	// Compression stays off: room events are encoded once and written as

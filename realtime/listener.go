@@ -632,7 +632,8 @@ func (l *loop) dispatch(ctx context.Context, n *pgconn.Notification) error {
 	if len(subs) == 0 {
 		return nil
 	}
-	if kind, _, _ := parseEnvelope(n.Payload); kind == envReset {
+	kind, id, body := parseEnvelope(n.Payload)
+	if kind == envReset {
 		for _, s := range subs {
 			if s.active && s.durable && s.lastID > 0 {
 				s.lastID = 0
@@ -641,7 +642,7 @@ func (l *loop) dispatch(ctx context.Context, n *pgconn.Notification) error {
 		}
 		return nil
 	}
-	ev, err := l.decode(ctx, n)
+	ev, err := l.decode(ctx, n.Channel, kind, id, body)
 	if err != nil {
 		if isConnErr(err) {
 			return err
@@ -705,11 +706,10 @@ func parseEnvelope(p string) (kind byte, id int64, body string) {
 	return envPlain, 0, p
 }
 
-// decode unwraps the envelope, loading stored payloads on the listener
-// connection.
-func (l *loop) decode(ctx context.Context, n *pgconn.Notification) (Event, error) {
-	ev := Event{Channel: n.Channel}
-	kind, id, body := parseEnvelope(n.Payload)
+// decode builds the event of a parsed envelope (parseEnvelope), loading
+// stored payloads on the listener connection.
+func (l *loop) decode(ctx context.Context, channel string, kind byte, id int64, body string) (Event, error) {
+	ev := Event{Channel: channel}
 	var q string
 	switch kind {
 	case envPlain, envEscaped:
@@ -727,7 +727,7 @@ func (l *loop) decode(ctx context.Context, n *pgconn.Notification) (Event, error
 	l.clearDeadline()
 	qctx, cancel := context.WithTimeout(ctx, l.b.cfg.PingTimeout)
 	defer cancel()
-	if err := l.conn.QueryRow(qctx, q, n.Channel, id).Scan(&ev.Payload); err != nil {
+	if err := l.conn.QueryRow(qctx, q, channel, id).Scan(&ev.Payload); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ev, errUnresolved
 		}

@@ -39,17 +39,8 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "malformed Last-Event-ID", http.StatusBadRequest)
 		return
 	}
-	// Ids from Last-Event-ID come from the browser on its own, so one of a
-	// stream dropped meanwhile goes on live after a gap rather than failing
-	// (an EventSource gives up for good on an error status). An explicit
-	// resume parameter still fails on a channel without a stream.
-	fromHeader := map[string]bool{}
-	for ch := range last {
-		fromHeader[ch] = true
-	}
 	for ch, n := range resume {
 		last[ch] = n
-		delete(fromHeader, ch)
 	}
 	rooms := r.URL.Query()["channel"]
 	if len(rooms) > br.cfg.MaxRooms {
@@ -75,7 +66,11 @@ func (br *Bridge) serveSSE(w http.ResponseWriter, r *http.Request) {
 	join := func(ch string, fixed bool) bool {
 		joined[ch] = true
 		err := c.join(ch, sincePtr(last, ch), fixed, nil)
-		if errors.Is(err, ErrNoStream) && fromHeader[ch] {
+		// An id from Last-Event-ID comes from the browser on its own, so
+		// one of a stream dropped meanwhile goes on live after a gap rather
+		// than failing (an EventSource gives up for good on an error
+		// status). An explicit resume parameter still fails.
+		if _, explicit := resume[ch]; errors.Is(err, ErrNoStream) && !explicit {
 			delete(last, ch)
 			c.send(&frame{ev: Event{Channel: ch, Gap: GapReset}})
 			err = c.join(ch, nil, fixed, nil)
