@@ -277,7 +277,7 @@ func New(cfg Config) (*Index, error) {
 	q(n.vectorIdx)
 	q(n.wordsIdx)
 	q(n.wordsBtree)
-	q(n.wordsLenIdx[wordLenIndexes])
+	q(n.wordsLenIdx[wordLenIndexes]) // the longest of them
 	ix.words = q(cfg.Schema, n.wordsTable)
 	ix.matchFn = q(cfg.Schema, n.match)
 	ix.containFn = q(cfg.Schema, n.contains)
@@ -412,12 +412,8 @@ func (ix *Index) DDL() []string {
 	// similar enough). Earlier versions had that single index; it goes.
 	s = append(s, fmt.Sprintf(`DROP INDEX IF EXISTS %s`, ident.MustQuote(ix.cfg.Schema, ix.names.wordsIdx)))
 	for i, name := range ix.names.wordsLenIdx {
-		cond := fmt.Sprintf("char_length(word) = %d", i+1)
-		if i == wordLenIndexes {
-			cond = fmt.Sprintf("char_length(word) > %d", wordLenIndexes)
-		}
 		s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin (word %s.gin_trgm_ops) WHERE %s`,
-			ident.MustQuote(name), ix.words, ix.extSchema, cond))
+			ident.MustQuote(name), ix.words, ix.extSchema, wordLenPred(i, "word")))
 	}
 	// The typo distance: optimal string alignment (insertions, deletions,
 	// substitutions and adjacent transpositions count one each), computed
@@ -529,12 +525,12 @@ $fn$`, ix.costFn, "'"+cheapPairs()+"'"))
 	// lookup).
 	var lens []string
 	for i := range ix.names.wordsLenIdx {
-		l := i + 1
-		cond := fmt.Sprintf("char_length(v.word) = %[1]d AND abs(%[1]d - char_length(w)) <= k", l)
+		reach := fmt.Sprintf("abs(%d - char_length(w)) <= k", i+1)
 		if i == wordLenIndexes {
-			cond = fmt.Sprintf("char_length(v.word) > %[1]d AND char_length(w) + k > %[1]d AND abs(char_length(v.word) - char_length(w)) <= k", wordLenIndexes)
+			reach = fmt.Sprintf("char_length(w) + k > %d AND abs(char_length(v.word) - char_length(w)) <= k", wordLenIndexes)
 		}
-		lens = append(lens, fmt.Sprintf(`SELECT v.word, v.docs FROM %s v WHERE %s AND v.word OPERATOR(%s.%%) w AND %s`, ix.words, cond, ix.extSchema, pred))
+		lens = append(lens, fmt.Sprintf(`SELECT v.word, v.docs FROM %s v WHERE %s AND %s AND v.word OPERATOR(%s.%%) w AND %s`,
+			ix.words, wordLenPred(i, "v.word"), reach, ix.extSchema, pred))
 	}
 	body := fmt.Sprintf(`
 BEGIN
@@ -581,6 +577,16 @@ func dollarQuote(body string) string {
 // wordLenIndexes is how many word lengths have a trigram index of their
 // own in the word list; longer words share one.
 const wordLenIndexes = 24
+
+// wordLenPred is the predicate of the word list's i-th length index over
+// the column col; the lookup repeats it so that the planner matches each
+// branch to its partial index.
+func wordLenPred(i int, col string) string {
+	if i == wordLenIndexes {
+		return fmt.Sprintf("char_length(%s) > %d", col, wordLenIndexes)
+	}
+	return fmt.Sprintf("char_length(%s) = %d", col, i+1)
+}
 
 // tenantSetting is the current tenant as the tenancy convention sets it.
 const tenantSetting = `NULLIF(current_setting('app.tenant_id', true), '')::uuid`
