@@ -2,12 +2,14 @@ package backup_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -30,20 +32,37 @@ func TestSweepDrillsDropsOnlyStaleUnusedDatabases(t *testing.T) {
 	name := func(age time.Duration) string {
 		return fmt.Sprintf("justpg_drill_%d_%08x", time.Now().Add(-age).Unix(), time.Now().UnixNano()&0xffffffff)
 	}
-	stale, busy, young := name(49*time.Hour), name(50*time.Hour), name(time.Hour)
-	other := "justpg_drill_not_a_drill"
-	for _, n := range []string{stale, busy, young, other} {
+	create := func(n string) {
 		_, err := db.Pool.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{n}.Sanitize())
 		require.NoError(t, err)
 		t.Cleanup(func() {
 			_, _ = db.Pool.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)")
 		})
 	}
+	stale, young := name(49*time.Hour), name(time.Hour)
+	other := "justpg_drill_not_a_drill"
+	for _, n := range []string{stale, young, other} {
+		create(n)
+	}
 	// A session on busy, as a drill (or its pg_restore) still running has.
-	cfg := db.Pool.Config().ConnConfig.Copy()
-	cfg.Database = busy
-	session, err := pgx.ConnectConfig(ctx, cfg)
-	require.NoError(t, err)
+	// Until the session is in, busy is stale and unused, and another test's
+	// drill may sweep it first: then take another.
+	var busy string
+	var session *pgx.Conn
+	for attempt := 0; session == nil; attempt++ {
+		require.Less(t, attempt, 10, "busy was swept before a session could reach it, ten times")
+		busy = name(50 * time.Hour)
+		create(busy)
+		cfg := db.Pool.Config().ConnConfig.Copy()
+		cfg.Database = busy
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
+			continue
+		}
+		require.NoError(t, err)
+		session = conn
+	}
 
 	// Drills run meanwhile; the sweep must not touch their databases.
 	var wg sync.WaitGroup
