@@ -2,6 +2,7 @@ package search
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -212,4 +213,32 @@ func TestRefreshWordsFollowsChanges(t *testing.T) {
 	river := version("river")
 	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
 	require.Equal(t, river, version("river"))
+}
+
+// TestFoldMatchesTheWrapper checks that the unaccent wrapper written out in
+// a statement (fold, for expressions no index serves) gives what the
+// wrapper function gives (unaccentExpr, what the trigram indexes store),
+// so the verbatim tests agree with the index conditions they follow.
+func TestFoldMatchesTheWrapper(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t, pgtest.WithSetup("search-fold", func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := pool.Exec(ctx, `CREATE TABLE notes (id bigint PRIMARY KEY, body text)`)
+		return err
+	}))
+	ix, err := New(Config{Table: "notes", Key: "id", Fields: []Field{{Column: "body", Weight: A}}})
+	require.NoError(t, err)
+	require.NoError(t, ix.Create(ctx, db.Pool))
+	texts := []string{"Crème Brûlée", "ÆSIR Œuvre straße", "ĀĒĪŌŪ ÇÑ", "Ünïcödé — “quotes” ½", "plain ascii", "", "Ωμέγα İstanbul"}
+	var same []bool
+	err = db.Pool.QueryRow(ctx, fmt.Sprintf(`SELECT array_agg(%s IS NOT DISTINCT FROM %s ORDER BY o)
+		FROM unnest($1::text[] || ARRAY[NULL]) WITH ORDINALITY AS x(t, o)`, ix.fold("x.t"), ix.unaccentExpr("x.t")), texts).Scan(&same)
+	require.NoError(t, err)
+	require.Len(t, same, len(texts)+1)
+	for i, ok := range same {
+		assert.True(t, ok, "text %d", i)
+	}
+	var folded string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+ix.fold("$1::text"), "Crème Brûlée").Scan(&folded))
+	assert.Equal(t, "creme brulee", folded)
 }

@@ -329,7 +329,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	for _, f := range ix.fields {
 		texts = append(texts, "coalesce(t."+f.col+", '')")
 	}
-	doc := fmt.Sprintf("%s(%s)", ix.unaccent, strings.Join(texts, " || ' ' || "))
+	doc := ix.fold(strings.Join(texts, " || ' ' || "))
 	verbatim := "false"
 	if r.Verbatim > 0 {
 		verbatim = doc + " ~ q.vre"
@@ -886,7 +886,7 @@ func (ix *Index) RefreshWords(ctx context.Context, db DB) error {
 	for _, f := range ix.fields {
 		texts = append(texts, "coalesce(t."+f.col+", '')")
 	}
-	doc := ix.unaccent + "(" + strings.Join(texts, " || ' ' || ") + ")"
+	doc := ix.fold(strings.Join(texts, " || ' ' || "))
 	tenantCol, pred, del := "NULL::uuid", "true", "tenant_id IS NULL"
 	if ix.tenant != "" {
 		tenantCol = "t." + ix.tenant
