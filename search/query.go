@@ -332,7 +332,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	doc := ix.fold(strings.Join(texts, " || ' ' || "))
 	verbatim := "false"
 	if r.Verbatim > 0 {
-		verbatim = doc + " ~ q.vre"
+		verbatim = "(" + doc + " LIKE ANY (q.vlike) AND " + doc + " ~ q.vre)"
 	}
 	vw := p.verbatimWords(nil)
 	vwords := a.add(vw)
@@ -463,7 +463,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 ), hb AS MATERIALIZED (
 	SELECT CASE WHEN %[7]s THEN true ELSE (SELECT count(*) > %[6]d FROM h) END AS big
 ), hv AS MATERIALIZED (
-	SELECT t.*, d.justpg_doc, coalesce(d.justpg_doc ~ q.vre, false) AS justpg_verbatim
+	SELECT t.*, d.justpg_doc, coalesce(d.justpg_doc LIKE ANY (q.vlike) AND d.justpg_doc ~ q.vre, false) AS justpg_verbatim
 	FROM q, h t, LATERAL (SELECT %[2]s AS justpg_doc OFFSET 0) d
 )`, strings.Join(hcols, ", "), doc, tsFrom("qhi"), qhiWhere, hScan+1, hScan, ix.knownBroad(p, typoWords, filters, hScan))
 		// In these four branches whether a row holds a word verbatim is
@@ -567,6 +567,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 ), q AS MATERIALIZED (
 	SELECT qe, qp, qt, qt1, qe || qp || qt1 AS qhi, qe || qp || qt AS qa, %[18]s AS qr,
 		(SELECT '\m(' || string_agg(y, '|') || ')\M' FROM v WHERE y <> '') AS vre,
+		(SELECT array_agg('%%' || y || '%%') FROM v WHERE y <> '') AS vlike,
 		fw.fall, fw.fall[1] AS fre, fw.fword,
 		numnode(qe) = 0 AND coalesce(cardinality(fw.fall), 0) > 0 AS fb,
 		EXISTS (SELECT FROM c WHERE cardinality(c.best) > 0) AS corrected,
