@@ -242,3 +242,56 @@ func TestFoldMatchesTheWrapper(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+ix.fold("$1::text"), "Crème Brûlée").Scan(&folded))
 	assert.Equal(t, "creme brulee", folded)
 }
+
+// TestWordIndexesHaveNoPendingList checks that the word list's trigram
+// indexes take new words directly (fastupdate off), including indexes made
+// by an earlier version with fastupdate on, whose pending entries
+// RefreshWords empties: a lookup reads a GIN pending list whole.
+func TestWordIndexesHaveNoPendingList(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t, pgtest.WithSetup("search-pending", func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pgstattuple;
+			CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+			INSERT INTO notes SELECT i, format('note %s about %s', i, md5(i::text)) FROM generate_series(1, 300) AS i`)
+		return err
+	}))
+	ix, err := New(Config{Table: "notes", Key: "id", Fields: []Field{{Column: "body", Weight: A}}})
+	require.NoError(t, err)
+	require.NoError(t, ix.Create(ctx, db.Pool))
+	names := ix.names.wordsLenIdx
+	state := func() (fastOff int, pending int64) {
+		t.Helper()
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE 'fastupdate=off' = ANY (c.reloptions)),
+				coalesce(sum((pgstatginindex(c.oid)).pending_tuples), 0)
+			FROM pg_class c WHERE c.relname = ANY ($1)`, names).Scan(&fastOff, &pending))
+		return
+	}
+	off, pending := state()
+	assert.Equal(t, len(names), off, "every word index without fastupdate")
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+	_, pending = state()
+	assert.Zero(t, pending, "words went into the indexes, not a pending list")
+
+	// An earlier version's indexes: fastupdate on, words waiting in the
+	// pending lists.
+	for _, n := range names {
+		_, err := db.Pool.Exec(ctx, fmt.Sprintf(`ALTER INDEX %q SET (fastupdate = on)`, n))
+		require.NoError(t, err)
+	}
+	_, err = db.Pool.Exec(ctx, `INSERT INTO notes SELECT i, format('later %s about %s', i, md5((i * 7)::text)) FROM generate_series(301, 600) AS i`)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (word, docs) SELECT 'x' || md5(i::text), 1 FROM generate_series(1, 200) AS i`, ix.words))
+	require.NoError(t, err)
+	off, pending = state()
+	require.Zero(t, off)
+	require.Positive(t, pending, "the legacy indexes hold pending entries")
+	require.NoError(t, ix.Create(ctx, db.Pool))
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+	off, pending = state()
+	assert.Equal(t, len(names), off, "Create switches fastupdate off")
+	assert.Zero(t, pending, "RefreshWords empties the pending lists")
+	res, err := ix.Search(ctx, db.Pool, Query{Text: "laterr "})
+	require.NoError(t, err)
+	assert.NotEmpty(t, res.Hits, "the refreshed list corrects laterr to later")
+}

@@ -900,7 +900,10 @@ func (ix *Index) RefreshWords(ctx context.Context, db DB) error {
 		}
 		// Words whose count did not change are not written: rewriting the
 		// whole list left every index of it with a dead and a new entry
-		// per word (the per-length trigram indexes tripled in size).
+		// per word (the per-length trigram indexes tripled in size). New
+		// words go in by length and then alphabetically, so that a first
+		// refresh lays the list out as the lookups read it: the candidates
+		// of one length, often sharing a beginning, on few heap pages.
 		sql := fmt.Sprintf(`WITH fresh AS MATERIALIZED (
 	SELECT %[2]s AS tenant_id, w.word, count(*)::integer AS docs
 	FROM %[3]s t, LATERAL unnest(tsvector_to_array(to_tsvector('simple', %[4]s))) AS w(word)
@@ -909,14 +912,16 @@ func (ix *Index) RefreshWords(ctx context.Context, db DB) error {
 ), gone AS (
 	DELETE FROM %[1]s o WHERE %[7]s AND NOT EXISTS (SELECT FROM fresh f WHERE f.word = o.word)
 )
-INSERT INTO %[1]s AS o (tenant_id, word, docs) SELECT * FROM fresh
+INSERT INTO %[1]s AS o (tenant_id, word, docs) SELECT * FROM fresh ORDER BY char_length(word), word COLLATE "C"
 ON CONFLICT (tenant_id, word) DO UPDATE SET docs = excluded.docs WHERE o.docs <> excluded.docs`,
 			ix.words, tenantCol, ix.table, doc, pred, MaxWordLen, "o."+del)
 		if _, err := tx.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("search: refreshing words: %w", err)
 		}
-		// Fresh statistics keep the planner on the trigram index. ANALYZE
-		// needs ownership; without it the autovacuum daemon catches up.
+		// Fresh statistics keep the planner on the trigram index, and the
+		// pending lists of indexes made by earlier versions (with
+		// fastupdate) are emptied into them. Both need ownership; without
+		// it the autovacuum daemon catches up.
 		var own bool
 		if err := tx.QueryRow(ctx, `SELECT pg_has_role((SELECT relowner FROM pg_class WHERE oid = $1::regclass), 'USAGE')`, ix.words).Scan(&own); err != nil {
 			return fmt.Errorf("search: refreshing words: %w", err)
@@ -924,6 +929,11 @@ ON CONFLICT (tenant_id, word) DO UPDATE SET docs = excluded.docs WHERE o.docs <>
 		if own {
 			if _, err := tx.Exec(ctx, "ANALYZE "+ix.words); err != nil {
 				return fmt.Errorf("search: analyzing words: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `SELECT count(pg_catalog.gin_clean_pending_list(i.indexrelid))
+				FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_am a ON a.oid = c.relam
+				WHERE i.indrelid = $1::regclass AND a.amname = 'gin'`, ix.words); err != nil {
+				return fmt.Errorf("search: emptying the word list's pending index entries: %w", err)
 			}
 		}
 		return nil
