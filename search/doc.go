@@ -172,4 +172,13 @@
 // of rows written after the last RefreshWords match exactly and by prefix
 // but get no typo corrections until the next refresh. Create adds a stored
 // column, which rewrites the table under an exclusive lock.
+//
+// The table's own GIN indexes keep PostgreSQL's default fastupdate: rows
+// written since the last vacuum wait in each index's pending list (up to
+// gin_pending_list_limit, 4 MB by default), which every search reads whole.
+// After a bulk load, VACUUM the table (or call gin_clean_pending_list on
+// the indexes) before serving searches; for a steady heavy write load,
+// consider a lower gin_pending_list_limit on the two indexes. The word
+// list's indexes have fastupdate off: RefreshWords writes into them
+// directly.
 package search
