@@ -20,7 +20,10 @@
 // Create (idempotent; DDL returns the same statements as text) makes:
 //   - the pg_trgm and unaccent extensions, only with Config.CreateExtensions;
 //   - justpg_unaccent(text), an IMMUTABLE lower(unaccent()) wrapper usable
-//     in indexes and generated columns (unaccent itself is only STABLE);
+//     in indexes and generated columns (unaccent itself is only STABLE), and
+//     justpg_fold(text), its STABLE twin that queries use where no index
+//     needs the wrapper (PostgreSQL inlines it into the query, which it cannot
+//     do with the IMMUTABLE one);
 //   - a generated, stored, weighted tsvector column (Config.VectorColumn,
 //     "search_vector") over the unaccented fields, with a GIN index;
 //   - a trigram GIN index (gin_trgm_ops) on justpg_unaccent(field) for each
@@ -178,7 +181,7 @@
 // gin_pending_list_limit, 4 MB by default), which every search reads whole.
 // After a bulk load, VACUUM the table (or call gin_clean_pending_list on
 // the indexes) before serving searches; for a steady heavy write load,
-// consider a lower gin_pending_list_limit on the two indexes. The word
+// consider a lower gin_pending_list_limit on its GIN indexes. The word
 // list's indexes have fastupdate off: RefreshWords writes into them
 // directly.
 package search

@@ -159,7 +159,7 @@ type Index struct {
 	vector    string // quoted tsvector column
 	lang      string // regconfig literal
 	unaccent  string // quoted schema.function
-	unaccentF string // the wrapper's expression, with %s for its argument
+	foldFn    string // quoted schema.function: the wrapper for queries
 	extSchema string // quoted extension schema
 	words     string // quoted schema.words table
 	matchFn   string // quoted tenant-mode functions
@@ -262,8 +262,7 @@ func New(cfg Config) (*Index, error) {
 	ix.vector = q(cfg.VectorColumn)
 	ix.extSchema = q(cfg.ExtensionSchema)
 	ix.unaccent = q(cfg.Schema, "justpg_unaccent")
-	dict, _ := ident.Literal(ix.extSchema + ".unaccent")
-	ix.unaccentF = "lower(" + ix.extSchema + ".unaccent(" + dict + "::regdictionary, %s))"
+	ix.foldFn = q(cfg.Schema, "justpg_fold")
 	ix.typoFn = q(cfg.Schema, "justpg_typo_distance")
 	ix.costFn = q(cfg.Schema, "justpg_typo_cost")
 	n := &ix.names
@@ -364,13 +363,18 @@ func (ix *Index) unaccentExpr(expr string) string {
 }
 
 // fold is the same value as unaccentExpr for the expressions no index
-// serves, computed at a third of the cost per row: the wrapper has to be
-// IMMUTABLE for the indexes, and PostgreSQL does not inline an IMMUTABLE
+// serves, computed at less than half the cost per row. The wrapper has to
+// be IMMUTABLE for the indexes, and PostgreSQL does not inline an IMMUTABLE
 // SQL function whose body calls a STABLE one (unaccent with a dictionary),
-// so each call of the wrapper runs as a function call of its own, while the
-// body written out in the statement is evaluated in place.
+// so each of its calls is a function call of its own. justpg_fold has the
+// same body but is STABLE, so the planner writes its body into the
+// statement. Both lower-case by the database's collation whatever the
+// column's (its body says so; the body written out in a query would follow
+// the column's and lower-case ISTANBUL to ıstanbul under tr-x-icu). Being a
+// function whose body is parsed when it is created, it also needs no USAGE
+// on the extension's schema from the roles that query.
 func (ix *Index) fold(expr string) string {
-	return fmt.Sprintf(ix.unaccentF, expr)
+	return ix.foldFn + "(" + expr + ")"
 }
 
 // vectorExpr is the generated column's expression.
@@ -398,11 +402,15 @@ func (ix *Index) DDL() []string {
 			"CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA "+ix.extSchema,
 			"CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA "+ix.extSchema)
 	}
+	dict, _ := ident.Literal(ix.extSchema + ".unaccent")
 	// A SQL-standard function body is parsed when it is created, so it does
 	// not depend on the search_path of whoever later inserts a row.
 	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(text) RETURNS text
 	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-	RETURN %s`, ix.unaccent, ix.fold("$1")))
+	RETURN lower(%s.unaccent(%s::regdictionary, $1))`, ix.unaccent, ix.extSchema, dict),
+		fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(text) RETURNS text
+	LANGUAGE sql STABLE STRICT PARALLEL SAFE
+	RETURN lower(%s.unaccent(%s::regdictionary, $1) COLLATE pg_catalog."default")`, ix.foldFn, ix.extSchema, dict))
 	s = append(s, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s tsvector
 	GENERATED ALWAYS AS (%s) STORED`, ix.table, ix.vector, ix.vectorExpr()))
 	s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin (%s)`,
@@ -428,14 +436,25 @@ func (ix *Index) DDL() []string {
 	// on the first) until the next vacuum, every lookup meanwhile reading
 	// it whole (110 lookups took 4-5.5 s instead of 0.5 s). Writing them
 	// into the indexes directly makes the first refresh of the bench list
-	// 4 s longer. Indexes made before are switched (ALTER INDEX does not
-	// empty their pending lists; RefreshWords does).
+	// 4 s longer. Indexes made before are switched, and only those: ALTER
+	// INDEX locks the index out of every lookup until Create commits (it
+	// does not empty their pending lists; RefreshWords does).
 	s = append(s, fmt.Sprintf(`DROP INDEX IF EXISTS %s`, ident.MustQuote(ix.cfg.Schema, ix.names.wordsIdx)))
 	for i, name := range ix.names.wordsLenIdx {
 		s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin (word %s.gin_trgm_ops) WITH (fastupdate = off) WHERE %s`,
-			ident.MustQuote(name), ix.words, ix.extSchema, wordLenPred(i, "word")),
-			fmt.Sprintf(`ALTER INDEX %s SET (fastupdate = off)`, ident.MustQuote(ix.cfg.Schema, name)))
+			ident.MustQuote(name), ix.words, ix.extSchema, wordLenPred(i, "word")))
 	}
+	words, _ := ident.Literal(ix.words)
+	fastOff := fmt.Sprintf(`DECLARE r record;
+BEGIN
+	FOR r IN SELECT c.oid::regclass AS i
+		FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid JOIN pg_catalog.pg_am a ON a.oid = c.relam
+		WHERE x.indrelid = %s::regclass AND a.amname = 'gin' AND NOT coalesce('fastupdate=off' = ANY (c.reloptions), false)
+	LOOP
+		EXECUTE format('ALTER INDEX %%s SET (fastupdate = off)', r.i);
+	END LOOP;
+END`, words)
+	s = append(s, "DO "+dollarQuote(fastOff))
 	// The typo distance: optimal string alignment (insertions, deletions,
 	// substitutions and adjacent transpositions count one each), computed
 	// only within a band of width k around the diagonal after the common
@@ -647,7 +666,9 @@ func (ix *Index) SQL() string {
 }
 
 // Create applies DDL in one transaction (a savepoint when db is a
-// transaction). It is idempotent.
+// transaction). It is idempotent. Run it again (or apply DDL again) after
+// upgrading this package: queries use the functions it makes, and a newer
+// version may make new ones.
 func (ix *Index) Create(ctx context.Context, db DB) error {
 	return pgdb.InTx(ctx, db, func(tx pgx.Tx) error {
 		for _, stmt := range ix.DDL() {

@@ -3,6 +3,7 @@ package search
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -241,6 +242,23 @@ func TestFoldMatchesTheWrapper(t *testing.T) {
 	var folded string
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+ix.fold("$1::text"), "Crème Brûlée").Scan(&folded))
 	assert.Equal(t, "creme brulee", folded)
+	// A column's own collation does not change the lower-casing: the
+	// wrapper lower-cases by the database's collation (tr-x-icu would give
+	// a dotless ı, C would leave Cyrillic capitals).
+	for _, c := range []struct{ text, coll string }{{"ISTANBUL", "tr-x-icu"}, {"ПРИВЕТ Москва", "C"}} {
+		var f, w string
+		require.NoError(t, db.Pool.QueryRow(ctx, fmt.Sprintf(`SELECT %s, %s FROM (SELECT $1::text COLLATE %q AS x) s`,
+			ix.fold("s.x"), ix.unaccentExpr("s.x"), c.coll), c.text).Scan(&f, &w))
+		assert.Equal(t, w, f, "%s in %s", c.text, c.coll)
+	}
+	// fold is only cheaper if PostgreSQL writes its body into the query.
+	var plan []string
+	rows, err := db.Pool.Query(ctx, "EXPLAIN (VERBOSE, COSTS OFF) SELECT "+ix.fold("body")+" FROM notes")
+	require.NoError(t, err)
+	plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	assert.NotContains(t, strings.Join(plan, "\n"), "justpg_fold", "inlined")
+	assert.Contains(t, strings.Join(plan, "\n"), "unaccent(", "inlined")
 }
 
 // TestWordIndexesHaveNoPendingList checks that the word list's trigram
@@ -294,4 +312,50 @@ func TestWordIndexesHaveNoPendingList(t *testing.T) {
 	res, err := ix.Search(ctx, db.Pool, Query{Text: "laterr "})
 	require.NoError(t, err)
 	assert.NotEmpty(t, res.Hits, "the refreshed list corrects laterr to later")
+}
+
+// TestQueriesNeedNoUsageOnTheExtensionSchema checks that a role allowed to
+// read the table and the word list, but not to use the schema holding
+// pg_trgm and unaccent, can search without typo tolerance (as before
+// justpg_fold) and refresh the word list.
+func TestQueriesNeedNoUsageOnTheExtensionSchema(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewDB(t, pgtest.WithSetup("search-extschema", func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := pool.Exec(ctx, `CREATE SCHEMA ext; REVOKE ALL ON SCHEMA ext FROM PUBLIC;
+			ALTER EXTENSION unaccent SET SCHEMA ext; ALTER EXTENSION pg_trgm SET SCHEMA ext;
+			CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
+			INSERT INTO notes VALUES (1, 'Crème brûlée for dessert'), (2, 'a plain note')`)
+		return err
+	}))
+	ix, err := New(Config{Table: "notes", Key: "id", ExtensionSchema: "ext", Fields: []Field{{Column: "body", Weight: A}}})
+	require.NoError(t, err)
+	require.NoError(t, ix.Create(ctx, db.Pool))
+	role := pgx.Identifier{"reader_" + strings.ReplaceAll(db.Name, "-", "_")}.Sanitize()
+	_, err = db.Pool.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s; GRANT SELECT ON notes TO %[1]s;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON %[2]s TO %[1]s`, role, ix.words))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), db.Server.AdminURL())
+		if err == nil {
+			_, _ = c.Exec(context.Background(), fmt.Sprintf("DROP OWNED BY %[1]s; DROP ROLE %[1]s", role))
+			_ = c.Close(context.Background())
+		}
+	})
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, "SET LOCAL ROLE "+role)
+	require.NoError(t, err)
+	var usage bool
+	require.NoError(t, tx.QueryRow(ctx, `SELECT has_schema_privilege('ext', 'USAGE')`).Scan(&usage))
+	require.False(t, usage)
+	res, err := ix.Search(ctx, tx, Query{Text: "creme brulee ", NoTypos: true})
+	require.NoError(t, err)
+	require.Len(t, res.Hits, 1)
+	assert.Equal(t, "1", res.Hits[0].Key)
+	require.NoError(t, ix.RefreshWords(ctx, tx))
+	var n int
+	require.NoError(t, tx.QueryRow(ctx, "SELECT count(*) FROM "+ix.words+" WHERE word = 'creme'").Scan(&n))
+	assert.Equal(t, 1, n)
 }
