@@ -287,6 +287,7 @@ func TestWordIndexesHaveNoPendingList(t *testing.T) {
 	}
 	off, pending := state()
 	assert.Equal(t, len(names), off, "every word index without fastupdate")
+	assert.Zero(t, pending, "nothing written yet")
 	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
 	_, pending = state()
 	assert.Zero(t, pending, "words went into the indexes, not a pending list")
