@@ -447,13 +447,12 @@ func (ix *Index) DDL() []string {
 	words, _ := ident.Literal(ix.words)
 	fastOff := fmt.Sprintf(`DECLARE r record;
 BEGIN
-	FOR r IN SELECT c.oid::regclass AS i
-		FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid JOIN pg_catalog.pg_am a ON a.oid = c.relam
-		WHERE x.indrelid = %s::regclass AND a.amname = 'gin' AND NOT coalesce('fastupdate=off' = ANY (c.reloptions), false)
+	FOR r IN SELECT c.oid::regclass AS i %s
+		AND NOT coalesce('fastupdate=off' = ANY (c.reloptions), false)
 	LOOP
 		EXECUTE format('ALTER INDEX %%s SET (fastupdate = off)', r.i);
 	END LOOP;
-END`, words)
+END`, ginIndexesOf(words+"::regclass"))
 	s = append(s, "DO "+dollarQuote(fastOff))
 	// The typo distance: optimal string alignment (insertions, deletions,
 	// substitutions and adjacent transpositions count one each), computed
@@ -601,6 +600,13 @@ AS %s`, ix.wordsFn, security, dollarQuote(body)))
 		s = append(s, ix.tenantFunctions()...)
 	}
 	return s
+}
+
+// ginIndexesOf is the FROM and WHERE clauses that list the GIN indexes
+// (pg_class rows c) of the table named by the regclass expression table.
+func ginIndexesOf(table string) string {
+	return `FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid JOIN pg_catalog.pg_am a ON a.oid = c.relam
+		WHERE x.indrelid = ` + table + ` AND a.amname = 'gin'`
 }
 
 // dollarQuote quotes a function body with a dollar-quote tag that does not

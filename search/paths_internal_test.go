@@ -216,10 +216,10 @@ func TestRefreshWordsFollowsChanges(t *testing.T) {
 	require.Equal(t, river, version("river"))
 }
 
-// TestFoldMatchesTheWrapper checks that the unaccent wrapper written out in
-// a statement (fold, for expressions no index serves) gives what the
-// wrapper function gives (unaccentExpr, what the trigram indexes store),
-// so the verbatim tests agree with the index conditions they follow.
+// TestFoldMatchesTheWrapper checks that justpg_fold (fold, for expressions
+// no index serves) gives what the IMMUTABLE wrapper gives (unaccentExpr,
+// what the trigram indexes store), so the verbatim tests agree with the
+// index conditions they follow, and that PostgreSQL inlines it.
 func TestFoldMatchesTheWrapper(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
