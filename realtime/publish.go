@@ -29,6 +29,31 @@ func validatePayload(p []byte) error {
 	return nil
 }
 
+// PublishOption adjusts one Publish.
+type PublishOption func(*publishOptions)
+
+type publishOptions struct {
+	ephemeral bool
+}
+
+// Ephemeral publishes to live subscribers only: the message is never
+// appended to a durable stream, even when the channel has one, and Publish
+// does not look for the stream. Subscribers resumed with From receive it
+// live with ID 0, and resuming later does not replay it (as with Ably's
+// ephemeral messages or Centrifugo's skip_history). Use it for messages
+// that are worthless after the moment (typing indicators, cursor
+// positions, presence pings) and on channels that never have a stream.
+//
+// It is also the fastest way to publish. Through a *pgxpool.Pool,
+// *pgxpool.Conn or *pgx.Conn, a payload that fits in a notification goes
+// to the server as one call of pg_notify in PostgreSQL's function-call
+// protocol message, which skips parsing, planning and the executor (see
+// Config.DisableFastPath); through a pgx.Tx it is SELECT pg_notify($1, $2).
+// Delivery, transaction semantics and payload limits are Publish's.
+func Ephemeral() PublishOption {
+	return func(o *publishOptions) { o.ephemeral = true }
+}
+
 // Publish sends payload to every subscriber of channel, in every process,
 // through pg_notify. With db a transaction the message is delivered when it
 // commits and never if it rolls back; messages of one transaction arrive in
@@ -37,25 +62,37 @@ func validatePayload(p []byte) error {
 // Payloads of any size are accepted: those beyond NOTIFY's 8000-byte limit
 // are stored in realtime_payloads and resolved by the listener. When the
 // channel has a durable stream (CreateStream) the message is also appended
-// to its event log and receives the next id.
+// to its event log and receives the next id, unless it is Ephemeral.
 //
 // As with NOTIFY itself, identical (channel, payload) pairs published in one
 // transaction on a channel without a stream are delivered once, when the
 // payload fits in a notification (under 8000 bytes); larger payloads are
 // stored one row per Publish and each is delivered. Events of a durable
 // stream carry their id, so each is delivered.
-func (b *Broker) Publish(ctx context.Context, db DB, channel string, payload []byte) error {
+func (b *Broker) Publish(ctx context.Context, db DB, channel string, payload []byte, opts ...PublishOption) error {
 	if err := ValidateChannel(channel); err != nil {
 		return err
 	}
 	if err := validatePayload(payload); err != nil {
 		return err
 	}
-	q := b.sqlPublish
-	if len(payload) > maxInline || (len(payload) > 0 && payload[0] == envSeparator) {
-		q = b.sqlPublishSlow
+	var o publishOptions
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
 	}
-	if _, err := db.Exec(ctx, q, channel, payload); err != nil {
+	var err error
+	if o.ephemeral {
+		err = b.publishEphemeral(ctx, db, channel, payload)
+	} else {
+		q := b.sqlPublish
+		if len(payload) > maxInline || (len(payload) > 0 && payload[0] == envSeparator) {
+			q = b.sqlPublishSlow
+		}
+		_, err = db.Exec(ctx, q, channel, payload)
+	}
+	if err != nil {
 		return fmt.Errorf("realtime: publishing to %q: %w", channel, err)
 	}
 	return nil
@@ -123,12 +160,12 @@ func (b *Broker) PublishBatch(ctx context.Context, db DB, msgs []Message) error 
 }
 
 // PublishJSON publishes v encoded as JSON.
-func PublishJSON[T any](ctx context.Context, b *Broker, db DB, channel string, v T) error {
+func PublishJSON[T any](ctx context.Context, b *Broker, db DB, channel string, v T, opts ...PublishOption) error {
 	p, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("realtime: encoding payload for %q: %w", channel, err)
 	}
-	return b.Publish(ctx, db, channel, p)
+	return b.Publish(ctx, db, channel, p, opts...)
 }
 
 // PublishJSONBatch publishes one JSON message per value to channel in one

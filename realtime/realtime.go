@@ -101,6 +101,11 @@ type Config struct {
 	// payloads and trims durable streams; 0 means 1 minute, negative
 	// disables (call Cleanup yourself).
 	CleanupInterval time.Duration
+	// DisableFastPath makes Publish with Ephemeral send
+	// SELECT pg_notify($1, $2) instead of calling pg_notify through
+	// PostgreSQL's function-call protocol message: for a proxy between the
+	// application and PostgreSQL that does not forward that message.
+	DisableFastPath bool
 }
 
 func (c *Config) setDefaults() error {
@@ -162,6 +167,8 @@ type Broker struct {
 	qPublish, qPublishMany, qStreams, qEvents, qPayloads, qTableChange string
 	// The statements of Publish: the common case and the general one.
 	sqlPublish, sqlPublishSlow string
+	// Publish with Ephemeral for a payload that must be stored.
+	sqlStoreEphemeral string
 	// The statements of PublishBatch for payloads that fit as they are:
 	// one channel, or several.
 	sqlBatchOne, sqlBatchMany string
@@ -240,5 +247,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 		THEN ` + b.qPublishMany + `($1::text[], $2::text[]) IS NULL
 		ELSE (SELECT count(pg_notify(c, p)) FROM (SELECT c, p FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, p, i) ORDER BY i) s) IS NULL END`
 	b.sqlPublishSlow = `SELECT ` + b.qPublish + `($1::text, $2::text)`
+	// An ephemeral message too large for a notification: stored like
+	// realtime_publish stores one, without looking for a stream.
+	b.sqlStoreEphemeral = `WITH r AS (INSERT INTO ` + b.qPayloads + ` (channel, payload) VALUES ($1::text, $2::text) RETURNING id)
+		SELECT pg_notify($1::text, chr(30) || 'R' || id) FROM r`
 	return b, nil
 }

@@ -123,10 +123,18 @@ func run() error {
 	}
 	defer b.Stop(ctx)
 
-	systems := []system{justpgSystem(b, pool), rawSystem(pool, url)}
+	// jp-eph publishes with realtime.Ephemeral (no durable-stream check;
+	// pg_notify through the function-call protocol); it has no batched run.
+	eph := justpgSystem(b, pool)
+	eph.name = "jp-eph"
+	eph.publish = func(ctx context.Context, p string) error {
+		return b.Publish(ctx, pool, channel, []byte(p), realtime.Ephemeral())
+	}
+	eph.batch = nil
+	systems := []system{justpgSystem(b, pool), rawSystem(pool, url), eph}
 	if *flagCross {
 		jp, raw := systems[0], systems[1]
-		systems = append(systems,
+		systems = append(systems[:2],
 			system{name: "jp>raw", publish: jp.publish, batch: jp.batch, subscribe: raw.subscribe},
 			system{name: "raw>jp", publish: raw.publish, batch: raw.batch, subscribe: jp.subscribe},
 			system{name: "raw/pool", publish: raw.publish, batch: raw.batch, subscribe: func(ctx context.Context, onMsg func(string)) (func(), error) {
@@ -237,6 +245,7 @@ func run() error {
 		}
 		fmt.Printf("\n== throughput, %s, %d messages, %d repetitions (median; all runs in brackets)\n", mode.name, mode.n, *flagReps)
 		rates := map[string][]float64{}
+		systems := slices.DeleteFunc(slices.Clone(systems), func(s system) bool { return mode.bat > 0 && s.batch == nil })
 		for rep := range *flagReps {
 			// The order rotates per repetition, so that no system always
 			// runs first (right after another part of the run).
@@ -269,6 +278,14 @@ func run() error {
 				}
 				fmt.Printf("justpg / %s = %.2f (per repetition: median %.2f of %.2f)\n", s.name, base/results[s.name][mode.name], median(paired), paired)
 			}
+		}
+		if e, r := rates["jp-eph"], rates["raw pgx"]; e != nil && r != nil {
+			paired := make([]float64, *flagReps)
+			for rep := range paired {
+				paired[rep] = e[rep] / r[rep]
+			}
+			fmt.Printf("jp-eph / raw pgx = %.2f (per repetition: median %.2f of %.2f)\n",
+				results["jp-eph"][mode.name]/results["raw pgx"][mode.name], median(paired), paired)
 		}
 	}
 
