@@ -22,6 +22,23 @@ func BenchmarkPublish(b *testing.B) {
 	}
 }
 
+// BenchmarkPublishEphemeral is BenchmarkPublish with Ephemeral: pg_notify
+// through the function-call protocol message, no stream lookup.
+func BenchmarkPublishEphemeral(b *testing.B) {
+	db := pgtestDB(b)
+	br, err := New(db.Pool, Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if err := br.Publish(ctx, db.Pool, "bench", fmt.Appendf(nil, "%d", i), Ephemeral()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkRawNotify is the same round trip with a bare pg_notify.
 func BenchmarkRawNotify(b *testing.B) {
 	db := pgtestDB(b)

@@ -30,6 +30,17 @@
 // transaction are delivered once, unless the channel has a stream or the
 // payload is too large for a notification.
 //
+// Publish with the Ephemeral option sends to live subscribers only: the
+// message is never logged in a durable stream (durable subscribers get it
+// live with ID 0, a later resume does not replay it), so no stream is
+// looked up. Through a pool or a connection it calls pg_notify with
+// PostgreSQL's function-call protocol message, which has no statement to
+// parse, bind, plan or execute: the cheapest publish PostgreSQL offers,
+// faster than a hand-written SELECT pg_notify($1, $2) (bench/RESULTS.md).
+// Use it for typing indicators, cursors and presence, and on channels that
+// never have a stream; Config.DisableFastPath falls back to the statement
+// for a proxy that does not forward the message.
+//
 // Payloads of any size work: those beyond NOTIFY's 8000-byte limit are
 // stored in realtime_payloads and the notification carries their id, which
 // the listener resolves before delivering; stored payloads are deleted

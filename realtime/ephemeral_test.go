@@ -344,6 +344,7 @@ func TestEphemeralFaults(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond)
 	require.Error(t, b.Publish(ctx, pc, "faults", []byte("lost"), Ephemeral()))
 	require.True(t, pc.Conn().IsClosed())
+	require.ErrorIs(t, b.Publish(ctx, pc, "faults", []byte("lost"), Ephemeral()), errConnClosed)
 	pc.Release()
 	for range 3 {
 		require.NoError(t, b.Publish(ctx, db.Pool, "faults", []byte("after kill"), Ephemeral()))

@@ -22,6 +22,9 @@ const pgNotifyOID = 3036
 // safe for concurrent use).
 var errConnBusy = errors.New("connection busy with another operation")
 
+// errConnClosed is returned for a connection that was closed.
+var errConnClosed = errors.New("connection closed")
+
 // publishEphemeral sends one message that is never appended to a durable
 // stream (Publish with Ephemeral).
 func (b *Broker) publishEphemeral(ctx context.Context, db DB, channel string, payload []byte) error {
@@ -73,6 +76,9 @@ func (b *Broker) publishEphemeral(ctx context.Context, db DB, channel string, pa
 // other than with a server error closes the connection, as pgconn does for
 // a statement, since the protocol state is then unknown.
 func callNotify(ctx context.Context, pc *pgconn.PgConn, channel string, msg []byte) (err error) {
+	if pc.IsClosed() {
+		return errConnClosed
+	}
 	if pc.IsBusy() {
 		return errConnBusy
 	}

@@ -49,7 +49,8 @@ type publishOptions struct {
 // to the server as one call of pg_notify in PostgreSQL's function-call
 // protocol message, which skips parsing, planning and the executor (see
 // Config.DisableFastPath); through a pgx.Tx it is SELECT pg_notify($1, $2).
-// Delivery, transaction semantics and payload limits are Publish's.
+// Delivery, transaction semantics and payload limits are Publish's. A
+// function call is not a statement, so a pgx QueryTracer does not see it.
 func Ephemeral() PublishOption {
 	return func(o *publishOptions) { o.ephemeral = true }
 }

@@ -9,6 +9,8 @@
 // commits); every room is a durable stream, so a reloaded page resumes
 // where it left off. Run two copies on different ports against the same
 // DATABASE_URL and they chat with each other: PostgreSQL does the fan-out.
+// "Someone is typing" notes are published Ephemeral: live only, never kept
+// in the room's stream.
 package main
 
 import (
@@ -44,11 +46,14 @@ var (
 	nameRE = regexp.MustCompile(`^[a-z0-9_]{1,20}$`)
 )
 
-// ChatMessage is what a room carries.
+// ChatMessage is what a room carries: a message, or (Typing) a note that
+// someone is typing, which is published Ephemeral: shown live, never kept in
+// the room's stream.
 type ChatMessage struct {
-	From string    `json:"from"`
-	Text string    `json:"text"`
-	At   time.Time `json:"at"`
+	From   string    `json:"from"`
+	Text   string    `json:"text,omitempty"`
+	At     time.Time `json:"at"`
+	Typing bool      `json:"typing,omitempty"`
 }
 
 // Mention is a per-user notification.
@@ -133,6 +138,9 @@ func run() error {
 	mux.HandleFunc("POST /send", func(w http.ResponseWriter, r *http.Request) {
 		send(w, r, b, pool)
 	})
+	mux.HandleFunc("POST /typing", func(w http.ResponseWriter, r *http.Request) {
+		typing(w, r, b, pool)
+	})
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -147,20 +155,45 @@ func run() error {
 	return nil
 }
 
-// send stores a message and publishes it (and @mentions) in one transaction.
-func send(w http.ResponseWriter, r *http.Request, b *realtime.Broker, pool *pgxpool.Pool) {
-	var in struct{ Name, Room, Text string }
+type input struct{ Name, Room, Text string }
+
+// decode reads a request's input; it answers the request and reports false
+// when the input is bad.
+func decode(w http.ResponseWriter, r *http.Request, needText bool) (input, bool) {
+	var in input
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<10)).Decode(&in); err != nil ||
-		!nameRE.MatchString(in.Name) || strings.TrimSpace(in.Text) == "" {
+		!nameRE.MatchString(in.Name) || (needText && strings.TrimSpace(in.Text) == "") {
 		http.Error(w, "bad request", http.StatusBadRequest)
+		return in, false
+	}
+	for _, room := range rooms {
+		if room == in.Room {
+			return in, true
+		}
+	}
+	http.Error(w, "unknown room", http.StatusBadRequest)
+	return in, false
+}
+
+// typing tells a room that someone is typing: an ephemeral message, so it
+// skips the room's stream and a reloaded page does not replay it.
+func typing(w http.ResponseWriter, r *http.Request, b *realtime.Broker, pool *pgxpool.Pool) {
+	in, ok := decode(w, r, false)
+	if !ok {
 		return
 	}
-	known := false
-	for _, room := range rooms {
-		known = known || room == in.Room
+	msg := ChatMessage{From: in.Name, At: time.Now().UTC(), Typing: true}
+	if err := realtime.PublishJSON(r.Context(), b, pool, in.Room, msg, realtime.Ephemeral()); err != nil {
+		http.Error(w, "publish failed", http.StatusInternalServerError)
+		return
 	}
-	if !known {
-		http.Error(w, "unknown room", http.StatusBadRequest)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// send stores a message and publishes it (and @mentions) in one transaction.
+func send(w http.ResponseWriter, r *http.Request, b *realtime.Broker, pool *pgxpool.Pool) {
+	in, ok := decode(w, r, true)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
