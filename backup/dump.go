@@ -173,7 +173,7 @@ func listTables(ctx context.Context, db DB) ([]TableCount, error) {
 		SELECT n.nspname, c.relname
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'r' AND c.relpersistence <> 't'
-		  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+		  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE E'pg\\_%'
 		  AND NOT EXISTS (SELECT 1 FROM pg_depend d
 		                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 		ORDER BY 1, 2`)

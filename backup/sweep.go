@@ -70,7 +70,7 @@ func (m *Manager) SweepDrills(ctx context.Context, maxAge time.Duration) ([]stri
 }
 
 func sweepDrills(ctx context.Context, db DB, maxAge time.Duration, now time.Time) ([]string, error) {
-	rows, err := db.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'justpg\_drill\_%' ORDER BY 1`)
+	rows, err := db.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE E'justpg\\_drill\\_%' ORDER BY 1`)
 	if err != nil {
 		return nil, fmt.Errorf("backup: listing drill databases: %w", err)
 	}

@@ -517,7 +517,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
 		FROM q, c, unnest(c.alts[1:%[8]d]) AS a(w),
 		LATERAL (SELECT t.* FROM (SELECT t.* FROM %[4]s LIMIT %[7]d) t
-			WHERE %[5]s ~ ('\m' || regexp_replace(a.w, '[^[:alnum:]]+', '', 'g') || '\M') LIMIT %[6]d) t
+			WHERE %[5]s ~ (E'\\m' || regexp_replace(a.w, '[^[:alnum:]]+', '', 'g') || E'\\M') LIMIT %[6]d) t
 		WHERE q.corrected AND NOT q.fb AND querytree(q.qa) <> 'T'%[9]s)`,
 		cols, score, ix.vector, altFrom, doc, altPerCorrection, altScan, altCorrections, notTyped)
 	// The rows of the correction branch may come again from the others,
@@ -566,7 +566,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		LATERAL unnest(CASE WHEN cardinality(c.best) > 0 THEN c.best ELSE ARRAY[v.x] END) AS z
 ), q AS MATERIALIZED (
 	SELECT qe, qp, qt, qt1, qe || qp || qt1 AS qhi, qe || qp || qt AS qa, %[18]s AS qr,
-		(SELECT '\m(' || string_agg(y, '|') || ')\M' FROM v WHERE y <> '') AS vre,
+		(SELECT E'\\m(' || string_agg(y, '|') || E')\\M' FROM v WHERE y <> '') AS vre,
 		(SELECT array_agg('%%' || y || '%%') FROM v WHERE y <> '') AS vlike,
 		fw.fall, fw.fall[1] AS fre, fw.fword,
 		numnode(qe) = 0 AND coalesce(cardinality(fw.fall), 0) > 0 AS fb,
@@ -579,10 +579,10 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		%[6]s AS qt,
 		%[7]s AS qt1
 		FROM (SELECT %[8]s AS pl) pp) x,
-	LATERAL (SELECT array_agg('\m' || y || '\M' ORDER BY char_length(y) DESC, y) AS fall,
+	LATERAL (SELECT array_agg(E'\\m' || y || E'\\M' ORDER BY char_length(y) DESC, y) AS fall,
 			(array_agg(y ORDER BY char_length(y) DESC, y))[1] AS fword
 		FROM (SELECT DISTINCT y FROM v WHERE char_length(y) >= 4) vv) fw,
-	LATERAL (SELECT '\m(' || string_agg(regexp_replace(a.w, '[^[:alnum:]]+', '', 'g'), '|' ORDER BY c.i, a.o) || ')\M' AS gre,
+	LATERAL (SELECT E'\\m(' || string_agg(regexp_replace(a.w, '[^[:alnum:]]+', '', 'g'), '|' ORDER BY c.i, a.o) || E')\\M' AS gre,
 			array_agg(a.w ORDER BY c.i, a.o) AS galt, array_agg(a.o - 1 ORDER BY c.i, a.o) AS gj
 		FROM c, unnest(c.alts) WITH ORDINALITY AS a(w, o)) g
 )%[16]s, u AS MATERIALIZED (
@@ -722,7 +722,7 @@ func orOnce(expr string) string {
 // quoteLexemeSQL is the SQL expression that quotes the text expr as a
 // tsquery operand.
 func quoteLexemeSQL(expr string) string {
-	return `'''' || replace(replace(` + expr + `, '\', '\\'), '''', '''''') || ''''`
+	return `'''' || replace(replace(` + expr + `, E'\\', E'\\\\'), '''', '''''') || ''''`
 }
 
 // markup HTML-escapes a ts_headline snippet and turns its sentinel bytes

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -510,4 +511,52 @@ func TestCorrectionsWithoutHits(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, r.Hits)
 	assert.Equal(t, []string{"espresso"}, r.Corrections["espersso"])
+}
+
+// TestStandardConformingStringsOff runs the same queries in a session with
+// standard_conforming_strings off (a backslash in a plain literal is then
+// an escape): every result must equal the default session's.
+func TestStandardConformingStringsOff(t *testing.T) {
+	t.Parallel()
+	db, ix := newProducts(t, productsConfig())
+	ctx := context.Background()
+	// A session of its own: pgx prepares statements once per connection,
+	// so a pool's connection would reuse what it parsed with the setting on.
+	cfg, err := pgx.ParseConfig(db.URL)
+	require.NoError(t, err)
+	cfg.RuntimeParams["standard_conforming_strings"] = "off"
+	off, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer off.Close(ctx)
+	for _, q := range []search.Query{
+		{Text: "postgres"},
+		{Text: "postgress "},                // a typo: corrections and their regexes
+		{Text: "recieved wisdm "},           // two typos
+		{Text: "pock"},                      // the word being typed
+		{Text: `"pocket knife" `},           // a phrase
+		{Text: `C:\path\to `},               // backslashes in the query text
+		{Text: `\ \\ '\' `},                 // nothing but quoting trouble
+		{Text: "databse -espresso "},        // a typo and an exclusion
+		{Text: "cafe", Highlight: true},     // accents folded
+		{Text: "50% off", NoTypos: true},    // no corrections
+		{Text: "gardning glovs ", Limit: 1}, // a loose fallback candidate
+	} {
+		want, err := ix.Search(ctx, db.Pool, q)
+		require.NoError(t, err, q.Text)
+		got, err := ix.Search(ctx, off, q)
+		require.NoError(t, err, "%q with standard_conforming_strings off", q.Text)
+		require.Equal(t, want, got, q.Text)
+	}
+	for _, s := range []string{`path\to`, `50% off`, "ocket"} {
+		want, err := ix.Substring(ctx, db.Pool, search.Query{Text: s})
+		require.NoError(t, err, s)
+		got, err := ix.Substring(ctx, off, search.Query{Text: s})
+		require.NoError(t, err, s)
+		require.Equal(t, want, got, s)
+	}
+	want, err := ix.Suggest(ctx, db.Pool, "postg", 5)
+	require.NoError(t, err)
+	got, err := ix.Suggest(ctx, off, "postg", 5)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
 }

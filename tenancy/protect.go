@@ -171,7 +171,7 @@ func Unprotected(ctx context.Context, db DB) ([]Table, error) {
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
 		WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-		  AND n.nspname NOT LIKE 'pg\_%'
+		  AND n.nspname NOT LIKE E'pg\\_%'
 		  AND (NOT c.relrowsecurity OR NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $1))
 		ORDER BY 1, 2`, PolicyName)
 	if err != nil {

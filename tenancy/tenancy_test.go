@@ -552,6 +552,27 @@ func TestProtectSQLQuotesNames(t *testing.T) {
 	un, err = tenancy.Unprotected(ctx, e.owner)
 	require.NoError(t, err)
 	assert.Equal(t, []tenancy.Table{{Schema: "public", Name: "later"}, {Schema: "public", Name: "wrongtype"}}, un)
+
+	// A schema whose name merely starts with "pg" is the user's; it stays
+	// listed with standard_conforming_strings off (where '\_' in a plain
+	// literal would be an escape and "pg_%" would match "pgapp").
+	_, err = e.owner.Exec(ctx, `CREATE SCHEMA pgapp; CREATE TABLE pgapp.orders (tenant_id uuid)`)
+	require.NoError(t, err)
+	want := []tenancy.Table{{Schema: "pgapp", Name: "orders"}, {Schema: "public", Name: "later"}, {Schema: "public", Name: "wrongtype"}}
+	un, err = tenancy.Unprotected(ctx, e.owner)
+	require.NoError(t, err)
+	assert.Equal(t, want, un)
+	// A session of its own: pgx prepares statements once per connection,
+	// so a pool's connection would reuse what it parsed with the setting on.
+	cfg, err := pgx.ParseConfig(e.db.URL)
+	require.NoError(t, err)
+	cfg.RuntimeParams["standard_conforming_strings"] = "off"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	un, err = tenancy.Unprotected(ctx, conn)
+	require.NoError(t, err)
+	assert.Equal(t, want, un, "with standard_conforming_strings off")
 }
 
 func TestNewValidatesConfig(t *testing.T) {

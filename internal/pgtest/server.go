@@ -317,7 +317,7 @@ const staleAfter = 6 * time.Hour
 // a dated comment). Errors are ignored: this is best-effort housekeeping.
 func dropStale(ctx context.Context, conn *pgx.Conn) {
 	rows, err := conn.Query(ctx, `SELECT datname, shobj_description(oid, 'pg_database')
-		FROM pg_database WHERE datname LIKE 'justpg\_t%' AND NOT datistemplate`)
+		FROM pg_database WHERE datname LIKE E'justpg\\_t%' AND NOT datistemplate`)
 	if err != nil {
 		return
 	}
