@@ -134,7 +134,7 @@ func run() error {
 	systems := []system{justpgSystem(b, pool), rawSystem(pool, url), eph}
 	if *flagCross {
 		jp, raw := systems[0], systems[1]
-		systems = append(systems[:2],
+		systems = append(systems,
 			system{name: "jp>raw", publish: jp.publish, batch: jp.batch, subscribe: raw.subscribe},
 			system{name: "raw>jp", publish: raw.publish, batch: raw.batch, subscribe: jp.subscribe},
 			system{name: "raw/pool", publish: raw.publish, batch: raw.batch, subscribe: func(ctx context.Context, onMsg func(string)) (func(), error) {
