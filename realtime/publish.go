@@ -106,7 +106,9 @@ func (b *Broker) Publish(ctx context.Context, db DB, channel string, payload []b
 // one set-based pg_notify over the arrays, after one look at
 // realtime_streams for its distinct channels (made in the same statement);
 // a batch with a durable channel, a large payload or an 0x1e-prefixed one
-// goes through the realtime_publish_many function instead.
+// goes through the realtime_publish_many function instead. (There is no
+// Ephemeral batch: the stream look-up is made once per batch, not once per
+// message.)
 func (b *Broker) PublishBatch(ctx context.Context, db DB, msgs []Message) error {
 	if len(msgs) == 0 {
 		return nil
