@@ -3,6 +3,7 @@ package search_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -559,4 +560,40 @@ func TestStandardConformingStringsOff(t *testing.T) {
 	got, err := ix.Suggest(ctx, off, "postg", 5)
 	require.NoError(t, err)
 	require.Equal(t, want, got)
+}
+
+// TestStandardConformingStringsOffCorrections covers the correction paths
+// (alternatives per correction, regexes of the grouped corrections) with
+// the scenarios of TestCorrectionInterleaving and TestStopWordCorrection.
+func TestStandardConformingStringsOffCorrections(t *testing.T) {
+	t.Parallel()
+	cfg := productsConfig()
+	cfg.MaxCandidates = 10
+	db, ix := newProducts(t, cfg)
+	ctx := context.Background()
+	var rows []product
+	for i := range 30 {
+		rows = append(rows, product{id: int64(700 + i), title: fmt.Sprintf("Stamp collection volume %d", i), category: "misc"})
+	}
+	rows = append(rows,
+		product{id: 780, title: "Museum collections abroad", category: "misc"},
+		product{id: 781, title: "Debt collector handbook", category: "misc"},
+		product{601, "Which grinder", "Pick the grinder for your beans.", "kitchen", 50},
+		product{602, "Sandwich maker", "Toasts bread.", "kitchen", 30})
+	seed(t, db, rows)
+	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
+	pc, err := pgx.ParseConfig(db.URL)
+	require.NoError(t, err)
+	pc.RuntimeParams["standard_conforming_strings"] = "off"
+	off, err := pgx.ConnectConfig(ctx, pc)
+	require.NoError(t, err)
+	defer off.Close(ctx)
+	for _, q := range []search.Query{{Text: "collectoin ", Limit: 10}, {Text: "whihc "}, {Text: "whihc espresso "}} {
+		want, err := ix.Search(ctx, db.Pool, q)
+		require.NoError(t, err)
+		require.NotEmpty(t, want.Hits, q.Text)
+		got, err := ix.Search(ctx, off, q)
+		require.NoError(t, err, q.Text)
+		require.Equal(t, want, got, q.Text)
+	}
 }
