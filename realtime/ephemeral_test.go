@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -367,6 +368,7 @@ func TestEphemeralFaults(t *testing.T) {
 	err = b.Publish(short, conn, "faults", []byte("stalled"), Ephemeral())
 	cancel()
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.False(t, pgconn.SafeToRetry(err), "the call was sent: retrying could publish twice")
 	require.True(t, conn.IsClosed(), "a connection cut mid-call must not be reused")
 	proxy.stalled.Store(false)
 	// The server did run the call; its notification arrives.
@@ -427,4 +429,67 @@ func TestEphemeralConcurrentPublishers(t *testing.T) {
 		last[p] = i
 	}
 	requireEmpty(t, s)
+}
+
+// TestPublishInEveryExecMode publishes through pools in each of pgx's query
+// exec modes. In the exec and simple-protocol modes pgx does not learn the
+// parameter types first and sends a []byte as bytea, so a payload passed
+// as []byte to a text parameter arrived hex-encoded ("\x6869…").
+func TestPublishInEveryExecMode(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	b := startBroker(t, db.Pool, Config{})
+	plain, err := New(db.Pool, Config{DisableFastPath: true})
+	require.NoError(t, err)
+	ctx := ctxT(t)
+	require.NoError(t, b.CreateStream(ctx, db.Pool, "modes:durable", StreamConfig{}))
+	live := subscribe(t, b, "modes:live")
+	durable := subscribe(t, b, "modes:durable", From(0))
+	big := strings.Repeat("ß", 5000) // 10,000 bytes: stored
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		cfg, err := pgxpool.ParseConfig(db.URL)
+		require.NoError(t, err)
+		cfg.ConnConfig.DefaultQueryExecMode = mode
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		require.NoError(t, err)
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		type pub struct {
+			br    *Broker
+			db    DB
+			ch, p string
+			opts  []PublishOption
+		}
+		for i, p := range []pub{
+			{b, pool, "modes:live", "plain", nil},
+			{b, pool, "modes:live", "\x1eescaped", nil},
+			{b, pool, "modes:live", big, nil},
+			{b, pool, "modes:live", "ephemeral", []PublishOption{Ephemeral()}},
+			{b, pool, "modes:live", big + "e", []PublishOption{Ephemeral()}},
+			{plain, pool, "modes:live", "statement", []PublishOption{Ephemeral()}},
+			{b, tx, "modes:live", "in a transaction", []PublishOption{Ephemeral()}},
+			{b, pool, "modes:durable", "logged", nil},
+			{b, pool, "modes:durable", big + "d", nil},
+		} {
+			require.NoError(t, p.br.Publish(ctx, p.db, p.ch, []byte(p.p), p.opts...), "%v: publish %d", mode, i)
+		}
+		require.NoError(t, tx.Commit(ctx))
+		require.NoError(t, b.PublishBatch(ctx, pool, []Message{{"modes:live", []byte("batch 1")}, {"modes:live", []byte("batch 2")}}))
+		for _, want := range []string{"plain", "\x1eescaped", big, "ephemeral", big + "e", "statement", "in a transaction", "batch 1", "batch 2"} {
+			require.Equal(t, want, msg(t, live), "%v", mode)
+		}
+		for _, want := range []string{"logged", big + "d"} {
+			ev := next(t, durable)
+			require.Equal(t, want, string(ev.Payload), "%v", mode)
+			require.Positive(t, ev.ID)
+		}
+		pool.Close()
+	}
+	evs, err := b.ReadStream(ctx, db.Pool, "modes:durable", 0, 0)
+	require.NoError(t, err)
+	require.Len(t, evs, 10)
+	for i, ev := range evs {
+		require.Equal(t, map[bool]string{true: "logged", false: big + "d"}[i%2 == 0], string(ev.Payload))
+	}
 }

@@ -31,7 +31,7 @@ func (b *Broker) publishEphemeral(ctx context.Context, db DB, channel string, pa
 	msg := payload
 	switch {
 	case len(payload) > maxInline || (len(payload) > 0 && payload[0] == envSeparator && len(payload)+2 > maxInline):
-		_, err := db.Exec(ctx, b.sqlStoreEphemeral, channel, payload)
+		_, err := db.Exec(ctx, b.sqlStoreEphemeral, channel, string(payload))
 		return err
 	case len(payload) > 0 && payload[0] == envSeparator:
 		msg = append([]byte{envSeparator, envEscaped}, payload...)
@@ -60,7 +60,7 @@ func (b *Broker) publishEphemeral(ctx context.Context, db DB, channel string, pa
 	// A transaction (whose pgx state decides whether it may still run
 	// statements), a failed transaction (for PostgreSQL's own error), or any
 	// other DB.
-	_, err := db.Exec(ctx, `SELECT pg_notify($1::text, $2::text)`, channel, msg)
+	_, err := db.Exec(ctx, `SELECT pg_notify($1::text, $2::text)`, channel, string(msg))
 	return err
 }
 
@@ -119,7 +119,9 @@ func callNotify(ctx context.Context, pc *pgconn.PgConn, channel string, msg []by
 		if err != nil {
 			broken = true
 			closeBroken(pc)
-			return err
+			// The server may have run the call: not safe to retry, whatever
+			// pgconn says of a failed ReceiveMessage.
+			return sentError{err}
 		}
 		switch m := m.(type) {
 		case *pgproto3.ErrorResponse:
@@ -137,3 +139,13 @@ func closeBroken(pc *pgconn.PgConn) {
 	defer cancel()
 	_ = pc.Close(ctx)
 }
+
+// sentError is a failure after the call was sent: the message may have been
+// published, so pgconn.SafeToRetry reports false.
+type sentError struct{ err error }
+
+func (e sentError) Error() string { return e.err.Error() }
+func (e sentError) Unwrap() error { return e.err }
+
+// SafeToRetry reports false: the server may have run the call.
+func (sentError) SafeToRetry() bool { return false }

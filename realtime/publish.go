@@ -49,8 +49,14 @@ type publishOptions struct {
 // to the server as one call of pg_notify in PostgreSQL's function-call
 // protocol message, which skips parsing, planning and the executor (see
 // Config.DisableFastPath); through a pgx.Tx it is SELECT pg_notify($1, $2).
-// Delivery, transaction semantics and payload limits are Publish's. A
-// function call is not a statement, so a pgx QueryTracer does not see it.
+// Transaction semantics and payload limits are Publish's; like any message
+// on a channel without a stream, identical ephemeral payloads under 8000
+// bytes published in one transaction are delivered once (NOTIFY's
+// de-duplication), even on a durable channel. A function call is not a
+// statement: a pgx QueryTracer does not see it, and a ctx that ends during
+// the call closes the connection (the server may still have run it; the
+// error is not safe to retry) whatever context watcher the connection was
+// configured with.
 func Ephemeral() PublishOption {
 	return func(o *publishOptions) { o.ephemeral = true }
 }
@@ -91,7 +97,10 @@ func (b *Broker) Publish(ctx context.Context, db DB, channel string, payload []b
 		if len(payload) > maxInline || (len(payload) > 0 && payload[0] == envSeparator) {
 			q = b.sqlPublishSlow
 		}
-		_, err = db.Exec(ctx, q, channel, payload)
+		// A string, not the []byte: pgx sends []byte as bytea in its
+		// exec and simple-protocol modes, and the text would arrive
+		// hex-encoded.
+		_, err = db.Exec(ctx, q, channel, string(payload))
 	}
 	if err != nil {
 		return fmt.Errorf("realtime: publishing to %q: %w", channel, err)

@@ -38,9 +38,11 @@ type Event struct {
 	Channel string
 	// Payload of a message; nil for a gap.
 	Payload []byte
-	// ID is the stream id of a message on a durable channel (0 otherwise).
-	// For a gap on a durable channel it is the last id delivered before the
-	// gap, so the subscriber can catch up with ReadStream(ID).
+	// ID is the stream id of a message on a durable channel (0 otherwise,
+	// and 0 for an Ephemeral message on a durable channel: keep the last
+	// ID > 0 as the resume position). For a gap on a durable channel it is
+	// the last id delivered before the gap, so the subscriber can catch up
+	// with ReadStream(ID).
 	ID int64
 	// Gap is empty for a message and the reason for a gap.
 	Gap GapReason
