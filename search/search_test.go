@@ -521,14 +521,7 @@ func TestStandardConformingStringsOff(t *testing.T) {
 	t.Parallel()
 	db, ix := newProducts(t, productsConfig())
 	ctx := context.Background()
-	// A session of its own: pgx prepares statements once per connection,
-	// so a pool's connection would reuse what it parsed with the setting on.
-	cfg, err := pgx.ParseConfig(db.URL)
-	require.NoError(t, err)
-	cfg.RuntimeParams["standard_conforming_strings"] = "off"
-	off, err := pgx.ConnectConfig(ctx, cfg)
-	require.NoError(t, err)
-	defer off.Close(ctx)
+	off := connectWithSCSOff(t, db.URL)
 	for _, q := range []search.Query{
 		{Text: "postgres"},
 		{Text: "postgress "},                // a typo: corrections and their regexes
@@ -582,12 +575,7 @@ func TestStandardConformingStringsOffCorrections(t *testing.T) {
 		product{602, "Sandwich maker", "Toasts bread.", "kitchen", 30})
 	seed(t, db, rows)
 	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
-	pc, err := pgx.ParseConfig(db.URL)
-	require.NoError(t, err)
-	pc.RuntimeParams["standard_conforming_strings"] = "off"
-	off, err := pgx.ConnectConfig(ctx, pc)
-	require.NoError(t, err)
-	defer off.Close(ctx)
+	off := connectWithSCSOff(t, db.URL)
 	for _, q := range []search.Query{{Text: "collectoin ", Limit: 10}, {Text: "whihc "}, {Text: "whihc espresso "}} {
 		want, err := ix.Search(ctx, db.Pool, q)
 		require.NoError(t, err)
@@ -596,4 +584,19 @@ func TestStandardConformingStringsOffCorrections(t *testing.T) {
 		require.NoError(t, err, q.Text)
 		require.Equal(t, want, got, q.Text)
 	}
+}
+
+// connectWithSCSOff opens a session of its own with
+// standard_conforming_strings off from the start: pgx prepares statements
+// once per connection, so a pool's connection would reuse what it parsed
+// with the setting on.
+func connectWithSCSOff(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.RuntimeParams["standard_conforming_strings"] = "off"
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
 }
