@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"time"
@@ -47,12 +48,19 @@ func (a *Auth) record(ctx context.Context, db DB, ev Event, userID string, c Cli
 	if detail == nil {
 		detail = map[string]any{}
 	}
+	// The JSON text, not the map: pgx can encode a map only for a parameter
+	// it knows to be json, and in its exec and simple-protocol modes (which
+	// PgBouncer users configure) it does not ask.
+	js, err := json.Marshal(detail)
+	if err != nil {
+		return fmt.Errorf("auth: writing the audit log: %w", err)
+	}
 	var uid any
 	if userID != "" {
 		uid = userID
 	}
 	if _, err := db.Exec(ctx, `INSERT INTO `+a.audit+` (event, user_id, ip, user_agent, detail)
-		VALUES ($1, $2, $3, $4, $5)`, string(ev), uid, c.ip(), c.ua(), detail); err != nil {
+		VALUES ($1, $2, $3, $4, $5)`, string(ev), uid, c.ip(), c.ua(), string(js)); err != nil {
 		return fmt.Errorf("auth: writing the audit log: %w", err)
 	}
 	return nil

@@ -25,7 +25,10 @@ func TestCounterRecountsEarlyMismatches(t *testing.T) {
 	require.NoError(t, err)
 	var conns []*pgx.Conn
 	for range 3 {
-		c, err := pgx.Connect(ctx, db.URL)
+		cfg, err := pgx.ParseConfig(db.URL)
+		require.NoError(t, err)
+		pgtest.ApplyExecMode(t, cfg)
+		c, err := pgx.ConnectConfig(ctx, cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close(context.Background()) })
 		conns = append(conns, c)
@@ -61,6 +64,13 @@ func TestListTablesKeepsSchemasStartingWithPg(t *testing.T) {
 	for _, scs := range []string{"on", "off"} {
 		cfg, err := pgx.ParseConfig(db.URL)
 		require.NoError(t, err)
+		pgtest.ApplyExecMode(t, cfg)
+		// pgx refuses the simple protocol on a session with
+		// standard_conforming_strings off: under
+		// JUSTPG_TEST_EXEC_MODE=simple that session runs in exec mode.
+		if scs == "off" && cfg.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+			cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+		}
 		cfg.RuntimeParams["standard_conforming_strings"] = scs
 		c, err := pgx.ConnectConfig(ctx, cfg)
 		require.NoError(t, err)

@@ -545,7 +545,10 @@ func TestClientVanishesMidWrite(t *testing.T) {
 	db := newDB(t)
 	ctx := context.Background()
 	s := newStore(t, files.Config{ChunkSize: 64 << 10})
-	conn, err := pgx.Connect(ctx, db.URL)
+	cfg, err := pgx.ParseConfig(db.URL)
+	require.NoError(t, err)
+	pgtest.ApplyExecMode(t, cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	require.NoError(t, err)
 	g := &gateReader{r: newPattern(4 << 20), n: 1 << 20, reached: make(chan struct{}), release: make(chan struct{})}
 	done := make(chan error, 1)

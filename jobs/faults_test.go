@@ -47,7 +47,18 @@ func lossWorker(ctx context.Context, j *Job[lossArgs]) error {
 // finish, "loss" runs the loss test's jobs. It runs until it is killed.
 func runChild(url string) int {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, url)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if mode, set, err := pgtest.ExecMode(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	} else if set {
+		cfg.ConnConfig.DefaultQueryExecMode = mode // the parent's, from the environment
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

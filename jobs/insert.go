@@ -281,7 +281,9 @@ func (c *Client) Insert(ctx context.Context, db DB, args JobArgs, opts *InsertOp
 
 func (c *Client) insertPrepared(ctx context.Context, db DB, p *prepared) (*InsertResult, error) {
 	for range 5 {
-		rows, err := db.Query(ctx, c.sql.insert, p.kind, p.queue, p.priority, p.args, p.metadata, p.tags,
+		// The JSON as strings: pgx sends a []byte as bytea when it does not
+		// ask for the parameter types (its exec and simple-protocol modes).
+		rows, err := db.Query(ctx, c.sql.insert, p.kind, p.queue, p.priority, string(p.args), string(p.metadata), p.tags,
 			p.maxAttempts, p.scheduledAt, p.uniqueKey, p.uniqueKeep, p.timeoutUS, c.channel)
 		if err != nil {
 			return nil, fmt.Errorf("jobs: insert: %w", err)

@@ -1003,7 +1003,10 @@ func TestBlackBoxTxAndCancel(t *testing.T) {
 	assert.Empty(t, r.Hits)
 
 	// A plain *pgx.Conn is a DB too, and a cancelled search leaves it usable.
-	conn, err := pgx.Connect(ctx, db.URL)
+	connCfg, err := pgx.ParseConfig(db.URL)
+	require.NoError(t, err)
+	pgtest.ApplyExecMode(t, connCfg)
+	conn, err := pgx.ConnectConfig(ctx, connCfg)
 	require.NoError(t, err)
 	defer conn.Close(ctx)
 	_, err = ix.Search(cancelled, conn, search.Query{Text: "espresso"})
@@ -1074,6 +1077,7 @@ func bbTenantDB(t *testing.T) (*pgtest.DB, *search.Index, *pgxpool.Pool) {
 	conn.Release()
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	require.NoError(t, err)
+	pgtest.ApplyExecMode(t, cfg.ConnConfig)
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "SET ROLE "+app)
 		return err

@@ -49,12 +49,12 @@ func largeSetup(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	_, err := pool.Exec(ctx, `INSERT INTO products (id, tenant_id, title, body, category, price)
 SELECT g, CASE WHEN g % 2 = 0 THEN $2::uuid ELSE $3::uuid END,
-	initcap($1[1 + (g * 7) % n] || ' ' || $1[1 + (g * 13) % n] || ' ' || $1[1 + (g * 31) % n]),
-	(SELECT string_agg($1[1 + ((g * k * 17 + k * 101) % n)], ' ') FROM generate_series(1, 12) k)
+	initcap(w[1 + (g * 7) % n] || ' ' || w[1 + (g * 13) % n] || ' ' || w[1 + (g * 31) % n]),
+	(SELECT string_agg(w[1 + ((g * k * 17 + k * 101) % n)], ' ') FROM generate_series(1, 12) k)
 		|| (SELECT string_agg(' ' || s[1 + get_byte(h, 0) % 20] || s[1 + get_byte(h, 1) % 20] || s[1 + get_byte(h, 2) % 20] || s[1 + get_byte(h, 3) % 20], '')
 			FROM generate_series(1, 3) k, LATERAL (SELECT decode(md5(g::text || '/' || k), 'hex') AS h) hh),
 	'cat' || (g % 10), g % 500
-FROM generate_series(1, $4::int) g, (SELECT cardinality($1::text[]) AS n) c,
+FROM generate_series(1, $4::int) g, (SELECT $1::text[] AS w, cardinality($1::text[]) AS n) c,
 	(SELECT '{ka,lo,mi,ne,ru,sa,to,vi,ze,pa,bo,di,fu,ga,he,ji,ko,lu,mo,nu}'::text[] AS s) sy`, commonWords, tenantA, tenantB, largeRows)
 	if err != nil {
 		return err
@@ -123,6 +123,7 @@ func explainingPool(t *testing.T, db *pgtest.DB, role string) (*pgxpool.Pool, *p
 	l := &planLog{}
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	require.NoError(t, err)
+	pgtest.ApplyExecMode(t, cfg.ConnConfig)
 	cfg.MaxConns = 1
 	cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
 		if strings.Contains(n.Message, "Query Text") || strings.Contains(n.Message, "duration") {
@@ -333,6 +334,7 @@ func TestTenantIsolation(t *testing.T) {
 	_ = owner
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	require.NoError(t, err)
+	pgtest.ApplyExecMode(t, cfg.ConnConfig)
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "SET ROLE "+pgx.Identifier{app}.Sanitize())
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/justpg/justpg/internal/pgtest"
 	"github.com/justpg/justpg/search"
 )
 
@@ -594,6 +595,13 @@ func connectWithSCSOff(t *testing.T, url string) *pgx.Conn {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(url)
 	require.NoError(t, err)
+	pgtest.ApplyExecMode(t, cfg)
+	// pgx refuses the simple protocol on a session with
+	// standard_conforming_strings off: under JUSTPG_TEST_EXEC_MODE=simple
+	// this session sends its statements in exec mode instead.
+	if cfg.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	cfg.RuntimeParams["standard_conforming_strings"] = "off"
 	c, err := pgx.ConnectConfig(context.Background(), cfg)
 	require.NoError(t, err)

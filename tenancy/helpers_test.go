@@ -113,6 +113,7 @@ func newRolePool(t testing.TB, db *pgtest.DB, role string, create func(pw string
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	require.NoError(t, err)
 	cfg.ConnConfig.User, cfg.ConnConfig.Password = role, pw
+	pgtest.ApplyExecMode(t, cfg.ConnConfig)
 	for _, f := range poolCfg {
 		f(cfg)
 	}

@@ -430,6 +430,37 @@ func TestReusedConnectionKeepsNothing(t *testing.T) {
 	assert.Equal(t, b.ID, got[0])
 }
 
+// Tenants are created and their settings replaced and read in every pgx
+// exec mode. In the exec and simple-protocol modes (what PgBouncer users
+// configure) pgx does not learn the parameter types, and the settings, sent
+// as []byte, went as bytea: Create and SetSettings failed with "invalid
+// input syntax for type json".
+func TestTenantSettingsInEveryExecMode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, mode := range pgtest.ExecModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg := e.owner.Config().ConnConfig.Copy()
+			cfg.DefaultQueryExecMode = mode
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			require.NoError(t, err)
+			defer conn.Close(ctx)
+			slug := strings.ReplaceAll(mode.String(), " ", "-")
+			tn, err := e.m.Create(ctx, conn, tenancy.NewTenant{Slug: slug, Name: "Modes",
+				Settings: map[string]any{"statement_timeout_ms": 50, "theme": "dark"}})
+			require.NoError(t, err)
+			assert.Equal(t, map[string]any{"statement_timeout_ms": float64(50), "theme": "dark"}, tn.Settings)
+			tn, err = e.m.SetSettings(ctx, conn, tn.ID, map[string]any{"theme": "light"})
+			require.NoError(t, err)
+			assert.Equal(t, map[string]any{"theme": "light"}, tn.Settings)
+			tn, err = e.m.Get(ctx, conn, tn.ID)
+			require.NoError(t, err)
+			assert.Equal(t, map[string]any{"theme": "light"}, tn.Settings)
+		})
+	}
+}
+
 func TestStatementTimeoutPerTenant(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -469,7 +500,14 @@ func TestExplainUsesIndexAndInitPlan(t *testing.T) {
 	// 50 tenants x 200 notes, loaded as the owner with an explicit tenant_id.
 	_, err := e.owner.Exec(ctx, `SELECT set_config('app.tenant_id', '', false)`)
 	require.NoError(t, err)
-	_, err = e.owner.Exec(ctx, `INSERT INTO notes (tenant_id, body) SELECT t, 'n' || g FROM unnest($1::uuid[]) t, generate_series(1, 200) g`, ids)
+	// The ids as strings: pgx encodes a []uuid.UUID only for a parameter it
+	// knows to be uuid[], which it does not ask in the exec and simple
+	// protocol modes (JUSTPG_TEST_EXEC_MODE).
+	idText := make([]string, len(ids))
+	for i, id := range ids {
+		idText[i] = id.String()
+	}
+	_, err = e.owner.Exec(ctx, `INSERT INTO notes (tenant_id, body) SELECT t, 'n' || g FROM unnest($1::uuid[]) t, generate_series(1, 200) g`, idText)
 	require.NoError(t, err)
 	_, err = e.owner.Exec(ctx, `ANALYZE notes`)
 	require.NoError(t, err)
@@ -566,6 +604,13 @@ func TestProtectSQLQuotesNames(t *testing.T) {
 	// so a pool's connection would reuse what it parsed with the setting on.
 	cfg, err := pgx.ParseConfig(e.db.URL)
 	require.NoError(t, err)
+	pgtest.ApplyExecMode(t, cfg)
+	// pgx refuses the simple protocol on a session with
+	// standard_conforming_strings off: under JUSTPG_TEST_EXEC_MODE=simple
+	// this session sends its statements in exec mode instead.
+	if cfg.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	cfg.RuntimeParams["standard_conforming_strings"] = "off"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	require.NoError(t, err)

@@ -73,7 +73,10 @@ func scanTenant(row pgx.Row) (Tenant, error) {
 	return t, nil
 }
 
-func validateSettings(s map[string]any) ([]byte, error) {
+// validateSettings returns the settings' JSON text: a string, which every pgx
+// exec mode sends as text (a []byte would go as bytea in the exec and
+// simple-protocol modes).
+func validateSettings(s map[string]any) (string, error) {
 	if s == nil {
 		s = map[string]any{}
 	}
@@ -91,17 +94,17 @@ func validateSettings(s map[string]any) ([]byte, error) {
 			okVal = err == nil && i >= 0 && i < 1e9
 		}
 		if !okVal {
-			return nil, fmt.Errorf("%w: settings statement_timeout_ms must be a whole number of milliseconds, got %v", ErrInvalid, v)
+			return "", fmt.Errorf("%w: settings statement_timeout_ms must be a whole number of milliseconds, got %v", ErrInvalid, v)
 		}
 	}
 	b, err := json.Marshal(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: settings: %v", ErrInvalid, err)
+		return "", fmt.Errorf("%w: settings: %v", ErrInvalid, err)
 	}
 	if pgtext.JSONHasNUL(b) {
-		return nil, fmt.Errorf("%w: settings contain a NUL character", ErrInvalid)
+		return "", fmt.Errorf("%w: settings contain a NUL character", ErrInvalid)
 	}
-	return b, nil
+	return string(b), nil
 }
 
 // Create provisions a tenant. A Dedicated tenant's schema is created and

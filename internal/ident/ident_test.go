@@ -6,6 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -57,8 +58,15 @@ func TestQuoteAndLiteralRoundTripThroughPostgres(t *testing.T) {
 	require.NoError(t, err)
 	lit, err := ident.Literal(`a\'; SELECT 1; --`)
 	require.NoError(t, err)
+	// pgx refuses the simple protocol on a session with
+	// standard_conforming_strings off: under JUSTPG_TEST_EXEC_MODE=simple
+	// this query goes in exec mode.
+	var mode []any
+	if pgtest.InExecMode(pgx.QueryExecModeSimpleProtocol) {
+		mode = []any{pgx.QueryExecModeExec}
+	}
 	var got string
-	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+lit).Scan(&got))
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT "+lit, mode...).Scan(&got))
 	assert.Equal(t, `a\'; SELECT 1; --`, got)
 	_, err = ident.Literal("nul\x00")
 	require.ErrorIs(t, err, ident.ErrInvalid)

@@ -87,7 +87,7 @@ type Option func(*dbOptions)
 type dbOptions struct {
 	setupKey string
 	setup    func(ctx context.Context, pool *pgxpool.Pool) error
-	poolCfg  func(*pgxpool.Config)
+	poolCfg  []func(*pgxpool.Config)
 	server   *Server
 }
 
@@ -99,9 +99,11 @@ func WithSetup(key string, setup func(ctx context.Context, pool *pgxpool.Pool) e
 	return func(o *dbOptions) { o.setupKey, o.setup = key, setup }
 }
 
-// WithPoolConfig adjusts the pool's configuration before it connects.
+// WithPoolConfig adjusts the pool's configuration before it connects (after
+// the exec mode EnvExecMode selects is set, which fn may change). Several
+// run in the order given.
 func WithPoolConfig(fn func(*pgxpool.Config)) Option {
-	return func(o *dbOptions) { o.poolCfg = fn }
+	return func(o *dbOptions) { o.poolCfg = append(o.poolCfg, fn) }
 }
 
 // OnServer creates the database on srv instead of the shared server.
@@ -144,8 +146,11 @@ func NewDB(tb testing.TB, opts ...Option) *DB {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if o.poolCfg != nil {
-		o.poolCfg(cfg)
+	if err := applyExecMode(cfg.ConnConfig); err != nil {
+		tb.Fatal(err)
+	}
+	for _, fn := range o.poolCfg {
+		fn(cfg)
 	}
 	if d.Pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		tb.Fatal(err)
@@ -214,7 +219,14 @@ func makeTemplate(ctx context.Context, srv *Server, key string, setup func(conte
 	if err := createDatabase(ctx, srv, name, base); err != nil {
 		return "", err
 	}
-	pool, err := pgxpool.New(ctx, srv.DatabaseURL(name))
+	cfg, err := pgxpool.ParseConfig(srv.DatabaseURL(name))
+	if err != nil {
+		return "", fmt.Errorf("pgtest: %w", err)
+	}
+	if err := applyExecMode(cfg.ConnConfig); err != nil {
+		return "", err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return "", fmt.Errorf("pgtest: %w", err)
 	}

@@ -267,3 +267,25 @@ func BenchmarkNewDB(b *testing.B) {
 		pgtest.NewDB(b)
 	}
 }
+
+// NewDB's pool runs in the mode JUSTPG_TEST_EXEC_MODE selects (pgx's default
+// when it is unset), and WithPoolConfig sees that mode and may change it.
+func TestExecModeFromEnvironment(t *testing.T) {
+	t.Parallel()
+	mode, set, err := pgtest.ExecMode()
+	require.NoError(t, err)
+	if !set {
+		mode = pgx.QueryExecModeCacheStatement
+	}
+	var seen pgx.QueryExecMode
+	db := pgtest.NewDB(t, pgtest.WithPoolConfig(func(c *pgxpool.Config) { seen = c.ConnConfig.DefaultQueryExecMode }))
+	assert.Equal(t, mode, seen, "the mode WithPoolConfig sees")
+	assert.Equal(t, mode, db.Pool.Config().ConnConfig.DefaultQueryExecMode)
+	db = pgtest.NewDB(t, pgtest.WithPoolConfig(func(c *pgxpool.Config) {
+		c.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	}))
+	assert.Equal(t, pgx.QueryExecModeSimpleProtocol, db.Pool.Config().ConnConfig.DefaultQueryExecMode)
+	var s string
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT $1::text`, "x").Scan(&s))
+	assert.Equal(t, "x", s)
+}

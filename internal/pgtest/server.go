@@ -21,7 +21,8 @@
 //
 // NewDB gives each test its own database, cloned from a template that has the
 // extensions justpg uses (pg_trgm, unaccent, pgcrypto, citext), and drops it
-// in t.Cleanup. Tests using it call t.Parallel().
+// in t.Cleanup. Tests using it call t.Parallel(). JUSTPG_TEST_EXEC_MODE runs
+// its pools in another pgx query exec mode (see EnvExecMode).
 package pgtest
 
 import (
