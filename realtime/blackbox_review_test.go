@@ -50,6 +50,7 @@ func bbPool(t *testing.T, db *pgtest.DB, app string) *pgxpool.Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pgtest.ApplyExecMode(t, cfg.ConnConfig)
 	cfg.ConnConfig.RuntimeParams["application_name"] = app
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {

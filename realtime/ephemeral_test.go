@@ -16,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/justpg/justpg/internal/pgtest"
 )
 
 func TestPgNotifyOID(t *testing.T) {
@@ -31,6 +33,7 @@ func connect(t *testing.T, url string, tweak ...func(*pgx.ConnConfig)) *pgx.Conn
 	t.Helper()
 	cfg, err := pgx.ParseConfig(url)
 	require.NoError(t, err)
+	pgtest.ApplyExecMode(t, cfg)
 	for _, f := range tweak {
 		f(cfg)
 	}
@@ -446,8 +449,7 @@ func TestPublishInEveryExecMode(t *testing.T) {
 	live := subscribe(t, b, "modes:live")
 	durable := subscribe(t, b, "modes:durable", From(0))
 	big := strings.Repeat("ß", 5000) // 10,000 bytes: stored
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
-		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+	for _, mode := range pgtest.ExecModes {
 		cfg, err := pgxpool.ParseConfig(db.URL)
 		require.NoError(t, err)
 		cfg.ConnConfig.DefaultQueryExecMode = mode

@@ -114,6 +114,7 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	require.NoError(t, err)
+	pgtest.ApplyExecMode(t, cfg.ConnConfig)
 	cfg.ConnConfig.User, cfg.ConnConfig.Password = role, "pw"
 	cfg.MaxConns = 2
 	app, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -406,6 +407,7 @@ func TestListenerOnSystemPoolUnderRLS(t *testing.T) {
 	poolAs := func(role string) *pgxpool.Pool {
 		cfg, err := pgxpool.ParseConfig(db.URL)
 		require.NoError(t, err)
+		pgtest.ApplyExecMode(t, cfg.ConnConfig)
 		cfg.ConnConfig.User, cfg.ConnConfig.Password = role, "pw"
 		cfg.MaxConns = 3
 		p, err := pgxpool.NewWithConfig(ctx, cfg)
