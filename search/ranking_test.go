@@ -138,13 +138,7 @@ func TestCorrectionInterleaving(t *testing.T) {
 	cfg.MaxCandidates = 10
 	db, ix := newProducts(t, cfg)
 	ctx := context.Background()
-	var rows []product
-	for i := range 30 {
-		rows = append(rows, product{id: int64(700 + i), title: fmt.Sprintf("Stamp collection volume %d", i), category: "misc"})
-	}
-	rows = append(rows,
-		product{id: 780, title: "Museum collections abroad", category: "misc"},
-		product{id: 781, title: "Debt collector handbook", category: "misc"})
+	rows := collectionRows()
 	seed(t, db, rows)
 	require.NoError(t, ix.RefreshWords(ctx, db.Pool))
 
@@ -322,4 +316,17 @@ func TestTypedPrefixKeptWithCorrection(t *testing.T) {
 	r, err = ix.Search(ctx, db.Pool, search.Query{Text: "nationa "})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"812"}, keys(r))
+}
+
+// collectionRows are 30 rows with "collection" and one each with
+// "collections" and "collector": the misspelling "collectoin" has three
+// corrections, the likeliest of which alone fills MaxCandidates 10.
+func collectionRows() []product {
+	var rows []product
+	for i := range 30 {
+		rows = append(rows, product{id: int64(700 + i), title: fmt.Sprintf("Stamp collection volume %d", i), category: "misc"})
+	}
+	return append(rows,
+		product{id: 780, title: "Museum collections abroad", category: "misc"},
+		product{id: 781, title: "Debt collector handbook", category: "misc"})
 }

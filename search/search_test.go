@@ -3,7 +3,6 @@ package search_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -565,13 +564,7 @@ func TestStandardConformingStringsOffCorrections(t *testing.T) {
 	cfg.MaxCandidates = 10
 	db, ix := newProducts(t, cfg)
 	ctx := context.Background()
-	var rows []product
-	for i := range 30 {
-		rows = append(rows, product{id: int64(700 + i), title: fmt.Sprintf("Stamp collection volume %d", i), category: "misc"})
-	}
-	rows = append(rows,
-		product{id: 780, title: "Museum collections abroad", category: "misc"},
-		product{id: 781, title: "Debt collector handbook", category: "misc"},
+	rows := append(collectionRows(),
 		product{601, "Which grinder", "Pick the grinder for your beans.", "kitchen", 50},
 		product{602, "Sandwich maker", "Toasts bread.", "kitchen", 30})
 	seed(t, db, rows)
