@@ -7,24 +7,13 @@ import (
 )
 
 // BenchmarkPublish measures one Publish round trip through the pool.
-func BenchmarkPublish(b *testing.B) {
-	db := pgtestDB(b)
-	br, err := New(db.Pool, Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		if err := br.Publish(ctx, db.Pool, "bench", fmt.Appendf(nil, "%d", i)); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkPublish(b *testing.B) { benchPublish(b) }
 
 // BenchmarkPublishEphemeral is BenchmarkPublish with Ephemeral: pg_notify
 // through the function-call protocol message, no stream lookup.
-func BenchmarkPublishEphemeral(b *testing.B) {
+func BenchmarkPublishEphemeral(b *testing.B) { benchPublish(b, Ephemeral()) }
+
+func benchPublish(b *testing.B, opts ...PublishOption) {
 	db := pgtestDB(b)
 	br, err := New(db.Pool, Config{})
 	if err != nil {
@@ -33,7 +22,7 @@ func BenchmarkPublishEphemeral(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if err := br.Publish(ctx, db.Pool, "bench", fmt.Appendf(nil, "%d", i), Ephemeral()); err != nil {
+		if err := br.Publish(ctx, db.Pool, "bench", fmt.Appendf(nil, "%d", i), opts...); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -403,14 +403,15 @@ func (ix *Index) DDL() []string {
 			"CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA "+ix.extSchema)
 	}
 	dict, _ := ident.Literal(ix.extSchema + ".unaccent")
+	unaccented := ix.extSchema + ".unaccent(" + dict + "::regdictionary, $1)"
 	// A SQL-standard function body is parsed when it is created, so it does
 	// not depend on the search_path of whoever later inserts a row.
 	s = append(s, fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(text) RETURNS text
 	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-	RETURN lower(%s.unaccent(%s::regdictionary, $1))`, ix.unaccent, ix.extSchema, dict),
+	RETURN lower(%s)`, ix.unaccent, unaccented),
 		fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s(text) RETURNS text
 	LANGUAGE sql STABLE STRICT PARALLEL SAFE
-	RETURN lower(%s.unaccent(%s::regdictionary, $1) COLLATE pg_catalog."default")`, ix.foldFn, ix.extSchema, dict))
+	RETURN lower(%s COLLATE pg_catalog."default")`, ix.foldFn, unaccented))
 	s = append(s, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s tsvector
 	GENERATED ALWAYS AS (%s) STORED`, ix.table, ix.vector, ix.vectorExpr()))
 	s = append(s, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin (%s)`,

@@ -258,7 +258,6 @@ func run() error {
 				rates[s.name] = append(rates[s.name], rate)
 			}
 		}
-		jp := rates["justpg"] // in repetition order
 		for _, s := range systems {
 			rs := slices.Clone(rates[s.name])
 			slices.Sort(rs)
@@ -269,24 +268,23 @@ func run() error {
 		// each repetition: the two systems of one repetition ran a few
 		// seconds apart, so a passing stall of the shared machine moves
 		// one pair rather than the whole comparison.
-		base := results["justpg"][mode.name]
-		for _, s := range systems {
-			if s.name != "justpg" {
-				paired := make([]float64, *flagReps)
-				for rep := range paired {
-					paired[rep] = jp[rep] / rates[s.name][rep]
-				}
-				fmt.Printf("justpg / %s = %.2f (per repetition: median %.2f of %.2f)\n", s.name, base/results[s.name][mode.name], median(paired), paired)
+		ratio := func(a, b string) {
+			if rates[a] == nil || rates[b] == nil {
+				return
 			}
-		}
-		if e, r := rates["jp-eph"], rates["raw pgx"]; e != nil && r != nil {
 			paired := make([]float64, *flagReps)
 			for rep := range paired {
-				paired[rep] = e[rep] / r[rep]
+				paired[rep] = rates[a][rep] / rates[b][rep]
 			}
-			fmt.Printf("jp-eph / raw pgx = %.2f (per repetition: median %.2f of %.2f)\n",
-				results["jp-eph"][mode.name]/results["raw pgx"][mode.name], median(paired), paired)
+			fmt.Printf("%s / %s = %.2f (per repetition: median %.2f of %.2f)\n",
+				a, b, results[a][mode.name]/results[b][mode.name], median(paired), paired)
 		}
+		for _, s := range systems {
+			if s.name != "justpg" {
+				ratio("justpg", s.name)
+			}
+		}
+		ratio("jp-eph", "raw pgx")
 	}
 
 	if want("fanout") {

@@ -31,8 +31,7 @@ import (
 // call NewDB. A WithPoolConfig option sees the mode already set and may
 // change it (a test that must run in one mode sets it there). Tests that
 // build their own connection configurations call ApplyExecMode; tests that
-// cannot work in some mode skip with SkipInExecMode (or adapt, asking
-// InExecMode).
+// cannot work in some mode adapt, asking InExecMode.
 const EnvExecMode = "JUSTPG_TEST_EXEC_MODE"
 
 // ExecModes are all of pgx's query exec modes, for tests that run in each.
@@ -109,14 +108,4 @@ func applyExecMode(cfg *pgx.ConnConfig) error {
 func InExecMode(modes ...pgx.QueryExecMode) bool {
 	mode, set, _ := ExecMode()
 	return set && slices.Contains(modes, mode)
-}
-
-// SkipInExecMode skips a test that depends on how pgx sends its statements
-// (it counts prepared statements, say) when EnvExecMode selects one of modes.
-func SkipInExecMode(tb testing.TB, why string, modes ...pgx.QueryExecMode) {
-	tb.Helper()
-	if InExecMode(modes...) {
-		mode, _, _ := ExecMode()
-		tb.Skipf("pgtest: %s=%s: %s", EnvExecMode, mode, why)
-	}
 }
