@@ -1,7 +1,9 @@
 // Command realtime compares justpg/realtime with raw pgx LISTEN/NOTIFY and
 // with Redis pub/sub on the same machine in the same run: publish→deliver
 // latency at a fixed rate, sustained throughput (one publisher, many
-// publishers, batched) and fan-out latency to many WebSocket clients.
+// publishers, batched) and fan-out latency to many WebSocket clients, next
+// to a floor server that writes the same frames to the same sockets with no
+// database, WebSocket library or per-socket queue (what the machine allows).
 //
 //	go run ./realtime                 # from bench/
 //	go run ./realtime -n 50000 -clients 2000
@@ -18,8 +20,6 @@ import (
 	"fmt"
 	"log"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"runtime"
@@ -288,12 +288,40 @@ func run() error {
 	}
 
 	if want("fanout") {
-		fmt.Printf("\n== fan-out: 1 message to %d WebSocket clients, %d messages\n", *flagClients, *flagFanMsgs)
-		p50, p99, err := fanoutRun(ctx, b, pool, *flagClients, *flagFanMsgs)
-		if err != nil {
-			return fmt.Errorf("fan-out: %w", err)
+		fmt.Printf("\n== fan-out: 1 message to %d WebSocket clients, %d messages; justpg and the floor alternated, %d repetitions\n", *flagClients, *flagFanMsgs, *flagReps)
+		fmt.Println("(floor: the same frames written straight to the same kind of sockets, no PostgreSQL, no WebSocket library, no per-socket queue)")
+		var p50s, p99s = map[string][]float64{}, map[string][]float64{}
+		var ratios []float64
+		for rep := range *flagReps {
+			order := []string{"justpg", "floor"}
+			if rep%2 == 1 {
+				order = []string{"floor", "justpg"}
+			}
+			for _, name := range order {
+				var t fanTarget
+				var err error
+				if name == "justpg" {
+					t, err = bridgeTarget(b, pool)
+				} else {
+					t, err = floorTarget()
+				}
+				if err != nil {
+					return fmt.Errorf("fan-out %s: %w", name, err)
+				}
+				p50, p99, err := fanoutRun(ctx, t, *flagClients, *flagFanMsgs)
+				if err != nil { // t is left open: its clients may still hold it
+					return fmt.Errorf("fan-out %s: %w", name, err)
+				}
+				t.close()
+				p50s[name] = append(p50s[name], p50)
+				p99s[name] = append(p99s[name], p99)
+			}
+			ratios = append(ratios, p99s["justpg"][rep]/p99s["floor"][rep])
 		}
-		fmt.Printf("justpg   p50 %.2f ms  p99 %.2f ms (publish → every socket received)\n", p50, p99)
+		for _, name := range []string{"justpg", "floor"} {
+			fmt.Printf("%-8s p50 %.2f ms  p99 %.2f ms %.2f (medians; send → every socket received)\n", name, median(p50s[name]), median(p99s[name]), p99s[name])
+		}
+		fmt.Printf("p99 justpg / floor: median of paired ratios %.2f %.2f\n", median(ratios), ratios)
 	}
 	st := b.Stats()
 	fmt.Printf("\nbroker stats: delivered %d, dropped %d, gaps %d, reconnects %d\n", st.Delivered, st.Dropped, st.Gaps, st.Reconnects)
@@ -571,21 +599,10 @@ func throughputRun(ctx context.Context, s system, pubs, batch, n int) (float64, 
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-// fanoutRun connects clients WebSockets to a bridge, joins them to one room
-// and measures, per message, the time from publish until each socket has it.
-func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clients, msgs int) (p50, p99 float64, err error) {
-	br, err := realtime.NewBridge(b, realtime.BridgeConfig{
-		Authorize: func(r *http.Request) (realtime.Identity, error) {
-			return realtime.Identity{ID: r.URL.Query().Get("u"), CanJoin: func(string) bool { return true }}, nil
-		},
-		QueueSize: 1024,
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	srv := httptest.NewServer(br)
-	defer srv.Close()
-	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http")
+// fanoutRun connects clients WebSockets to t, joins them to one room and
+// measures, per message, the time from send until each socket has it.
+func fanoutRun(ctx context.Context, t fanTarget, clients, msgs int) (p50, p99 float64, err error) {
+	wsURL := "ws://" + t.addr
 	// The clients share the machine with the server, so they are kept as
 	// cheap as possible: one read context per client (no timer per read),
 	// the receive time taken as soon as Read returns, parsing after that,
@@ -605,7 +622,7 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 		return append(mine, float64(now.Sub(sentAtBytes(p)).Microseconds())/1000), true
 	}
 	join := []byte(`{"type":"join","channel":"room:fanout"}`)
-	addr := strings.TrimPrefix(srv.URL, "http://")
+	addr := t.addr
 	// -fanout-client=epoll: after joining, each client's socket is read by
 	// one of 4×GOMAXPROCS event loops (see epollGroup); more loops than
 	// cores keep both cores reading until the last socket is served.
@@ -705,7 +722,7 @@ func fanoutRun(ctx context.Context, b *realtime.Broker, pool *pgxpool.Pool, clie
 		wg.Go(func() { groupErr <- g.run(time.Now().Add(5 * time.Minute)) })
 	}
 	for i := range msgs {
-		if err := b.Publish(ctx, pool, "room:fanout", []byte(payload(i))); err != nil {
+		if err := t.send(ctx, payload(i)); err != nil {
 			return 0, 0, err
 		}
 		time.Sleep(50 * time.Millisecond)
