@@ -250,6 +250,6 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 	// An ephemeral message too large for a notification: stored like
 	// realtime_publish stores one, without looking for a stream.
 	b.sqlStoreEphemeral = `WITH r AS (INSERT INTO ` + b.qPayloads + ` (channel, payload) VALUES ($1::text, $2::text) RETURNING id)
-		SELECT pg_notify($1::text, chr(30) || 'R' || id) FROM r`
+		SELECT pg_notify($1::text, chr(30) || 'R' || id::text) FROM r`
 	return b, nil
 }
