@@ -223,6 +223,13 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 		}
 		*x.dst = s
 	}
+	// These statements run with the caller's search_path, so the built-ins
+	// they call are named with pg_catalog: a role that may create objects
+	// in a schema on that path (public, before PostgreSQL 15) could
+	// otherwise plant, say, unnest(text[]), which matches the call more
+	// closely than pg_catalog's unnest(anyarray), and have it run as the
+	// publisher. (The operators they use match the built-ins exactly.)
+	//
 	// A payload that fits in a notification and needs no envelope is sent
 	// with a bare pg_notify unless the channel has a stream: one index probe
 	// of realtime_streams, no function call. CASE evaluates its arms in
@@ -235,21 +242,21 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 	// not wait for the WAL flush of such a commit whatever the setting.
 	b.sqlPublish = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
 		THEN ` + b.qPublish + `($1::text, $2::text)
-		WHEN pg_notify($1::text, $2::text) IS NULL THEN NULL END`
+		WHEN pg_catalog.pg_notify($1::text, $2::text) IS NULL THEN NULL END`
 	// A batch of payloads that fit as they are: the same idea over arrays.
 	// The ELSE arm is a scalar subquery (an InitPlan) that PostgreSQL
 	// evaluates only when reached; its ORDER BY keeps the subquery from
 	// being flattened and makes pg_notify run in array order.
 	b.sqlBatchOne = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = $1::text)
-		THEN ` + b.qPublishMany + `(array_fill($1::text, ARRAY[cardinality($2::text[])]), $2::text[]) IS NULL
-		ELSE (SELECT count(pg_notify($1::text, p)) FROM (SELECT p FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i) s) IS NULL END`
+		THEN ` + b.qPublishMany + `(pg_catalog.array_fill($1::text, ARRAY[pg_catalog.cardinality($2::text[])]), $2::text[]) IS NULL
+		ELSE (SELECT pg_catalog.count(pg_catalog.pg_notify($1::text, p)) FROM (SELECT p FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i) s) IS NULL END`
 	b.sqlBatchMany = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = ANY ($3::text[]))
 		THEN ` + b.qPublishMany + `($1::text[], $2::text[]) IS NULL
-		ELSE (SELECT count(pg_notify(c, p)) FROM (SELECT c, p FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, p, i) ORDER BY i) s) IS NULL END`
+		ELSE (SELECT pg_catalog.count(pg_catalog.pg_notify(c, p)) FROM (SELECT c, p FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS t(c, p, i) ORDER BY i) s) IS NULL END`
 	b.sqlPublishSlow = `SELECT ` + b.qPublish + `($1::text, $2::text)`
 	// An ephemeral message too large for a notification: stored like
 	// realtime_publish stores one, without looking for a stream.
 	b.sqlStoreEphemeral = `WITH r AS (INSERT INTO ` + b.qPayloads + ` (channel, payload) VALUES ($1::text, $2::text) RETURNING id)
-		SELECT pg_notify($1::text, chr(30) || 'R' || id::text) FROM r`
+		SELECT pg_catalog.pg_notify($1::text, pg_catalog.chr(30) || 'R' || id::text) FROM r`
 	return b, nil
 }

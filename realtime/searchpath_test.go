@@ -141,6 +141,15 @@ func TestPublishIgnoresObjectsPlantedInPublic(t *testing.T) {
 		CREATE FUNCTION public.jsonb_build_object(text, text, text, name, text, name, text, jsonb, text, jsonb)
 			RETURNS jsonb LANGUAGE plpgsql AS
 			$$ BEGIN RAISE EXCEPTION 'trojan jsonb_build_object ran as %', current_user; END $$;
+		CREATE FUNCTION public.unnest(text[]) RETURNS SETOF text LANGUAGE plpgsql AS
+			$$ BEGIN RAISE EXCEPTION 'trojan unnest ran as %', current_user; END $$;
+		CREATE FUNCTION public.cardinality(text[]) RETURNS integer LANGUAGE plpgsql AS
+			$$ BEGIN RAISE EXCEPTION 'trojan cardinality ran as %', current_user; END $$;
+		CREATE FUNCTION public.array_fill(text, integer[]) RETURNS text[] LANGUAGE plpgsql AS
+			$$ BEGIN RAISE EXCEPTION 'trojan array_fill ran as %', current_user; END $$;
+		CREATE FUNCTION public.trojan_acc(text[], text) RETURNS text[] LANGUAGE plpgsql AS
+			$$ BEGIN RAISE EXCEPTION 'trojan array_agg ran as %', current_user; END $$;
+		CREATE AGGREGATE public.array_agg(text) (SFUNC = public.trojan_acc, STYPE = text[]);
 		RESET ROLE`)
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -179,6 +188,25 @@ func TestPublishIgnoresObjectsPlantedInPublic(t *testing.T) {
 	}
 	if got := bbMsg(t, plain); len(got) != 9000 {
 		t.Fatalf("large ephemeral payload of %d bytes", len(got))
+	}
+	// PublishBatch's three statements: one channel, several, and one with a
+	// durable channel (through realtime_publish_many).
+	for _, batch := range [][]realtime.Message{
+		{{Channel: "trojan:plain", Payload: []byte("b1")}, {Channel: "trojan:plain", Payload: []byte("b2")}},
+		{{Channel: "trojan:plain", Payload: []byte("b3")}, {Channel: "trojan:other", Payload: []byte("o")}},
+		{{Channel: "trojan:durable", Payload: []byte("e3")}, {Channel: "trojan:plain", Payload: []byte("b4")}},
+	} {
+		if err := b.PublishBatch(ctx, db.Pool, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"b1", "b2", "b3", "b4"} {
+		if got := bbMsg(t, plain); got != want {
+			t.Fatalf("batch: got %q, want %q", short(got), want)
+		}
+	}
+	if ev := bbNext(t, durable); ev.ID != 3 || string(ev.Payload) != "e3" {
+		t.Fatalf("event %d %q", ev.ID, short(string(ev.Payload)))
 	}
 	if err := b.InstallTableChanges(ctx, db.Pool, realtime.TableChanges{
 		Table: "todos", Channel: "trojan:todos", Key: []string{"id"}, Columns: []string{"title"},

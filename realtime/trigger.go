@@ -106,7 +106,7 @@ func (b *Broker) InstallTableChanges(ctx context.Context, db DB, tc TableChanges
 	}
 	want := append(append([]string(nil), tc.Key...), tc.Columns...)
 	var missing []string
-	if err := db.QueryRow(ctx, `SELECT coalesce(array_agg(w), '{}') FROM unnest($3::text[]) AS w
+	if err := db.QueryRow(ctx, `SELECT coalesce(pg_catalog.array_agg(w), '{}') FROM pg_catalog.unnest($3::text[]) AS w
 		WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
 			JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 			WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = w AND a.attnum > 0 AND NOT a.attisdropped)`,
