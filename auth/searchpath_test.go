@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
@@ -12,19 +13,36 @@ import (
 )
 
 // Sessions whose search_path holds only the application's own schema, or
-// nothing (not public, where the extensions are, nor justpg): the whole
-// account life cycle still works, and so do the tables' defaults
-// (gen_random_uuid, the tenant stamp) evaluated in those sessions.
+// nothing (not public, where the extensions are, nor justpg), and sessions
+// with the default search_path ("$user", public) where public holds objects
+// shadowing built-ins (pgtest.ShadowingSQL), as a role allowed to create
+// there could plant them: the whole account life cycle still works, and so
+// do the tables' defaults (gen_random_uuid, the tenant stamp) evaluated in
+// those sessions.
 func TestAuthWithUnusualSearchPath(t *testing.T) {
 	t.Parallel()
-	for _, sp := range []string{"app", "''", "pg_catalog"} {
-		t.Run(sp, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, searchPath string
+		shadow           bool
+	}{
+		{"app", "app", false},
+		{"empty", "''", false},
+		{"pg_catalog", "pg_catalog", false},
+		{"shadowed public", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			db := pgtest.NewDB(t, migrated(), pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-				c.ConnConfig.RuntimeParams["search_path"] = sp
+				if tc.searchPath != "" {
+					c.ConnConfig.RuntimeParams["search_path"] = tc.searchPath
+				}
 			}))
 			_, err := db.Pool.Exec(ctx, `CREATE SCHEMA app`)
 			require.NoError(t, err)
+			if tc.shadow {
+				_, err = db.Pool.Exec(ctx, pgtest.ShadowingSQL("public"))
+				require.NoError(t, err)
+			}
 			mail := &captureMailer{}
 			a, err := auth.New(db.Pool, auth.Config{Hasher: newHasher(t, cheap), Mailer: mail})
 			require.NoError(t, err)
@@ -49,6 +67,13 @@ func TestAuthWithUnusualSearchPath(t *testing.T) {
 			secret, _, err := a.CreateAPIKey(ctx, db.Pool, u.ID, "ci", []string{"read"}, 0, client)
 			require.NoError(t, err)
 			_, err = a.ValidateAPIKey(ctx, db.Pool, secret)
+			require.NoError(t, err)
+			enrol, err := a.BeginTOTP(ctx, db.Pool, u.ID)
+			require.NoError(t, err)
+			recovery, err := a.EnableTOTP(ctx, db.Pool, u.ID, code(t, enrol.Secret, time.Now()), client)
+			require.NoError(t, err)
+			assert.NotEmpty(t, recovery)
+			_, err = a.RegenerateRecoveryCodes(ctx, db.Pool, u.ID)
 			require.NoError(t, err)
 			_, err = a.AuditLog(ctx, db.Pool, u.ID, 10)
 			require.NoError(t, err)

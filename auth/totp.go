@@ -151,7 +151,7 @@ func (a *Auth) newRecoveryCodes(ctx context.Context, tx DB, userID string) ([]st
 		codes[i] = raw[0:4] + "-" + raw[4:8] + "-" + raw[8:12] + "-" + raw[12:16]
 		hashes[i] = recoveryHash(raw)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO `+a.recovery+` (user_id, code_hash) SELECT $1, unnest($2::bytea[])`,
+	if _, err := tx.Exec(ctx, `INSERT INTO `+a.recovery+` (user_id, code_hash) SELECT $1, pg_catalog.unnest($2::bytea[])`,
 		userID, hashes); err != nil {
 		return nil, fmt.Errorf("auth: storing recovery codes: %w", err)
 	}

@@ -297,7 +297,7 @@ func (s *Store) insertChunks(ctx context.Context, tx pgx.Tx, blobID int64, src *
 			return nil
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO `+s.chunks+` (blob_id, n, data)
-			SELECT $1, $2 + i::integer - 1, d FROM unnest($3::bytea[]) WITH ORDINALITY AS u (d, i)`,
+			SELECT $1, $2 + i::integer - 1, d FROM pg_catalog.unnest($3::bytea[]) WITH ORDINALITY AS u (d, i)`,
 			blobID, first, batch); err != nil {
 			return fmt.Errorf("files: writing chunks: %w", err)
 		}

@@ -354,7 +354,7 @@ func (c *Client) InsertMany(ctx context.Context, db DB, params []InsertParams) (
 			return err
 		}
 		if len(wake) > 0 {
-			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w`, c.channel, wake); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT pg_catalog.pg_notify($1, w) FROM pg_catalog.unnest($2::text[]) AS w`, c.channel, wake); err != nil {
 				return fmt.Errorf("jobs: insert many: notify: %w", err)
 			}
 		}

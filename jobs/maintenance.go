@@ -85,7 +85,7 @@ func (c *Client) Rescue(ctx context.Context) error {
 		return err
 	}
 	if len(wake) > 0 {
-		if _, err := c.pool.Exec(ctx, `SELECT pg_notify($1, w) FROM unnest($2::text[]) AS w`, c.channel, wake); err != nil {
+		if _, err := c.pool.Exec(ctx, `SELECT pg_catalog.pg_notify($1, w) FROM pg_catalog.unnest($2::text[]) AS w`, c.channel, wake); err != nil {
 			return err
 		}
 	}

@@ -13,22 +13,43 @@ import (
 	"github.com/justpg/justpg/internal/pgtest"
 )
 
-// A client whose pool's sessions have a search_path of the application's
-// own schema only, or none: inserting (one and COPY), fetching from plain,
+// searchPathCases are the sessions the search_path tests run in: a
+// search_path of the application's own schema only, an empty one, pg_catalog
+// only, and the default ("$user", public) with public holding objects that
+// shadow built-ins (pgtest.ShadowingSQL), as a role allowed to create there
+// could plant them.
+var searchPathCases = []struct {
+	name, searchPath string
+	shadow           bool
+}{
+	{"app", "app", false},
+	{"empty", "''", false},
+	{"pg_catalog", "pg_catalog", false},
+	{"shadowed public", "", true},
+}
+
+// A client whose pool's sessions have an unusual search_path (see
+// searchPathCases): inserting (one and COPY), fetching from plain,
 // globally limited and rate-limited queues, retries, scheduled jobs, unique
 // jobs, listing, cancelling and maintenance all work, and the table's
 // defaults (the tenant stamp) are evaluated in those sessions.
 func TestJobsWithUnusualSearchPath(t *testing.T) {
 	t.Parallel()
-	for _, sp := range []string{"app", "''", "pg_catalog"} {
-		t.Run(sp, func(t *testing.T) {
+	for _, tc := range searchPathCases {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			db := newDB(t, pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-				c.ConnConfig.RuntimeParams["search_path"] = sp
+				if tc.searchPath != "" {
+					c.ConnConfig.RuntimeParams["search_path"] = tc.searchPath
+				}
 			}))
 			ctx := context.Background()
 			_, err := db.Pool.Exec(ctx, `CREATE SCHEMA app`)
 			require.NoError(t, err)
+			if tc.shadow {
+				_, err = db.Pool.Exec(ctx, pgtest.ShadowingSQL("public"))
+				require.NoError(t, err)
+			}
 			rec := newRecorder()
 			w := NewWorkers()
 			AddWorker(w, func(ctx context.Context, j *Job[noopArgs]) error {

@@ -122,7 +122,7 @@ RETURNING ` + prefixCols("j")
 	attempt = j.attempt - c.undo,
 	scheduled_at = COALESCE(c.run_at, j.scheduled_at),
 	finalized_at = CASE WHEN c.st = 'available' AND NOT j.cancel_requested THEN NULL ELSE now() END,
-	errors = CASE WHEN c.err IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(c.err) END,
+	errors = CASE WHEN c.err IS NULL THEN j.errors ELSE j.errors || pg_catalog.jsonb_build_array(c.err) END,
 	unique_key = CASE
 		WHEN c.st = 'available' AND NOT j.cancel_requested THEN j.unique_key
 		WHEN c.st = 'completed' AND j.unique_keep THEN j.unique_key END
@@ -155,7 +155,7 @@ upd AS (
 			WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'available' END,
 		finalized_at = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN now() END,
 		scheduled_at = now(),
-		errors = j.errors || jsonb_build_array(jsonb_build_object('attempt', j.attempt, 'at', now(),
+		errors = j.errors || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('attempt', j.attempt, 'at', now(),
 			'error', 'jobs: the lease of client ' || coalesce(j.attempted_by, '?') || ' expired while the job was running')),
 		unique_key = CASE WHEN NOT j.cancel_requested AND j.attempt < j.max_attempts THEN j.unique_key END
 	FROM dead WHERE j.id = dead.id

@@ -228,7 +228,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 	// in a schema on that path (public, before PostgreSQL 15) could
 	// otherwise plant, say, unnest(text[]), which matches the call more
 	// closely than pg_catalog's unnest(anyarray), and have it run as the
-	// publisher. (The operators they use match the built-ins exactly.)
+	// publisher. (The operators they use match the built-ins exactly, and
+	// PostgreSQL expands the two-array unnest in FROM into calls of
+	// pg_catalog.unnest itself.)
 	//
 	// A payload that fits in a notification and needs no envelope is sent
 	// with a bare pg_notify unless the channel has a stream: one index probe
@@ -252,7 +254,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Broker, error) {
 		ELSE (SELECT pg_catalog.count(pg_catalog.pg_notify($1::text, p)) FROM (SELECT p FROM pg_catalog.unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i) s) IS NULL END`
 	b.sqlBatchMany = `SELECT CASE WHEN EXISTS (SELECT 1 FROM ` + b.qStreams + ` WHERE channel = ANY ($3::text[]))
 		THEN ` + b.qPublishMany + `($1::text[], $2::text[]) IS NULL
-		ELSE (SELECT pg_catalog.count(pg_catalog.pg_notify(c, p)) FROM (SELECT c, p FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS t(c, p, i) ORDER BY i) s) IS NULL END`
+		ELSE (SELECT pg_catalog.count(pg_catalog.pg_notify(c, p)) FROM (SELECT c, p FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, p, i) ORDER BY i) s) IS NULL END`
 	b.sqlPublishSlow = `SELECT ` + b.qPublish + `($1::text, $2::text)`
 	// An ephemeral message too large for a notification: stored like
 	// realtime_publish stores one, without looking for a stream.

@@ -451,7 +451,7 @@ BEGIN
 	FOR r IN SELECT c.oid::regclass AS i %s
 		AND NOT coalesce('fastupdate=off' = ANY (c.reloptions), false)
 	LOOP
-		EXECUTE format('ALTER INDEX %%s SET (fastupdate = off)', r.i);
+		EXECUTE pg_catalog.format('ALTER INDEX %%s SET (fastupdate = off)', r.i);
 	END LOOP;
 END`, ginIndexesOf(words+"::regclass"))
 	s = append(s, "DO "+dollarQuote(fastOff))

@@ -299,13 +299,13 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		"\n\tWHERE u.k > 0 AND NOT EXISTS (SELECT FROM cw1 WHERE cw1.i = u.i)\n), " +
 		fmt.Sprintf(`c AS MATERIALIZED (
 	SELECT u.i, u.w, x.alts[1:%[5]d] AS alts, x.best, x.target,
-		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.alts[1:%[5]d]) AS a)) AS altq,
-		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM unnest(x.best) AS a)) AS bestq
-	FROM (SELECT * FROM unnest(%[2]s::text[]) WITH ORDINALITY LIMIT %[8]d) AS u(w, i),
+		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM pg_catalog.unnest(x.alts[1:%[5]d]) AS a)) AS altq,
+		to_tsquery(%[1]s, (SELECT string_agg(%[6]s, ' | ') FROM pg_catalog.unnest(x.best) AS a)) AS bestq
+	FROM (SELECT * FROM pg_catalog.unnest(%[2]s::text[]) WITH ORDINALITY LIMIT %[8]d) AS u(w, i),
 	LATERAL (SELECT y.alts, CASE WHEN y.known THEN '{}'::text[] ELSE y.best END AS best,
 		to_tsquery(%[1]s, %[3]s(%[4]s)) AS target
-		FROM (SELECT coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0), '{}') AS alts,
-				coalesce(array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0 AND s.score <= s.top + %[7]g), '{}') AS best,
+		FROM (SELECT coalesce(pg_catalog.array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0), '{}') AS alts,
+				coalesce(pg_catalog.array_agg(s.word ORDER BY s.o) FILTER (WHERE s.typos > 0 AND s.score <= s.top + %[7]g), '{}') AS best,
 				coalesce(bool_or(s.typos = 0), false) AS known
 			FROM (SELECT f.*, min(f.score) FILTER (WHERE f.typos > 0) OVER () AS top
 				FROM (SELECT * FROM cw1 WHERE cw1.i = u.i UNION ALL SELECT * FROM cw2 WHERE cw2.i = u.i) f) s) y) x
@@ -340,7 +340,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// read as that correction for the exact and prefix tiers: its own stem
 	// may coincide with another word's ("explaning" and "explanation" both
 	// stem to explan), which must not outrank the correction.
-	hasBest := "cardinality(c.best) > 0"
+	hasBest := "pg_catalog.cardinality(c.best) > 0"
 	qe := rewrite(fmt.Sprintf("websearch_to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(p.websearch())), hasBest, "c.bestq")
 	// The word being typed matches as a literal prefix of the indexed
 	// lexemes (unstemmed: "explaning" must not become the prefix 'explan'
@@ -359,7 +359,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		q0 = func(rw func(string) string) string { return rw(e) }
 	} else {
 		pl = fmt.Sprintf(`(SELECT CASE WHEN numnode(x) = 0 OR char_length(%[1]s) < 2 THEN x ELSE (x::text || ':*')::tsquery END
-			FROM (SELECT plainto_tsquery('simple', %[2]s(%[1]s)) AS x) y)`, a.add(typed), ix.unaccent)
+			FROM (SELECT pg_catalog.plainto_tsquery('simple', %[2]s(%[1]s)) AS x) y)`, a.add(typed), ix.unaccent)
 		r := fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(rest.tsquery(false, nil)))
 		l := fmt.Sprintf("to_tsquery(%s, %s(%s))", ix.lang, ix.unaccent, a.add(last.tsquery(false, nil)))
 		q0 = func(rw func(string) string) string {
@@ -371,7 +371,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		return q0(func(e string) string { return rewrite(e, need, sub) })
 	}
 	qp := variant(hasBest, "c.bestq")
-	qt := variant("cardinality(c.alts) > 0", "c.target || c.altq")
+	qt := variant("pg_catalog.cardinality(c.alts) > 0", "c.target || c.altq")
 	qt1 := variant(hasBest, "c.target || c.bestq")
 	// The candidate rows, best tiers first, at most MaxCandidates of them:
 	// the stop-word fallback (fb), then the rows matching the query as
@@ -515,7 +515,7 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	}
 	abranch := fmt.Sprintf(`	UNION ALL
 	(SELECT %[1]s, %[2]s::float8, t.%[3]s @@ q.qe, t.%[3]s @@ q.qp
-		FROM q, c, unnest(c.alts[1:%[8]d]) AS a(w),
+		FROM q, c, pg_catalog.unnest(c.alts[1:%[8]d]) AS a(w),
 		LATERAL (SELECT t.* FROM (SELECT t.* FROM %[4]s LIMIT %[7]d) t
 			WHERE %[5]s ~ (E'\\m' || regexp_replace(a.w, '[^[:alnum:]]+', '', 'g') || E'\\M') LIMIT %[6]d) t
 		WHERE q.corrected AND NOT q.fb AND querytree(q.qa) <> 'T'%[9]s)`,
@@ -562,16 +562,16 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 	// fre, the longest, is what the trigram indexes look up).
 	sql := fmt.Sprintf(`WITH %[1]s, v AS MATERIALIZED (
 	SELECT regexp_replace(%[2]s(z), '[^[:alnum:]]+', '', 'g') AS y
-	FROM (SELECT * FROM unnest(%[3]s::text[]) LIMIT %[17]d) AS v(x) LEFT JOIN c ON c.w = v.x,
-		LATERAL unnest(CASE WHEN cardinality(c.best) > 0 THEN c.best ELSE ARRAY[v.x] END) AS z
+	FROM (SELECT * FROM pg_catalog.unnest(%[3]s::text[]) LIMIT %[17]d) AS v(x) LEFT JOIN c ON c.w = v.x,
+		LATERAL pg_catalog.unnest(CASE WHEN pg_catalog.cardinality(c.best) > 0 THEN c.best ELSE ARRAY[v.x] END) AS z
 ), q AS MATERIALIZED (
 	SELECT qe, qp, qt, qt1, qe || qp || qt1 AS qhi, qe || qp || qt AS qa, %[18]s AS qr,
 		(SELECT E'\\m(' || string_agg(y, '|') || E')\\M' FROM v WHERE y <> '') AS vre,
-		(SELECT array_agg('%%' || y || '%%') FROM v WHERE y <> '') AS vlike,
+		(SELECT pg_catalog.array_agg('%%' || y || '%%') FROM v WHERE y <> '') AS vlike,
 		fw.fall, fw.fall[1] AS fre, fw.fword,
-		numnode(qe) = 0 AND coalesce(cardinality(fw.fall), 0) > 0 AS fb,
-		EXISTS (SELECT FROM c WHERE cardinality(c.best) > 0) AS corrected,
-		(SELECT jsonb_object_agg(c.w, c.alts) FROM c WHERE cardinality(c.alts) > 0) AS corrections,
+		numnode(qe) = 0 AND coalesce(pg_catalog.cardinality(fw.fall), 0) > 0 AS fb,
+		EXISTS (SELECT FROM c WHERE pg_catalog.cardinality(c.best) > 0) AS corrected,
+		(SELECT pg_catalog.jsonb_object_agg(c.w, c.alts) FROM c WHERE pg_catalog.cardinality(c.alts) > 0) AS corrections,
 		g.gre, g.galt, g.gj
 	FROM (SELECT
 		%[4]s AS qe,
@@ -579,18 +579,18 @@ func (ix *Index) Search(ctx context.Context, db DB, q Query) (*Result, error) {
 		%[6]s AS qt,
 		%[7]s AS qt1
 		FROM (SELECT %[8]s AS pl) pp) x,
-	LATERAL (SELECT array_agg(E'\\m' || y || E'\\M' ORDER BY char_length(y) DESC, y) AS fall,
-			(array_agg(y ORDER BY char_length(y) DESC, y))[1] AS fword
+	LATERAL (SELECT pg_catalog.array_agg(E'\\m' || y || E'\\M' ORDER BY char_length(y) DESC, y) AS fall,
+			(pg_catalog.array_agg(y ORDER BY char_length(y) DESC, y))[1] AS fword
 		FROM (SELECT DISTINCT y FROM v WHERE char_length(y) >= 4) vv) fw,
 	LATERAL (SELECT E'\\m(' || string_agg(regexp_replace(a.w, '[^[:alnum:]]+', '', 'g'), '|' ORDER BY c.i, a.o) || E')\\M' AS gre,
-			array_agg(a.w ORDER BY c.i, a.o) AS galt, array_agg(a.o - 1 ORDER BY c.i, a.o) AS gj
-		FROM c, unnest(c.alts) WITH ORDINALITY AS a(w, o)) g
+			pg_catalog.array_agg(a.w ORDER BY c.i, a.o) AS galt, pg_catalog.array_agg(a.o - 1 ORDER BY c.i, a.o) AS gj
+		FROM c, pg_catalog.unnest(c.alts) WITH ORDINALITY AS a(w, o)) g
 )%[16]s, u AS MATERIALIZED (
 	%[9]s
 ), m AS MATERIALIZED (
 	SELECT d.key, d.k, d.score, d.exact, d.prefix,
 		CASE WHEN q.corrected THEN (row_number() OVER (PARTITION BY d.g ORDER BY d.score DESC, d.k))
-			* (1 + coalesce(q.gj[array_position(q.galt, d.g)], %[14]d)) ELSE 0 END::float8 AS dk
+			* (1 + coalesce(q.gj[pg_catalog.array_position(q.galt, d.g)], %[14]d)) ELSE 0 END::float8 AS dk
 	FROM (SELECT DISTINCT ON (u.k) u.* FROM u ORDER BY u.k, u.score DESC) d, q
 ), p AS (
 	SELECT * FROM m %[10]s ORDER BY m.dk, m.score DESC, m.k LIMIT %[11]d
@@ -914,7 +914,7 @@ func (ix *Index) RefreshWords(ctx context.Context, db DB) error {
 		// of one length, often sharing a beginning, on few heap pages.
 		sql := fmt.Sprintf(`WITH fresh AS MATERIALIZED (
 	SELECT %[2]s AS tenant_id, w.word, count(*)::integer AS docs
-	FROM %[3]s t, LATERAL unnest(tsvector_to_array(to_tsvector('simple', %[4]s))) AS w(word)
+	FROM %[3]s t, LATERAL pg_catalog.unnest(tsvector_to_array(pg_catalog.to_tsvector('simple', %[4]s))) AS w(word)
 	WHERE %[5]s AND char_length(w.word) BETWEEN 2 AND %[6]d AND w.word ~ '^[[:alnum:]]*[[:alpha:]][[:alnum:]]*$'
 	GROUP BY 1, 2
 ), gone AS (

@@ -259,3 +259,46 @@ func TestSearchDefinerFunctionsIgnoreCallerObjects(t *testing.T) {
 		return nil
 	}))
 }
+
+// Sessions with the default search_path ("$user", public), where public
+// holds the extensions and also objects shadowing built-ins
+// (pgtest.ShadowingSQL), as a role allowed to create there could plant
+// them: creating an index (over a word list whose trigram index an earlier
+// version made with fastupdate on), refreshing its words and every kind of
+// query call only the built-ins.
+func TestSearchWithShadowedPublic(t *testing.T) {
+	t.Parallel()
+	for _, tenant := range []bool{false, true} {
+		name := "plain"
+		if tenant {
+			name = "tenant"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := pgtest.NewDB(t)
+			adminExec(t, db, `CREATE SCHEMA app;
+				CREATE TABLE app.products (
+					id bigint PRIMARY KEY,
+					tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+					title text NOT NULL, body text, category text NOT NULL DEFAULT 'misc',
+					price numeric NOT NULL DEFAULT 0);
+				CREATE TABLE app.products_search_words (
+					tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+					word text NOT NULL, docs integer NOT NULL,
+					UNIQUE NULLS NOT DISTINCT (tenant_id, word));
+				CREATE INDEX products_search_words_old_trgm ON app.products_search_words USING gin (word public.gin_trgm_ops);
+				`+pgtest.ShadowingSQL("public"))
+			cfg := productsConfig()
+			cfg.Schema = "app"
+			if tenant {
+				cfg.TenantColumn = "tenant_id"
+			}
+			ix := searchPathIndex(t, db, cfg)
+			checkSearches(t, db.Pool, ix)
+			var fastOff bool
+			require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT 'fastupdate=off' = ANY (reloptions)
+				FROM pg_class WHERE oid = 'app.products_search_words_old_trgm'::regclass`).Scan(&fastOff))
+			assert.True(t, fastOff)
+		})
+	}
+}

@@ -36,8 +36,8 @@ func (m *Manager) Export(ctx context.Context, db DB, tenant uuid.UUID, w io.Writ
 		}
 		for _, t := range tables {
 			var cols []string
-			err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(quote_ident(attname) ORDER BY attnum), '{}') FROM pg_attribute
-				WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attgenerated = ''`, t.Quoted()).Scan(&cols)
+			err := tx.QueryRow(ctx, `SELECT coalesce(pg_catalog.array_agg(pg_catalog.quote_ident(attname) ORDER BY attnum), '{}') FROM pg_catalog.pg_attribute
+				WHERE attrelid = pg_catalog.to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attgenerated = ''`, t.Quoted()).Scan(&cols)
 			if err != nil {
 				return fmt.Errorf("tenancy: export: columns of %s: %w", t.Quoted(), err)
 			}

@@ -276,10 +276,10 @@ func (m *Manager) copyRows(ctx context.Context, tx pgx.Tx, id uuid.UUID, from, t
 	for _, name := range ordered {
 		src, dst := Table{Schema: from, Name: name}, Table{Schema: to, Name: name}
 		var cols []string
-		err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(quote_ident(a.attname) ORDER BY a.attnum), '{}')
-			FROM pg_attribute a
-			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-			  AND EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = to_regclass($2) AND b.attname = a.attname
+		err := tx.QueryRow(ctx, `SELECT coalesce(pg_catalog.array_agg(pg_catalog.quote_ident(a.attname) ORDER BY a.attnum), '{}')
+			FROM pg_catalog.pg_attribute a
+			WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+			  AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute b WHERE b.attrelid = pg_catalog.to_regclass($2) AND b.attname = a.attname
 			              AND b.attnum > 0 AND NOT b.attisdropped AND b.attgenerated = '')`,
 			dst.Quoted(), src.Quoted()).Scan(&cols)
 		if err != nil {

@@ -1,6 +1,7 @@
 package tenancy_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/justpg/justpg/internal/pgtest"
 	"github.com/justpg/justpg/tenancy"
 )
 
@@ -17,18 +19,38 @@ func searchPath(sp string) func(*pgxpool.Config) {
 }
 
 // The application role's sessions start with a search_path of the
-// application's own schema only, or an empty one: scoping, the policies and
-// a dedicated tenant's schema still work, and the dedicated tenant's schema
-// comes first.
+// application's own schema only, an empty one, pg_catalog only or "$user"
+// only, or with the default one ("$user", public) where public holds
+// objects shadowing built-ins (pgtest.ShadowingSQL), as a role allowed to
+// create there could plant them: scoping, the policies, a dedicated
+// tenant's schema (which comes first), moving a tenant and exporting one
+// still work.
 func TestTenantScopeWithUnusualSearchPath(t *testing.T) {
 	t.Parallel()
-	for _, sp := range []string{"app", "''", "pg_catalog", `"$user"`} {
-		t.Run(sp, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, searchPath string
+		shadow           bool
+	}{
+		{"app", "app", false},
+		{"empty", "''", false},
+		{"pg_catalog", "pg_catalog", false},
+		{"user", `"$user"`, false},
+		{"shadowed public", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, searchPath(sp))
+			var opts []func(*pgxpool.Config)
+			if tc.searchPath != "" {
+				opts = append(opts, searchPath(tc.searchPath))
+			}
+			e := newEnv(t, opts...)
 			ctx := context.Background()
 			_, err := e.owner.Exec(ctx, `CREATE SCHEMA app`)
 			require.NoError(t, err)
+			if tc.shadow {
+				_, err = e.owner.Exec(ctx, pgtest.ShadowingSQL("public"))
+				require.NoError(t, err)
+			}
 			shared := e.tenant(t, "shared-"+randHex(3), tenancy.Shared)
 			other := e.tenant(t, "other-"+randHex(3), tenancy.Shared)
 			ded := e.tenant(t, "ded-"+randHex(3), tenancy.Dedicated)
@@ -86,6 +108,21 @@ func TestTenantScopeWithUnusualSearchPath(t *testing.T) {
 				_, err := tx.Exec(ctx, `INSERT INTO public.notes (body) VALUES ('rr')`)
 				return err
 			})
+			require.NoError(t, err)
+
+			// Moving a tenant copies its rows column by column; Export
+			// lists the columns the same way.
+			_, err = e.m.MoveToDedicated(ctx, e.owner, shared.ID)
+			require.NoError(t, err)
+			var buf bytes.Buffer
+			rep, err := e.m.Export(ctx, e.app, shared.ID, &buf)
+			require.NoError(t, err)
+			var exported int64
+			for _, n := range rep.Rows {
+				exported += n
+			}
+			assert.Equal(t, int64(2), exported, buf.String())
+			_, err = e.m.MoveToShared(ctx, e.owner, shared.ID)
 			require.NoError(t, err)
 		})
 	}
