@@ -47,7 +47,10 @@ func TestJobsWithUnusualSearchPath(t *testing.T) {
 			_, err := db.Pool.Exec(ctx, `CREATE SCHEMA app`)
 			require.NoError(t, err)
 			if tc.shadow {
-				_, err = db.Pool.Exec(ctx, pgtest.ShadowingSQL("public"))
+				_, err = db.Pool.Exec(ctx, pgtest.ShadowingSQL("public")+
+					// The call of the rescuer's error entry, exactly.
+					`CREATE FUNCTION public.jsonb_build_object(text, integer, text, timestamptz, text, text) RETURNS jsonb
+					LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowing jsonb_build_object ran'; END $$`)
 				require.NoError(t, err)
 			}
 			rec := newRecorder()
@@ -115,7 +118,19 @@ func TestJobsWithUnusualSearchPath(t *testing.T) {
 			paused, err := c.QueuePaused(ctx, db.Pool, "limited")
 			require.NoError(t, err)
 			assert.True(t, paused)
+			// A job left running by a client whose lease expired (in a
+			// queue this client does not work) is rescued.
+			ghost, err := c.Insert(ctx, db.Pool, noopArgs{N: 7}, &InsertOpts{Queue: "ghost"})
+			require.NoError(t, err)
+			_, err = db.Pool.Exec(ctx, `UPDATE justpg.jobs SET state = 'running', attempt = 1, attempted_at = now(),
+				attempted_by = 'ghost-client' WHERE id = $1`, ghost.Job.ID)
+			require.NoError(t, err)
 			require.NoError(t, c.Rescue(ctx))
+			j, err = c.JobByID(ctx, db.Pool, ghost.Job.ID)
+			require.NoError(t, err)
+			assert.Equal(t, StateAvailable, j.State)
+			require.Len(t, j.Errors, 1)
+			assert.Contains(t, j.Errors[0].Error, "ghost-client")
 			_, err = c.Prune(ctx)
 			require.NoError(t, err)
 		})
