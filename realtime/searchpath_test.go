@@ -227,3 +227,47 @@ func randSuffix() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Migration 002 writes the schema into the functions' bodies: a schema
+// whose name needs quoting works too, from a session whose search_path does
+// not hold it.
+func TestPublishInQuotedSchemaWithAppSearchPath(t *testing.T) {
+	t.Parallel()
+	db := bbDB(t, spOption("app"))
+	const schema = `Real "Time"`
+	ctx := bbCtx(t)
+	if err := realtime.MigrateSchema(ctx, db.Pool, schema); err != nil {
+		t.Fatal(err)
+	}
+	spExec(t, db, `CREATE SCHEMA app; CREATE TABLE app.todos (id bigint PRIMARY KEY, title text NOT NULL)`)
+	cfg := bbFastCfg()
+	cfg.Schema = schema
+	b := bbBroker(t, db.Pool, cfg)
+	if err := b.CreateStream(ctx, db.Pool, "q:durable", realtime.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	durable := bbSub(t, b, "q:durable")
+	big := strings.Repeat("q", 9000)
+	bbPublish(t, b, db.Pool, "q:durable", "e1")
+	if err := b.PublishBatch(ctx, db.Pool, []realtime.Message{{Channel: "q:durable", Payload: []byte(big)}, {Channel: "q:plain", Payload: []byte("p")}}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := bbNext(t, durable); ev.ID != 1 || string(ev.Payload) != "e1" {
+		t.Fatalf("event %d %q", ev.ID, short(string(ev.Payload)))
+	}
+	if ev := bbNext(t, durable); ev.ID != 2 || string(ev.Payload) != big {
+		t.Fatalf("event %d of %d bytes", ev.ID, len(ev.Payload))
+	}
+	if err := b.InstallTableChanges(ctx, db.Pool, realtime.TableChanges{
+		Schema: "app", Table: "todos", Channel: "q:todos", Key: []string{"id"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	changes := bbSub(t, b, "q:todos")
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO app.todos VALUES (1, 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	if got := bbMsg(t, changes); !strings.Contains(got, `"INSERT"`) {
+		t.Fatalf("table change %q", got)
+	}
+}
