@@ -79,6 +79,15 @@ func TestAuthWithUnusualSearchPath(t *testing.T) {
 			require.NoError(t, err)
 			_, err = a.Cleanup(ctx, db.Pool, 100)
 			require.NoError(t, err)
+
+			// A wrong password locks the account out (threshold 1).
+			strict, err := auth.New(db.Pool, auth.Config{Hasher: newHasher(t, cheap), LockoutThreshold: 1})
+			require.NoError(t, err)
+			_, err = strict.Login(ctx, db.Pool, auth.Credentials{Email: "ada@example.com", Password: "wrong"}, client)
+			require.ErrorIs(t, err, auth.ErrInvalidCredentials)
+			var locked bool
+			require.NoError(t, db.Pool.QueryRow(ctx, `SELECT locked_until > now() FROM justpg.auth_users WHERE id = $1`, u.ID).Scan(&locked))
+			assert.True(t, locked)
 		})
 	}
 }

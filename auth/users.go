@@ -261,7 +261,7 @@ func (a *Auth) countFailure(ctx context.Context, db DB, userID string, c Client,
 	var locked bool
 	err := db.QueryRow(ctx, `UPDATE `+a.users+` SET failed_logins = failed_logins + 1, updated_at = now(),
 			locked_until = CASE WHEN failed_logins + 1 >= $2
-				THEN now() + least($3::float8 * power(2, least(failed_logins + 1 - $2, 40)), $4::float8) * interval '1 microsecond'
+				THEN now() + least($3::float8 * pg_catalog.power(2, least(failed_logins + 1 - $2, 40)), $4::float8) * interval '1 microsecond'
 				ELSE locked_until END
 		WHERE id = $1 RETURNING failed_logins, failed_logins >= $2`,
 		userID, a.cfg.LockoutThreshold, micros(a.cfg.LockoutBase), micros(a.cfg.LockoutMax)).Scan(&failures, &locked)

@@ -136,9 +136,9 @@ WHERE j.id = c.id AND j.state = 'running' AND j.attempted_at = c.attempted_at`
 FROM unnest($1::bigint[], $2::timestamptz[]) AS c(id, attempted_at)
 WHERE j.id = c.id AND j.state = 'running' AND j.attempted_at = c.attempted_at`
 
-	q.heartbeat = `INSERT INTO ` + clients + ` (id, expires_at) VALUES ($1, now() + $2::bigint * interval '1 microsecond')
+	q.heartbeat = `INSERT INTO ` + clients + ` (id, expires_at) VALUES ($1, now() + ($2::bigint OPERATOR(pg_catalog.*) interval '1 microsecond'))
 ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at`
-	q.leader = `INSERT INTO ` + leader + ` (name, client_id, expires_at) VALUES ('leader', $1, now() + $2::bigint * interval '1 microsecond')
+	q.leader = `INSERT INTO ` + leader + ` (name, client_id, expires_at) VALUES ('leader', $1, now() + ($2::bigint OPERATOR(pg_catalog.*) interval '1 microsecond'))
 ON CONFLICT (name) DO UPDATE SET client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at
 WHERE ` + leader + `.client_id = EXCLUDED.client_id OR ` + leader + `.expires_at < now()
 RETURNING client_id`
@@ -164,18 +164,18 @@ SELECT queue, count(*) FILTER (WHERE state = 'available') FROM upd GROUP BY queu
 
 	q.sweep = `UPDATE ` + jobs + ` SET state = 'available', attempt = attempt - 1, scheduled_at = now()
 WHERE state = 'running' AND attempted_by = $1
-  AND attempted_at < now() - $2::bigint * interval '1 microsecond' AND NOT (id = ANY($3::bigint[]))`
+  AND attempted_at < now() - ($2::bigint OPERATOR(pg_catalog.*) interval '1 microsecond') AND NOT (id = ANY($3::bigint[]))`
 
 	// The rate window: start a new one when the current one has ended, and
 	// return the starts used in it and the microseconds it has left.
 	q.rateWindow = `INSERT INTO ` + queues + ` AS qq (name, rate_window_start, rate_count) VALUES ($1, statement_timestamp(), 0)
 ON CONFLICT (name) DO UPDATE SET
 	rate_window_start = CASE WHEN qq.rate_window_start IS NULL
-		OR qq.rate_window_start <= statement_timestamp() - $2::bigint * interval '1 microsecond' THEN statement_timestamp() ELSE qq.rate_window_start END,
+		OR qq.rate_window_start <= statement_timestamp() - ($2::bigint OPERATOR(pg_catalog.*) interval '1 microsecond') THEN statement_timestamp() ELSE qq.rate_window_start END,
 	rate_count = CASE WHEN qq.rate_window_start IS NULL
-		OR qq.rate_window_start <= statement_timestamp() - $2::bigint * interval '1 microsecond' THEN 0 ELSE qq.rate_count END
+		OR qq.rate_window_start <= statement_timestamp() - ($2::bigint OPERATOR(pg_catalog.*) interval '1 microsecond') THEN 0 ELSE qq.rate_count END
 RETURNING rate_count,
-	(extract(epoch FROM (rate_window_start + $2::bigint * interval '1 microsecond' - statement_timestamp())) * 1000000)::bigint`
+	(extract(epoch FROM (rate_window_start + ($2::bigint OPERATOR(pg_catalog.*) interval '1 microsecond') - statement_timestamp())) * 1000000.0)::bigint`
 	q.rateCount = `UPDATE ` + queues + ` SET rate_count = rate_count + $2 WHERE name = $1`
 
 	q.cancelled = `SELECT id FROM ` + jobs + ` WHERE state = 'running' AND attempted_by = $1 AND cancel_requested`
@@ -206,7 +206,7 @@ RETURNING ` + jobCols
 	DELETE FROM ` + jobs + ` WHERE id IN (
 		SELECT id FROM ` + jobs + `
 		WHERE (state, id) > ('` + string(st) + `', $3) AND state <= '` + string(st) + `' AND state >= '` + string(st) + `'
-		  AND finalized_at < now() - $1::bigint * interval '1 microsecond'
+		  AND finalized_at < now() - ($1::bigint OPERATOR(pg_catalog.*) interval '1 microsecond')
 		ORDER BY state, id LIMIT $2)
 	RETURNING id)
 SELECT count(*), coalesce(max(id), 0) FROM gone`

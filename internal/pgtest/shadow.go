@@ -16,7 +16,8 @@ import (
 // The set: unnest, cardinality, array_length, array_fill, to_jsonb, array_agg
 // and jsonb_agg for arrays and values of common types; text || x and x ||
 // text for those types; jsonb_build_array(jsonb); quote_ident(name);
-// format(text, regclass).
+// format(text, regclass); power(integer, integer); bigint * interval,
+// integer * interval and numeric * integer.
 func ShadowingSQL(schema string) string {
 	q := strings.ReplaceAll(schema, `"`, `""`)
 	var b strings.Builder
@@ -48,5 +49,12 @@ func ShadowingSQL(schema string) string {
 	fn("jsonb_build_array(jsonb)", "jsonb", "jsonb_build_array(jsonb)")
 	fn("quote_ident(name)", "text", "quote_ident(name)")
 	fn("format(text, regclass)", "text", "format(text, regclass)")
+	fn("power(integer, integer)", "double precision", "power(integer, integer)")
+	fn("shadow_mul_numeric_integer(numeric, integer)", "numeric", "numeric * integer")
+	fmt.Fprintf(&b, "CREATE OPERATOR \"%s\".* (LEFTARG = numeric, RIGHTARG = integer, FUNCTION = \"%s\".shadow_mul_numeric_integer);\n", q, q)
+	for _, typ := range []string{"bigint", "integer"} {
+		fn(fmt.Sprintf("shadow_mul_%s(%s, interval)", typ, typ), "interval", typ+" * interval")
+		fmt.Fprintf(&b, "CREATE OPERATOR \"%s\".* (LEFTARG = %s, RIGHTARG = interval, FUNCTION = \"%s\".shadow_mul_%s);\n", q, typ, q, typ)
+	}
 	return b.String()
 }
