@@ -55,12 +55,18 @@ func TestInsertAndWorkInEveryExecMode(t *testing.T) {
 			assert.Equal(t, "boom", j.Errors[0].Error)
 			require.Eventually(t, func() bool { return rec.count(2) == 1 && rec.count(3) == 1 && rec.count(4) == 1 },
 				20*time.Second, 10*time.Millisecond)
-			page, err := c.List(ctx, db.Pool, ListParams{State: StateCompleted})
-			require.NoError(t, err)
+			// A job's outcome is recorded after its worker returns (the
+			// completer batches them): wait until all four are completed.
 			meta := map[string]string{}
-			for _, j := range page.Jobs {
-				meta[string(j.EncodedArgs)] = string(j.Metadata)
-			}
+			require.Eventually(t, func() bool {
+				page, err := c.List(ctx, db.Pool, ListParams{State: StateCompleted})
+				require.NoError(t, err)
+				clear(meta)
+				for _, j := range page.Jobs {
+					meta[string(j.EncodedArgs)] = string(j.Metadata)
+				}
+				return len(meta) == 4
+			}, 20*time.Second, 10*time.Millisecond)
 			assert.Equal(t, map[string]string{`{"n": 1}`: `{"k": "v"}`, `{"n": 2}`: `{"m": 2}`, `{"n": 3}`: `{}`, `{"n": 4}`: `{"m": 4}`}, meta)
 		})
 	}
