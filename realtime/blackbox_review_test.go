@@ -51,6 +51,7 @@ func bbPool(t *testing.T, db *pgtest.DB, app string) *pgxpool.Pool {
 		t.Fatal(err)
 	}
 	pgtest.ApplyExecMode(t, cfg.ConnConfig)
+	pgtest.ApplySession(t, cfg.ConnConfig)
 	cfg.ConnConfig.RuntimeParams["application_name"] = app
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {

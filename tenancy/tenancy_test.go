@@ -605,6 +605,7 @@ func TestProtectSQLQuotesNames(t *testing.T) {
 	cfg, err := pgx.ParseConfig(e.db.URL)
 	require.NoError(t, err)
 	pgtest.ApplyExecMode(t, cfg)
+	pgtest.ApplySession(t, cfg)
 	// pgx refuses the simple protocol on a session with
 	// standard_conforming_strings off: under JUSTPG_TEST_EXEC_MODE=simple
 	// this session sends its statements in exec mode instead.
