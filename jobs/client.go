@@ -953,10 +953,13 @@ func (c *Client) listenOnce(r *run, failures *int) error {
 	if err != nil {
 		return err
 	}
-	// A LISTENing session must not go back to the pool.
+	// A LISTENing session must not go back to the pool. It sits idle, so
+	// its idle_session_timeout (PostgreSQL 14+), if the role or database
+	// sets one, is turned off: the server would end it every so often.
 	pc := conn.Hijack()
 	defer pc.Close(context.Background())
-	if _, err := pc.Exec(r.ctx, "LISTEN "+c.qChannel); err != nil {
+	if _, err := pc.Exec(r.ctx, "LISTEN "+c.qChannel+`; SELECT pg_catalog.set_config(name, '0', false)
+		FROM pg_catalog.pg_settings WHERE name = 'idle_session_timeout' AND setting <> '0'`); err != nil {
 		return err
 	}
 	*failures = 0

@@ -117,3 +117,33 @@ func TestUniqueInsertThatWaitedForTheHolderUnderRepeatableRead(t *testing.T) {
 	assert.True(t, r.res.Skipped)
 	assert.Equal(t, first.Job.ID, r.res.Job.ID)
 }
+
+// The client's LISTEN connection outlives idle_session_timeout (PostgreSQL
+// 14+) set for the role or database: it turns the timeout off for its own
+// session. The server used to end it after that long, every time.
+func TestListenerOutlivesIdleSessionTimeout(t *testing.T) {
+	t.Parallel()
+	db := newDB(t, pgtest.WithPoolConfig(func(c *pgxpool.Config) {
+		c.ConnConfig.RuntimeParams["idle_session_timeout"] = "1s"
+	}))
+	ctx := context.Background()
+	var version int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version))
+	if version < 140000 {
+		t.Skip("idle_session_timeout needs PostgreSQL 14")
+	}
+	c := newClient(t, db.Pool, NewWorkers(), nil)
+	start(t, c)
+	listener := func() int {
+		var pid int
+		require.Eventually(t, func() bool {
+			err := db.Pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+				WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&pid)
+			return err == nil
+		}, 30*time.Second, 5*time.Millisecond)
+		return pid
+	}
+	before := listener()
+	time.Sleep(3 * time.Second) // three times the timeout
+	assert.Equal(t, before, listener(), "the same session still listens")
+}
