@@ -567,7 +567,7 @@ func TestBlackBoxFilters(t *testing.T) {
 	}
 	db, ix := bbSetup(t, bbConfig(), rows...)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, `UPDATE items SET active = (id % 3 <> 0), created = '2024-01-01'::timestamptz + id * interval '1 day'`)
+	_, err := db.Pool.Exec(ctx, `UPDATE items SET active = (id % 3 <> 0), created = '2024-01-01 00:00:00+00'::timestamptz + id * interval '1 day'`)
 	require.NoError(t, err)
 	run := func(fs ...search.Filter) []string {
 		t.Helper()
