@@ -55,8 +55,14 @@ func TestInsertAndWorkInEveryExecMode(t *testing.T) {
 			assert.Equal(t, "boom", j.Errors[0].Error)
 			require.Eventually(t, func() bool { return rec.count(2) == 1 && rec.count(3) == 1 && rec.count(4) == 1 },
 				20*time.Second, 10*time.Millisecond)
-			page, err := c.List(ctx, db.Pool, ListParams{State: StateCompleted})
-			require.NoError(t, err)
+			// A worker has returned before its completion is recorded (in
+			// a batch, a moment later).
+			var page *ListPage
+			require.Eventually(t, func() bool {
+				var err error
+				page, err = c.List(ctx, db.Pool, ListParams{State: StateCompleted})
+				return err == nil && len(page.Jobs) == 4
+			}, 20*time.Second, 10*time.Millisecond)
 			meta := map[string]string{}
 			for _, j := range page.Jobs {
 				meta[string(j.EncodedArgs)] = string(j.Metadata)
