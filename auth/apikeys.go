@@ -119,9 +119,11 @@ func (a *Auth) ValidateAPIKey(ctx context.Context, db DB, secret string) (*Princ
 		return nil, ErrTokenExpired
 	}
 	if stale {
-		err := db.QueryRow(ctx, `UPDATE `+a.keys+` SET last_used_at = now() WHERE id = $1
+		err := pgdb.Retry(ctx, db, func() error {
+			return db.QueryRow(ctx, `UPDATE `+a.keys+` SET last_used_at = now() WHERE id = $1
 			AND (last_used_at IS NULL OR last_used_at <= now() - $2 * interval '1 microsecond') RETURNING last_used_at`,
-			k.ID, micros(a.cfg.APIKeyTouchInterval)).Scan(&k.LastUsedAt)
+				k.ID, micros(a.cfg.APIKeyTouchInterval)).Scan(&k.LastUsedAt)
+		})
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("auth: touching API key: %w", err)
 		}

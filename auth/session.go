@@ -115,9 +115,13 @@ func (a *Auth) ValidateSession(ctx context.Context, db DB, token string) (*Princ
 	}
 	if stale {
 		// At most one writer wins per interval; losing the race is fine.
-		err := db.QueryRow(ctx, `UPDATE `+a.sessions+` SET last_seen_at = now()
+		// (On its own under REPEATABLE READ or SERIALIZABLE, losing it is
+		// a serialization failure; run again, the update finds nothing.)
+		err := pgdb.Retry(ctx, db, func() error {
+			return db.QueryRow(ctx, `UPDATE `+a.sessions+` SET last_seen_at = now()
 			WHERE id = $1 AND last_seen_at <= now() - $2 * interval '1 microsecond' RETURNING last_seen_at`,
-			s.ID, micros(a.cfg.SessionRenewInterval)).Scan(&s.LastSeenAt)
+				s.ID, micros(a.cfg.SessionRenewInterval)).Scan(&s.LastSeenAt)
+		})
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("auth: renewing session: %w", err)
 		}

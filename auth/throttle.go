@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/justpg/justpg/internal/pgdb"
 )
 
 // micros converts a duration for SQL of the form ($n * interval '1 microsecond').
@@ -30,11 +32,13 @@ func (a *Auth) limitIP(ctx context.Context, db DB, c Client) error {
 		return nil
 	}
 	var hits int
-	err := db.QueryRow(ctx, `INSERT INTO `+a.limits+` AS l (key, window_start, hits) VALUES ($1, now(), 1)
+	err := pgdb.Retry(ctx, db, func() error {
+		return db.QueryRow(ctx, `INSERT INTO `+a.limits+` AS l (key, window_start, hits) VALUES ($1, now(), 1)
 		ON CONFLICT (key) DO UPDATE SET
 			hits = CASE WHEN l.window_start <= now() - $2 * interval '1 microsecond' THEN 1 ELSE l.hits + 1 END,
 			window_start = CASE WHEN l.window_start <= now() - $2 * interval '1 microsecond' THEN now() ELSE l.window_start END
 		RETURNING hits`, rateKey(c.IP), micros(a.cfg.IPWindow)).Scan(&hits)
+	})
 	if err != nil {
 		return fmt.Errorf("auth: rate limit: %w", err)
 	}

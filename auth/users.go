@@ -259,12 +259,14 @@ func (a *Auth) Login(ctx context.Context, db DB, cr Credentials, c Client) (Logi
 func (a *Auth) countFailure(ctx context.Context, db DB, userID string, c Client, reason string) error {
 	var failures int
 	var locked bool
-	err := db.QueryRow(ctx, `UPDATE `+a.users+` SET failed_logins = failed_logins + 1, updated_at = now(),
+	err := pgdb.Retry(ctx, db, func() error {
+		return db.QueryRow(ctx, `UPDATE `+a.users+` SET failed_logins = failed_logins + 1, updated_at = now(),
 			locked_until = CASE WHEN failed_logins + 1 >= $2
 				THEN now() + least($3::float8 * pg_catalog.power(2, least(failed_logins + 1 - $2, 40)), $4::float8) * interval '1 microsecond'
 				ELSE locked_until END
 		WHERE id = $1 RETURNING failed_logins, failed_logins >= $2`,
-		userID, a.cfg.LockoutThreshold, micros(a.cfg.LockoutBase), micros(a.cfg.LockoutMax)).Scan(&failures, &locked)
+			userID, a.cfg.LockoutThreshold, micros(a.cfg.LockoutBase), micros(a.cfg.LockoutMax)).Scan(&failures, &locked)
+	})
 	if err != nil {
 		return fmt.Errorf("auth: counting a failed log-in: %w", err)
 	}

@@ -28,6 +28,7 @@ func TestCounterRecountsEarlyMismatches(t *testing.T) {
 		cfg, err := pgx.ParseConfig(db.URL)
 		require.NoError(t, err)
 		pgtest.ApplyExecMode(t, cfg)
+		pgtest.ApplySession(t, cfg)
 		c, err := pgx.ConnectConfig(ctx, cfg)
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close(context.Background()) })
@@ -65,6 +66,7 @@ func TestListTablesKeepsSchemasStartingWithPg(t *testing.T) {
 		cfg, err := pgx.ParseConfig(db.URL)
 		require.NoError(t, err)
 		pgtest.ApplyExecMode(t, cfg)
+		pgtest.ApplySession(t, cfg)
 		// pgx refuses the simple protocol on a session with
 		// standard_conforming_strings off: under
 		// JUSTPG_TEST_EXEC_MODE=simple that session runs in exec mode.

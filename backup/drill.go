@@ -255,6 +255,7 @@ func (m *Manager) drill(ctx context.Context, id string, rep *DrillReport) error 
 			return fmt.Errorf("backup: DrillConnString: %w", err)
 		}
 	}
+	noTimeouts(pgxCfg)
 	admin, err := pgx.ConnectConfig(ctx, pgxCfg)
 	if err != nil {
 		return fmt.Errorf("backup: connecting to the drill server: %w", err)

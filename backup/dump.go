@@ -61,9 +61,11 @@ func (m *Manager) Dump(ctx context.Context) (*Manifest, error) {
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	var snapshot, dbname string
 	// Row security off: counting (like pg_dump) must see every row or fail,
-	// never silently count fewer.
-	if err := tx.QueryRow(ctx, `SELECT set_config('row_security', 'off', true), pg_export_snapshot(), current_database()`).
-		Scan(new(string), &snapshot, &dbname); err != nil {
+	// never silently count fewer. No timeouts, as pg_dump sets for itself:
+	// counting a large table may take longer than a statement_timeout the
+	// role has, and the transaction idles while pg_dump finishes.
+	if err := tx.QueryRow(ctx, `SELECT set_config('row_security', 'off', true), `+noTimeoutsSQL+`, pg_export_snapshot(), current_database()`).
+		Scan(new(string), nil, nil, nil, &snapshot, &dbname); err != nil {
 		return nil, fmt.Errorf("backup: exporting a snapshot: %w", err)
 	}
 	tables, err := listTables(ctx, tx)

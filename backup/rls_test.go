@@ -48,6 +48,7 @@ func TestRowLevelSecurityNeverGivesPartialBackup(t *testing.T) {
 	cfg, err := pgxpool.ParseConfig(u.String())
 	require.NoError(t, err)
 	pgtest.ApplyExecMode(t, cfg.ConnConfig)
+	pgtest.ApplySession(t, cfg.ConnConfig)
 	cfg.ConnConfig.RuntimeParams["app.tenant_id"] = "11111111-1111-1111-1111-111111111111"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)

@@ -54,6 +54,7 @@ func (m *Manager) SweepDrills(ctx context.Context, maxAge time.Duration) ([]stri
 			return nil, fmt.Errorf("backup: DrillConnString: %w", err)
 		}
 	}
+	noTimeouts(cfg)
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("backup: connecting to the drill server: %w", err)
@@ -100,3 +101,24 @@ func sweepDrills(ctx context.Context, db DB, maxAge time.Duration, now time.Time
 	}
 	return dropped, errors.Join(errs...)
 }
+
+// The timeouts a role or database may set for its sessions, which backup's
+// own sessions turn off as pg_dump and pg_restore do for theirs: creating,
+// dropping, restoring into and counting a database take as long as they
+// take, and a dump's snapshot transaction idles while pg_dump works.
+var timeoutSettings = []string{"statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"}
+
+// noTimeouts turns the timeouts off for the sessions cfg opens.
+func noTimeouts(cfg *pgx.ConnConfig) {
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	for _, name := range timeoutSettings {
+		cfg.RuntimeParams[name] = "0"
+	}
+}
+
+// noTimeoutsSQL is three select-list items turning them off for the rest of
+// the transaction.
+const noTimeoutsSQL = `set_config('statement_timeout', '0', true), set_config('lock_timeout', '0', true),
+	set_config('idle_in_transaction_session_timeout', '0', true)`

@@ -548,6 +548,7 @@ func TestClientVanishesMidWrite(t *testing.T) {
 	cfg, err := pgx.ParseConfig(db.URL)
 	require.NoError(t, err)
 	pgtest.ApplyExecMode(t, cfg)
+	pgtest.ApplySession(t, cfg)
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	require.NoError(t, err)
 	g := &gateReader{r: newPattern(4 << 20), n: 1 << 20, reached: make(chan struct{}), release: make(chan struct{})}

@@ -11,6 +11,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/justpg/justpg/internal/pgdb"
 )
 
 // Delete removes a file. Its body goes with its last reference (at once
@@ -20,7 +23,14 @@ func (s *Store) Delete(ctx context.Context, db DB, id string) error {
 	if !validUUID(id) {
 		return fmt.Errorf("%w: malformed id %q", ErrNotFound, id)
 	}
-	tag, err := db.Exec(ctx, `DELETE FROM `+s.files+` WHERE id = $1`, id)
+	// Run again after a serialization failure, which REPEATABLE READ or
+	// SERIALIZABLE (the session's default) raise for a file or body row
+	// that a concurrent delete or upload changed (see pgdb.Retry).
+	var tag pgconn.CommandTag
+	err := pgdb.Retry(ctx, db, func() (err error) {
+		tag, err = db.Exec(ctx, `DELETE FROM `+s.files+` WHERE id = $1`, id)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("files: deleting %s: %w", id, err)
 	}
@@ -74,11 +84,15 @@ func (s *Store) Update(ctx context.Context, db DB, id string, u Update) (File, e
 			return File{}, err
 		}
 	}
-	f, err := scanFile(db.QueryRow(ctx, `WITH f AS (
+	var f File
+	err := pgdb.Retry(ctx, db, func() (err error) {
+		f, err = scanFile(db.QueryRow(ctx, `WITH f AS (
 			UPDATE `+s.files+` SET name = coalesce($2, name), content_type = coalesce($3, content_type),
 				owner = coalesce($4, owner), metadata = coalesce($5, metadata), updated_at = now()
 			WHERE id = $1 RETURNING *)
 		SELECT `+fileColumns+` FROM f JOIN `+s.blobs+` b ON b.id = f.blob_id`, id, name, ct, owner, meta))
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return File{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}

@@ -8,15 +8,22 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/justpg/justpg/internal/pgdb"
 )
 
 // JobByID returns one job, or ErrNotFound.
 func (c *Client) JobByID(ctx context.Context, db DB, id int64) (*JobRow, error) {
-	rows, err := db.Query(ctx, c.sql.get, id)
-	if err != nil {
-		return nil, fmt.Errorf("jobs: get %d: %w", id, err)
-	}
-	j, err := collectOne(rows)
+	// Read-only, but under SERIALIZABLE even a read can be chosen to fail
+	// (see pgdb.Retry).
+	var j *JobRow
+	err := pgdb.Retry(ctx, db, func() error {
+		rows, err := db.Query(ctx, c.sql.get, id)
+		if err == nil {
+			j, err = collectOne(rows)
+		}
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
 	}
@@ -64,11 +71,14 @@ func (c *Client) List(ctx context.Context, db DB, p ListParams) (*ListPage, erro
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("jobs: list: %w", err)
-	}
-	list, err := pgx.CollectRows(rows, scanJob)
+	var list []*JobRow
+	err = pgdb.Retry(ctx, db, func() error {
+		rows, err := db.Query(ctx, q, args...)
+		if err == nil {
+			list, err = pgx.CollectRows(rows, scanJob)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: list: %w", err)
 	}
@@ -151,11 +161,14 @@ func (c *Client) listQuery(p ListParams) (string, []any, error) {
 // afterwards (unless it completed first). A finished job is returned
 // unchanged.
 func (c *Client) CancelJob(ctx context.Context, db DB, id int64) (*JobRow, error) {
-	rows, err := db.Query(ctx, c.sql.cancel, id, c.channel)
-	if err != nil {
-		return nil, fmt.Errorf("jobs: cancel %d: %w", id, err)
-	}
-	j, err := collectOne(rows)
+	var j *JobRow
+	err := pgdb.Retry(ctx, db, func() error {
+		rows, err := db.Query(ctx, c.sql.cancel, id, c.channel)
+		if err == nil {
+			j, err = collectOne(rows)
+		}
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c.JobByID(ctx, db, id)
 	}
@@ -169,11 +182,14 @@ func (c *Client) CancelJob(ctx context.Context, db DB, id int64) (*JobRow, error
 // it one more attempt if it had used them all. A running job is returned
 // unchanged.
 func (c *Client) RetryJob(ctx context.Context, db DB, id int64) (*JobRow, error) {
-	rows, err := db.Query(ctx, c.sql.retry, id)
-	if err != nil {
-		return nil, fmt.Errorf("jobs: retry %d: %w", id, err)
-	}
-	j, err := collectOne(rows)
+	var j *JobRow
+	err := pgdb.Retry(ctx, db, func() error {
+		rows, err := db.Query(ctx, c.sql.retry, id)
+		if err == nil {
+			j, err = collectOne(rows)
+		}
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c.JobByID(ctx, db, id)
 	}

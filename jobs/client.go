@@ -23,6 +23,7 @@ import (
 
 	"github.com/justpg/justpg/internal/ident"
 	"github.com/justpg/justpg/internal/migrate"
+	"github.com/justpg/justpg/internal/pgdb"
 )
 
 // QueueConfig configures how a client works one queue.
@@ -543,7 +544,10 @@ func (c *Client) fetch(r *run, q *queueRunner, limit int) (int, error) {
 	ctx, cancel := context.WithTimeout(r.fetchCtx, c.cfg.LeaseDuration)
 	defer cancel()
 	if q.cfg.GlobalLimit > 0 || q.cfg.RateLimit > 0 {
-		err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		// READ COMMITTED whatever the session's default: the count of
+		// running jobs and the rate window must be read with a snapshot
+		// taken after the lock is granted, not before waiting for it.
+		err = pgx.BeginTxFunc(ctx, c.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, q.lockKey); err != nil {
 				return err
 			}
@@ -585,11 +589,13 @@ func (c *Client) fetch(r *run, q *queueRunner, limit int) (int, error) {
 			return nil
 		})
 	} else {
-		var res pgx.Rows
-		res, err = c.pool.Query(ctx, c.sql.fetch, q.name, limit, c.id)
-		if err == nil {
-			rows, err = pgx.CollectRows(res, scanJob)
-		}
+		err = pgdb.Retry(ctx, c.pool, func() error {
+			res, err := c.pool.Query(ctx, c.sql.fetch, q.name, limit, c.id)
+			if err == nil {
+				rows, err = pgx.CollectRows(res, scanJob)
+			}
+			return err
+		})
 	}
 	if err != nil {
 		// If the fetch committed but its answer was lost, those jobs are
@@ -827,12 +833,14 @@ func (c *Client) flush(r *run, batch []result) bool {
 		// The completer outlives Stop's fetch phase; it gives up only when
 		// the run's background context ends (Stop's deadline).
 		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
-		var err error
-		if allCompleted {
-			_, err = c.pool.Exec(ctx, c.sql.completeOnly, ids, ats)
-		} else {
-			_, err = c.pool.Exec(ctx, c.sql.complete, ids, ats, states, undo, runAt, errs)
-		}
+		err := pgdb.Retry(ctx, c.pool, func() (err error) {
+			if allCompleted {
+				_, err = c.pool.Exec(ctx, c.sql.completeOnly, ids, ats)
+			} else {
+				_, err = c.pool.Exec(ctx, c.sql.complete, ids, ats, states, undo, runAt, errs)
+			}
+			return err
+		})
 		cancel()
 		if err == nil {
 			r.inflightMu.Lock()
@@ -945,10 +953,13 @@ func (c *Client) listenOnce(r *run, failures *int) error {
 	if err != nil {
 		return err
 	}
-	// A LISTENing session must not go back to the pool.
+	// A LISTENing session must not go back to the pool. It sits idle, so
+	// its idle_session_timeout (PostgreSQL 14+), if the role or database
+	// sets one, is turned off: the server would end it every so often.
 	pc := conn.Hijack()
 	defer pc.Close(context.Background())
-	if _, err := pc.Exec(r.ctx, "LISTEN "+c.qChannel); err != nil {
+	if _, err := pc.Exec(r.ctx, "LISTEN "+c.qChannel+`; SELECT pg_catalog.set_config(name, '0', false)
+		FROM pg_catalog.pg_settings WHERE name = 'idle_session_timeout' AND setting <> '0'`); err != nil {
 		return err
 	}
 	*failures = 0

@@ -55,18 +55,18 @@ func TestInsertAndWorkInEveryExecMode(t *testing.T) {
 			assert.Equal(t, "boom", j.Errors[0].Error)
 			require.Eventually(t, func() bool { return rec.count(2) == 1 && rec.count(3) == 1 && rec.count(4) == 1 },
 				20*time.Second, 10*time.Millisecond)
-			// A job's outcome is recorded after its worker returns (the
-			// completer batches them): wait until all four are completed.
-			meta := map[string]string{}
+			// A worker has returned before its completion is recorded (in
+			// a batch, a moment later).
+			var page *ListPage
 			require.Eventually(t, func() bool {
-				page, err := c.List(ctx, db.Pool, ListParams{State: StateCompleted})
-				require.NoError(t, err)
-				clear(meta)
-				for _, j := range page.Jobs {
-					meta[string(j.EncodedArgs)] = string(j.Metadata)
-				}
-				return len(meta) == 4
+				var err error
+				page, err = c.List(ctx, db.Pool, ListParams{State: StateCompleted})
+				return err == nil && len(page.Jobs) == 4
 			}, 20*time.Second, 10*time.Millisecond)
+			meta := map[string]string{}
+			for _, j := range page.Jobs {
+				meta[string(j.EncodedArgs)] = string(j.Metadata)
+			}
 			assert.Equal(t, map[string]string{`{"n": 1}`: `{"k": "v"}`, `{"n": 2}`: `{"m": 2}`, `{"n": 3}`: `{}`, `{"n": 4}`: `{"m": 4}`}, meta)
 		})
 	}

@@ -283,12 +283,19 @@ func (c *Client) insertPrepared(ctx context.Context, db DB, p *prepared) (*Inser
 	for range 5 {
 		// The JSON as strings: pgx sends a []byte as bytea when it does not
 		// ask for the parameter types (its exec and simple-protocol modes).
-		rows, err := db.Query(ctx, c.sql.insert, p.kind, p.queue, p.priority, string(p.args), string(p.metadata), p.tags,
-			p.maxAttempts, p.scheduledAt, p.uniqueKey, p.uniqueKeep, p.timeoutUS, c.channel)
-		if err != nil {
-			return nil, fmt.Errorf("jobs: insert: %w", err)
-		}
-		job, err := collectOne(rows)
+		// On its own, under REPEATABLE READ or SERIALIZABLE, the insert
+		// fails with a serialization failure when the unique key's holder
+		// committed after its snapshot; it is retried with a new one.
+		var job *JobRow
+		err := pgdb.Retry(ctx, db, func() error {
+			rows, err := db.Query(ctx, c.sql.insert, p.kind, p.queue, p.priority, string(p.args), string(p.metadata), p.tags,
+				p.maxAttempts, p.scheduledAt, p.uniqueKey, p.uniqueKeep, p.timeoutUS, c.channel)
+			if err != nil {
+				return err
+			}
+			job, err = collectOne(rows)
+			return err
+		})
 		if err == nil {
 			return &InsertResult{Job: job}, nil
 		}
@@ -297,7 +304,7 @@ func (c *Client) insertPrepared(ctx context.Context, db DB, p *prepared) (*Inser
 		}
 		// A unique job holds the key: return it. It may have released the
 		// key in between, in which case the insert is tried again.
-		rows, err = db.Query(ctx, c.sql.selectUnique, *p.uniqueKey)
+		rows, err := db.Query(ctx, c.sql.selectUnique, *p.uniqueKey)
 		if err != nil {
 			return nil, fmt.Errorf("jobs: insert: reading the unique job: %w", err)
 		}

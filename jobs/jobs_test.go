@@ -192,8 +192,10 @@ func TestUniqueConcurrentInserters(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// Each inserter uses its own transaction that stays open a moment,
-			// so the inserts really overlap.
-			err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			// so the inserts really overlap. (READ COMMITTED whatever
+			// JUSTPG_TEST_SESSION says: at stricter levels, an insert that
+			// waited for the holder fails with a serialization error.)
+			err := pgx.BeginTxFunc(ctx, db.Pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 				res, err := c.Insert(ctx, tx, noopArgs{N: 7}, &InsertOpts{Unique: &UniqueOpts{ByArgs: true}})
 				if err != nil {
 					return err

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/justpg/justpg/internal/pgdb"
 )
 
 // maintenanceLoop takes part in leader election and, while leader, rescues
@@ -48,7 +50,9 @@ func (c *Client) maintenanceLoop(r *run) {
 
 func (c *Client) elect(ctx context.Context) (bool, error) {
 	var id string
-	err := c.pool.QueryRow(ctx, c.sql.leader, c.id, c.cfg.LeaseDuration.Microseconds()).Scan(&id)
+	err := pgdb.Retry(ctx, c.pool, func() error {
+		return c.pool.QueryRow(ctx, c.sql.leader, c.id, c.cfg.LeaseDuration.Microseconds()).Scan(&id)
+	})
 	if err == pgx.ErrNoRows {
 		return false, nil
 	}

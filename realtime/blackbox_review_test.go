@@ -51,6 +51,7 @@ func bbPool(t *testing.T, db *pgtest.DB, app string) *pgxpool.Pool {
 		t.Fatal(err)
 	}
 	pgtest.ApplyExecMode(t, cfg.ConnConfig)
+	pgtest.ApplySession(t, cfg.ConnConfig)
 	cfg.ConnConfig.RuntimeParams["application_name"] = app
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
@@ -2551,7 +2552,10 @@ func TestBlackBoxDurableConcurrentPublishers(t *testing.T) {
 				case 0:
 					err = pub.Publish(ctx, db.Pool, ch, []byte(p))
 				case 1:
-					err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+					// READ COMMITTED whatever JUSTPG_TEST_SESSION makes the
+					// default: concurrent publishers in transactions at
+					// stricter levels get serialization failures to retry.
+					err = pgx.BeginTxFunc(ctx, db.Pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 						return pub.PublishBatch(ctx, tx, []realtime.Message{{Channel: ch, Payload: []byte(p)}, {Channel: "conc:side", Payload: []byte(p)}})
 					})
 				default:

@@ -34,6 +34,7 @@ func connect(t *testing.T, url string, tweak ...func(*pgx.ConnConfig)) *pgx.Conn
 	cfg, err := pgx.ParseConfig(url)
 	require.NoError(t, err)
 	pgtest.ApplyExecMode(t, cfg)
+	pgtest.ApplySession(t, cfg)
 	for _, f := range tweak {
 		f(cfg)
 	}

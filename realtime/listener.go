@@ -195,7 +195,17 @@ type loop struct {
 	armed     time.Time   // when the idle read deadline was last set; zero: none
 	wakeFn    func()      // sets an expired read deadline; one per connection
 	woken     atomic.Bool // b.woken, readable without b.mu
+	// idleTimeout is the session's idle_session_timeout, which connect
+	// turned off, to restore on shutdown; "" when there was none.
+	idleTimeout string
 }
+
+// sqlConnect checks a new listener connection and turns its session's
+// idle_session_timeout (PostgreSQL 14+) off, returning the value it had. A
+// listener is idle by design and, busy, only receives: the server would end
+// it every idle_session_timeout, each time with a gap for every subscriber.
+const sqlConnect = `SELECT v, CASE WHEN v <> '0' THEN pg_catalog.set_config('idle_session_timeout', '0', false) END
+FROM (SELECT pg_catalog.current_setting('idle_session_timeout', true) AS v) s`
 
 func (b *Broker) run(ctx context.Context) {
 	l := &loop{b: b}
@@ -268,10 +278,15 @@ func (l *loop) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Ping(actx); err != nil {
+	var idle *string
+	if err := c.QueryRow(actx, sqlConnect).Scan(&idle, nil); err != nil {
 		_ = c.Conn().Close(ctx)
 		c.Release()
 		return err
+	}
+	l.idleTimeout = ""
+	if idle != nil && *idle != "0" {
+		l.idleTimeout = *idle
 	}
 	l.conn, l.listening, l.armed = c, map[string]bool{}, time.Time{}
 	nc := c.Conn().PgConn().Conn()
@@ -318,7 +333,11 @@ func (l *loop) shutdown() {
 	if l.conn != nil {
 		l.clearDeadline()
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PingTimeout)
-		if _, err := l.conn.Exec(ctx, "UNLISTEN *"); err != nil {
+		_, err := l.conn.Exec(ctx, "UNLISTEN *")
+		if err == nil && l.idleTimeout != "" {
+			_, err = l.conn.Exec(ctx, `SELECT pg_catalog.set_config('idle_session_timeout', $1, false)`, l.idleTimeout)
+		}
+		if err != nil {
 			_ = l.conn.Conn().Close(ctx)
 		}
 		cancel()

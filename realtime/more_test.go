@@ -115,6 +115,7 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	require.NoError(t, err)
 	pgtest.ApplyExecMode(t, cfg.ConnConfig)
+	pgtest.ApplySession(t, cfg.ConnConfig)
 	cfg.ConnConfig.User, cfg.ConnConfig.Password = role, "pw"
 	cfg.MaxConns = 2
 	app, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -408,6 +409,7 @@ func TestListenerOnSystemPoolUnderRLS(t *testing.T) {
 		cfg, err := pgxpool.ParseConfig(db.URL)
 		require.NoError(t, err)
 		pgtest.ApplyExecMode(t, cfg.ConnConfig)
+		pgtest.ApplySession(t, cfg.ConnConfig)
 		cfg.ConnConfig.User, cfg.ConnConfig.Password = role, "pw"
 		cfg.MaxConns = 3
 		p, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/justpg/justpg/internal/pgdb"
 )
 
 // maxInline is the largest payload (in bytes) that a notification carries
@@ -99,8 +101,13 @@ func (b *Broker) Publish(ctx context.Context, db DB, channel string, payload []b
 		}
 		// A string, not the []byte: pgx sends []byte as bytea in its
 		// exec and simple-protocol modes, and the text would arrive
-		// hex-encoded.
-		_, err = db.Exec(ctx, q, channel, string(payload))
+		// hex-encoded. On its own, a durable publish under REPEATABLE READ
+		// or SERIALIZABLE fails when another publisher took the stream's
+		// next id after its snapshot: it is run again (see pgdb.Retry).
+		err = pgdb.Retry(ctx, db, func() error {
+			_, err := db.Exec(ctx, q, channel, string(payload))
+			return err
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("realtime: publishing to %q: %w", channel, err)
@@ -156,15 +163,17 @@ func (b *Broker) PublishBatch(ctx context.Context, db DB, msgs []Message) error 
 		}
 		chans[i], payloads[i] = m.Channel, string(m.Payload)
 	}
-	var err error
-	switch {
-	case !fast:
-		_, err = db.Exec(ctx, `SELECT `+b.qPublishMany+`($1, $2)`, chans, payloads)
-	case len(distinct) == 1:
-		_, err = db.Exec(ctx, b.sqlBatchOne, distinct[0], payloads)
-	default:
-		_, err = db.Exec(ctx, b.sqlBatchMany, chans, payloads, distinct)
-	}
+	err := pgdb.Retry(ctx, db, func() (err error) {
+		switch {
+		case !fast:
+			_, err = db.Exec(ctx, `SELECT `+b.qPublishMany+`($1, $2)`, chans, payloads)
+		case len(distinct) == 1:
+			_, err = db.Exec(ctx, b.sqlBatchOne, distinct[0], payloads)
+		default:
+			_, err = db.Exec(ctx, b.sqlBatchMany, chans, payloads, distinct)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("realtime: publishing %d messages: %w", len(msgs), err)
 	}

@@ -615,8 +615,11 @@ func TestDurableIdsFollowCommitOrder(t *testing.T) {
 	}
 }
 
+// pgxInTx runs fn in a READ COMMITTED transaction, whatever
+// JUSTPG_TEST_SESSION makes the default: concurrent publishers to a durable
+// stream in transactions at stricter levels get serialization failures.
 func pgxInTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, pool, fn)
+	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
 }
 
 func TestStreamRetention(t *testing.T) {

@@ -567,7 +567,7 @@ func TestBlackBoxFilters(t *testing.T) {
 	}
 	db, ix := bbSetup(t, bbConfig(), rows...)
 	ctx := context.Background()
-	_, err := db.Pool.Exec(ctx, `UPDATE items SET active = (id % 3 <> 0), created = '2024-01-01'::timestamptz + id * interval '1 day'`)
+	_, err := db.Pool.Exec(ctx, `UPDATE items SET active = (id % 3 <> 0), created = '2024-01-01 00:00:00+00'::timestamptz + id * interval '1 day'`)
 	require.NoError(t, err)
 	run := func(fs ...search.Filter) []string {
 		t.Helper()
@@ -1006,6 +1006,7 @@ func TestBlackBoxTxAndCancel(t *testing.T) {
 	connCfg, err := pgx.ParseConfig(db.URL)
 	require.NoError(t, err)
 	pgtest.ApplyExecMode(t, connCfg)
+	pgtest.ApplySession(t, connCfg)
 	conn, err := pgx.ConnectConfig(ctx, connCfg)
 	require.NoError(t, err)
 	defer conn.Close(ctx)
@@ -1078,6 +1079,7 @@ func bbTenantDB(t *testing.T) (*pgtest.DB, *search.Index, *pgxpool.Pool) {
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	require.NoError(t, err)
 	pgtest.ApplyExecMode(t, cfg.ConnConfig)
+	pgtest.ApplySession(t, cfg.ConnConfig)
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "SET ROLE "+app)
 		return err

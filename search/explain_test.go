@@ -124,6 +124,7 @@ func explainingPool(t *testing.T, db *pgtest.DB, role string) (*pgxpool.Pool, *p
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	require.NoError(t, err)
 	pgtest.ApplyExecMode(t, cfg.ConnConfig)
+	pgtest.ApplySession(t, cfg.ConnConfig)
 	cfg.MaxConns = 1
 	cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
 		if strings.Contains(n.Message, "Query Text") || strings.Contains(n.Message, "duration") {
@@ -335,6 +336,7 @@ func TestTenantIsolation(t *testing.T) {
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	require.NoError(t, err)
 	pgtest.ApplyExecMode(t, cfg.ConnConfig)
+	pgtest.ApplySession(t, cfg.ConnConfig)
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, "SET ROLE "+pgx.Identifier{app}.Sanitize())
 		return err

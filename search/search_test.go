@@ -589,6 +589,7 @@ func connectWithSCSOff(t *testing.T, url string) *pgx.Conn {
 	cfg, err := pgx.ParseConfig(url)
 	require.NoError(t, err)
 	pgtest.ApplyExecMode(t, cfg)
+	pgtest.ApplySession(t, cfg)
 	// pgx refuses the simple protocol on a session with
 	// standard_conforming_strings off: under JUSTPG_TEST_EXEC_MODE=simple
 	// this session sends its statements in exec mode instead.

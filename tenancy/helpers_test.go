@@ -114,6 +114,7 @@ func newRolePool(t testing.TB, db *pgtest.DB, role string, create func(pw string
 	require.NoError(t, err)
 	cfg.ConnConfig.User, cfg.ConnConfig.Password = role, pw
 	pgtest.ApplyExecMode(t, cfg.ConnConfig)
+	pgtest.ApplySession(t, cfg.ConnConfig)
 	for _, f := range poolCfg {
 		f(cfg)
 	}

@@ -8,6 +8,7 @@ package pgdb
 
 import (
 	"context"
+	"errors"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -37,8 +38,16 @@ var (
 // InTx runs fn in a transaction opened on db (a savepoint when db is already
 // a transaction) and commits when fn returns nil; otherwise it rolls back and
 // returns fn's error.
+//
+// A transaction InTx opens itself is READ COMMITTED whatever the session's
+// default_transaction_isolation says: justpg's operations are written for
+// its semantics (each statement sees what committed before it started, so a
+// lock taken by one statement orders what the next one reads, and a row
+// lock waited for yields the newest version of the row rather than a
+// serialization failure). In the caller's transaction the caller's level
+// applies.
 func InTx(ctx context.Context, db DB, fn func(tx pgx.Tx) error) error {
-	tx, err := db.Begin(ctx)
+	tx, err := Begin(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -47,4 +56,63 @@ func InTx(ctx context.Context, db DB, fn func(tx pgx.Tx) error) error {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// Begin opens a transaction on db as InTx does: READ COMMITTED when db is a
+// pool or a connection, a savepoint when db is a transaction.
+func Begin(ctx context.Context, db DB) (pgx.Tx, error) {
+	if _, inTx := db.(pgx.Tx); !inTx {
+		if b, ok := db.(interface {
+			BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+		}); ok {
+			return b.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+		}
+	}
+	return db.Begin(ctx)
+}
+
+// SerializationFailure reports whether err is (or wraps) PostgreSQL's
+// serialization failure, SQLSTATE 40001.
+func SerializationFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40001"
+}
+
+// maxRetries bounds Retry. A statement run on its own fails with a
+// serialization failure only because of changes other transactions
+// committed (or are committing), so every retry follows someone's progress.
+const maxRetries = 100
+
+// Retry calls fn, which runs one statement on db, again each time it fails
+// with a serialization failure (SQLSTATE 40001) while db is not in a
+// transaction. A statement run on its own is a transaction of its own, with
+// the session's default isolation: under REPEATABLE READ or SERIALIZABLE it
+// fails when a row it locks or writes changed after its snapshot, where
+// READ COMMITTED would have used the row's newest version, and under
+// SERIALIZABLE even a read can fail, when it completes a cycle of read/write
+// dependencies among concurrent transactions. It was rolled back whole, so
+// running it again (with a new snapshot) is safe. Inside a
+// transaction the error is returned: the transaction is aborted, and only
+// its owner can retry it.
+func Retry(ctx context.Context, db DB, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || attempt == maxRetries || ctx.Err() != nil || !SerializationFailure(err) || inTx(db) {
+			return err
+		}
+	}
+}
+
+// inTx reports whether db is a transaction or a connection inside one
+// (begun with SQL of the caller's own).
+func inTx(db DB) bool {
+	switch c := db.(type) {
+	case pgx.Tx:
+		return true
+	case *pgx.Conn:
+		return c.PgConn().TxStatus() != 'I'
+	case *pgxpool.Conn:
+		return c.Conn().PgConn().TxStatus() != 'I'
+	}
+	return false
 }

@@ -100,7 +100,8 @@ func WithSetup(key string, setup func(ctx context.Context, pool *pgxpool.Pool) e
 }
 
 // WithPoolConfig adjusts the pool's configuration before it connects (after
-// the exec mode EnvExecMode selects is set, which fn may change). Several
+// the exec mode EnvExecMode selects and the settings EnvSession gives are
+// set, which fn may change). Several
 // run in the order given.
 func WithPoolConfig(fn func(*pgxpool.Config)) Option {
 	return func(o *dbOptions) { o.poolCfg = append(o.poolCfg, fn) }
@@ -147,6 +148,9 @@ func NewDB(tb testing.TB, opts ...Option) *DB {
 		tb.Fatal(err)
 	}
 	if err := applyExecMode(cfg.ConnConfig); err != nil {
+		tb.Fatal(err)
+	}
+	if err := applySession(cfg.ConnConfig); err != nil {
 		tb.Fatal(err)
 	}
 	for _, fn := range o.poolCfg {
@@ -224,6 +228,9 @@ func makeTemplate(ctx context.Context, srv *Server, key string, setup func(conte
 		return "", fmt.Errorf("pgtest: %w", err)
 	}
 	if err := applyExecMode(cfg.ConnConfig); err != nil {
+		return "", err
+	}
+	if err := applySession(cfg.ConnConfig); err != nil {
 		return "", err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
