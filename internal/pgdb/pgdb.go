@@ -84,8 +84,8 @@ func SerializationFailure(err error) bool {
 const maxRetries = 100
 
 // Retry calls fn, which runs one statement on db, again each time it fails
-// with a serialization failure (SQLSTATE 40001) while db is not in a
-// transaction. A statement run on its own is a transaction of its own, with
+// with a serialization failure (SQLSTATE 40001) while db is known not to be
+// in a transaction: a pool, or a connection that is not in one. A statement run on its own is a transaction of its own, with
 // the session's default isolation: under REPEATABLE READ or SERIALIZABLE it
 // fails when a row it locks or writes changed after its snapshot, where
 // READ COMMITTED would have used the row's newest version, and under
@@ -93,26 +93,30 @@ const maxRetries = 100
 // dependencies among concurrent transactions. It was rolled back whole, so
 // running it again (with a new snapshot) is safe. Inside a
 // transaction the error is returned: the transaction is aborted, and only
-// its owner can retry it.
+// its owner can retry it. So is it for a DB of a type of the caller's own,
+// which may wrap a transaction: run again there, the statement would fail
+// with "current transaction is aborted" and hide the 40001 the caller's own
+// retry looks for.
 func Retry(ctx context.Context, db DB, fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || attempt == maxRetries || ctx.Err() != nil || !SerializationFailure(err) || inTx(db) {
+		if err == nil || attempt == maxRetries || ctx.Err() != nil || !SerializationFailure(err) || !outsideTx(db) {
 			return err
 		}
 	}
 }
 
-// inTx reports whether db is a transaction or a connection inside one
-// (begun with SQL of the caller's own).
-func inTx(db DB) bool {
+// outsideTx reports whether db is known to be outside a transaction: a
+// pool, or a connection not in one (none begun with SQL of the caller's
+// own). A pgx.Tx, or a type it does not know, is not.
+func outsideTx(db DB) bool {
 	switch c := db.(type) {
-	case pgx.Tx:
+	case *pgxpool.Pool:
 		return true
 	case *pgx.Conn:
-		return c.PgConn().TxStatus() != 'I'
+		return c.PgConn().TxStatus() == 'I'
 	case *pgxpool.Conn:
-		return c.Conn().PgConn().TxStatus() != 'I'
+		return c.Conn().PgConn().TxStatus() == 'I'
 	}
 	return false
 }

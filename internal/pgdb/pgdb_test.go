@@ -139,3 +139,44 @@ func TestRetryRerunsAStatementThatLostARowToAConcurrentUpdate(t *testing.T) {
 	_, err = conn.Exec(ctx, `ROLLBACK`)
 	require.NoError(t, err)
 }
+
+// wrapped is a DB of a type of the caller's own, such as an instrumented
+// pool or a wrapper around a transaction.
+type wrapped struct{ pgdb.DB }
+
+// Retry reruns only where it knows no transaction is open: on a pool and on
+// an idle connection, not in a pgx.Tx and not through a type of the
+// caller's own, which may wrap one.
+func TestRetryOnlyWhereNoTransactionCanBeOpen(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	calls := func(d pgdb.DB) int {
+		n := 0
+		err := pgdb.Retry(ctx, d, func() error {
+			n++
+			if n < 3 {
+				return &pgconn.PgError{Code: "40001"}
+			}
+			return nil
+		})
+		if n < 3 {
+			assert.True(t, pgdb.SerializationFailure(err), "%v", err)
+		} else {
+			assert.NoError(t, err)
+		}
+		return n
+	}
+	assert.Equal(t, 3, calls(db.Pool))
+	conn, err := db.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	assert.Equal(t, 3, calls(conn))
+	assert.Equal(t, 3, calls(conn.Conn()))
+	assert.Equal(t, 1, calls(wrapped{db.Pool}))
+	tx, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	assert.Equal(t, 1, calls(tx))
+	assert.Equal(t, 1, calls(wrapped{tx}))
+}
