@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -21,9 +20,7 @@ import (
 // Login and ValidateSession returned instead of their usual results.
 func TestRowWritersThatWaitSucceedUnderRepeatableRead(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t, migrated(), pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-		c.ConnConfig.RuntimeParams["default_transaction_isolation"] = "repeatable read"
-	}))
+	db := pgtest.NewDB(t, migrated(), pgtest.WithSetting("default_transaction_isolation", "repeatable read"))
 	a, err := auth.New(db.Pool, auth.Config{Hasher: newHasher(t, cheap), Mailer: &captureMailer{}, IPLimit: -1,
 		SessionRenewInterval: time.Minute})
 	require.NoError(t, err)
@@ -42,13 +39,7 @@ func TestRowWritersThatWaitSucceedUnderRepeatableRead(t *testing.T) {
 		require.NoError(t, err)
 		done := make(chan error, 1)
 		go func() { done <- op() }()
-		require.Eventually(t, func() bool {
-			var waiting bool
-			err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
-				WHERE locktype = 'transactionid' AND NOT granted
-				  AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database()))`).Scan(&waiting)
-			return err == nil && waiting
-		}, 30*time.Second, 5*time.Millisecond)
+		pgtest.WaitForLockWaiter(t, db.Pool, "transactionid")
 		require.NoError(t, other.Commit(ctx))
 		return <-done
 	}

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -21,28 +20,12 @@ import (
 // those sessions.
 func TestAuthWithUnusualSearchPath(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name, searchPath string
-		shadow           bool
-	}{
-		{"app", "app", false},
-		{"empty", "''", false},
-		{"pg_catalog", "pg_catalog", false},
-		{"shadowed public", "", true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, tc := range pgtest.SearchPathCases {
+		t.Run(tc.Name, func(t *testing.T) {
 			t.Parallel()
-			db := pgtest.NewDB(t, migrated(), pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-				if tc.searchPath != "" {
-					c.ConnConfig.RuntimeParams["search_path"] = tc.searchPath
-				}
-			}))
-			_, err := db.Pool.Exec(ctx, `CREATE SCHEMA app`)
+			db := pgtest.NewDB(t, migrated(), pgtest.WithSearchPath(tc.SearchPath))
+			_, err := db.Pool.Exec(ctx, tc.SetupSQL())
 			require.NoError(t, err)
-			if tc.shadow {
-				_, err = db.Pool.Exec(ctx, pgtest.ShadowingSQL("public"))
-				require.NoError(t, err)
-			}
 			mail := &captureMailer{}
 			a, err := auth.New(db.Pool, auth.Config{Hasher: newHasher(t, cheap), Mailer: mail})
 			require.NoError(t, err)

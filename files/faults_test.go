@@ -400,23 +400,7 @@ func TestTenantIsolationWithRLS(t *testing.T) {
 	t.Parallel()
 	db := newDB(t)
 	ctx := context.Background()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	role := "files_tenant_" + hex.EncodeToString(b)
-	_, err := db.Pool.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN;
-		GRANT USAGE ON SCHEMA justpg TO %[1]s;
-		GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA justpg TO %[1]s;
-		GRANT USAGE ON ALL SEQUENCES IN SCHEMA justpg TO %[1]s`, role))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, _ = db.Pool.Exec(context.Background(), fmt.Sprintf(`DROP OWNED BY %[1]s; DROP ROLE %[1]s`, role))
-	})
-	for _, tbl := range []string{"files", "files_blobs", "files_chunks", "files_large_objects"} {
-		_, err := db.Pool.Exec(ctx, fmt.Sprintf(`ALTER TABLE justpg.%[1]s ENABLE ROW LEVEL SECURITY;
-			CREATE POLICY tenant ON justpg.%[1]s
-			USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid))`, tbl))
-		require.NoError(t, err)
-	}
+	role := tenantRole(t, db)
 	tenantA, tenantB := "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
 	inTenant := func(tenant string, fn func(tx pgx.Tx)) {
 		t.Helper()
@@ -570,4 +554,30 @@ func TestClientVanishesMidWrite(t *testing.T) {
 		return n == 0
 	}, 20*time.Second, 20*time.Millisecond, "the server ended the orphaned transaction")
 	requireEmpty(t, db)
+}
+
+// tenantRole creates a role that the test's transactions switch to, with
+// row-level security on files' tables keeping it to the rows of the tenant
+// in app.tenant_id, and returns its name. It is dropped when the test ends.
+func tenantRole(t *testing.T, db *pgtest.DB) string {
+	t.Helper()
+	ctx := context.Background()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	role := "files_tenant_" + hex.EncodeToString(b)
+	_, err := db.Pool.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN;
+		GRANT USAGE ON SCHEMA justpg TO %[1]s;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA justpg TO %[1]s;
+		GRANT USAGE ON ALL SEQUENCES IN SCHEMA justpg TO %[1]s`, role))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = db.Pool.Exec(context.Background(), fmt.Sprintf(`DROP OWNED BY %[1]s; DROP ROLE %[1]s`, role))
+	})
+	for _, tbl := range []string{"files", "files_blobs", "files_chunks", "files_large_objects"} {
+		_, err := db.Pool.Exec(ctx, fmt.Sprintf(`ALTER TABLE justpg.%[1]s ENABLE ROW LEVEL SECURITY;
+			CREATE POLICY tenant ON justpg.%[1]s
+			USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid))`, tbl))
+		require.NoError(t, err)
+	}
+	return role
 }

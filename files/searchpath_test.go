@@ -3,9 +3,6 @@ package files_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"io"
 	"testing"
 
@@ -25,31 +22,15 @@ import (
 // and Clean work in both storages.
 func TestFilesWithUnusualSearchPath(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name, searchPath string
-		shadow           bool
-	}{
-		{"app", "app", false},
-		{"empty", "''", false},
-		{"pg_catalog", "pg_catalog", false},
-		{"shadowed public", "", true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, tc := range pgtest.SearchPathCases {
+		t.Run(tc.Name, func(t *testing.T) {
 			t.Parallel()
 			db := pgtest.NewDB(t, pgtest.WithSetup("files", func(ctx context.Context, pool *pgxpool.Pool) error {
 				return files.Migrate(ctx, pool)
-			}), pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-				if tc.searchPath != "" {
-					c.ConnConfig.RuntimeParams["search_path"] = tc.searchPath
-				}
-			}))
+			}), pgtest.WithSearchPath(tc.SearchPath))
 			ctx := context.Background()
-			_, err := db.Pool.Exec(ctx, `CREATE SCHEMA app`)
+			_, err := db.Pool.Exec(ctx, tc.SetupSQL())
 			require.NoError(t, err)
-			if tc.shadow {
-				_, err = db.Pool.Exec(ctx, pgtest.ShadowingSQL("public"))
-				require.NoError(t, err)
-			}
 			body := bytes.Repeat([]byte("0123456789abcdef"), 2000) // 32000 bytes: several chunks
 			for _, st := range []files.Storage{files.Chunks, files.LargeObjects} {
 				s := newStore(t, files.Config{Storage: st, Dedup: true, ChunkSize: 8000})
@@ -72,23 +53,7 @@ func TestFilesWithUnusualSearchPath(t *testing.T) {
 			}
 			// Under row-level security Put inserts the chunks with an
 			// INSERT over an array instead of COPY.
-			b := make([]byte, 4)
-			_, _ = rand.Read(b)
-			role := "files_sp_" + hex.EncodeToString(b)
-			_, err = db.Pool.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN;
-				GRANT USAGE ON SCHEMA justpg TO %[1]s;
-				GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA justpg TO %[1]s;
-				GRANT USAGE ON ALL SEQUENCES IN SCHEMA justpg TO %[1]s`, role))
-			require.NoError(t, err)
-			t.Cleanup(func() {
-				_, _ = db.Pool.Exec(context.Background(), fmt.Sprintf(`DROP OWNED BY %[1]s; DROP ROLE %[1]s`, role))
-			})
-			for _, tbl := range []string{"files", "files_blobs", "files_chunks", "files_large_objects"} {
-				_, err := db.Pool.Exec(ctx, fmt.Sprintf(`ALTER TABLE justpg.%[1]s ENABLE ROW LEVEL SECURITY;
-					CREATE POLICY tenant ON justpg.%[1]s
-					USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid))`, tbl))
-				require.NoError(t, err)
-			}
+			role := tenantRole(t, db)
 			s := newStore(t, files.Config{ChunkSize: 8000})
 			tx, err := db.Pool.Begin(ctx)
 			require.NoError(t, err)

@@ -13,27 +13,6 @@ import (
 	"github.com/justpg/justpg/internal/pgtest"
 )
 
-// repeatableRead gives the pool's sessions REPEATABLE READ as their default
-// isolation level, as a role's or database's settings do.
-func repeatableRead() pgtest.Option {
-	return pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-		c.ConnConfig.RuntimeParams["default_transaction_isolation"] = "repeatable read"
-	})
-}
-
-// waitForWaiter waits until a session of the test's database waits for a
-// lock of the given type ("advisory", "transactionid").
-func waitForWaiter(t *testing.T, pool *pgxpool.Pool, locktype string) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		var waiting bool
-		err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_locks
-			WHERE locktype = $1 AND NOT granted
-			  AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database()))`, locktype).Scan(&waiting)
-		return err == nil && waiting
-	}, 30*time.Second, 5*time.Millisecond)
-}
-
 // A globally limited queue counts its running jobs with a snapshot taken
 // after the queue's lock is granted, even when the sessions' default
 // isolation is REPEATABLE READ: the fetch's transaction is READ COMMITTED.
@@ -42,7 +21,7 @@ func waitForWaiter(t *testing.T, pool *pgxpool.Pool, locktype string) {
 // and started more than GlobalLimit jobs.
 func TestGlobalLimitHoldsUnderRepeatableReadSessions(t *testing.T) {
 	t.Parallel()
-	db := newDB(t, repeatableRead())
+	db := newDB(t, pgtest.WithSetting("default_transaction_isolation", "repeatable read"))
 	ctx := context.Background()
 	w := NewWorkers()
 	AddWorker(w, func(ctx context.Context, j *Job[noopArgs]) error { return nil })
@@ -67,7 +46,7 @@ func TestGlobalLimitHoldsUnderRepeatableReadSessions(t *testing.T) {
 	require.NoError(t, err)
 
 	start(t, c) // its first fetch waits for the lock
-	waitForWaiter(t, db.Pool, "advisory")
+	pgtest.WaitForLockWaiter(t, db.Pool, "advisory")
 	require.NoError(t, other.Commit(ctx))
 
 	// Once this lock is granted, the fetch that waited has ended.
@@ -88,7 +67,7 @@ func TestGlobalLimitHoldsUnderRepeatableReadSessions(t *testing.T) {
 // holder's commit).
 func TestUniqueInsertThatWaitedForTheHolderUnderRepeatableRead(t *testing.T) {
 	t.Parallel()
-	db := newDB(t, repeatableRead())
+	db := newDB(t, pgtest.WithSetting("default_transaction_isolation", "repeatable read"))
 	ctx := context.Background()
 	w := NewWorkers()
 	AddWorker(w, func(ctx context.Context, j *Job[noopArgs]) error { return nil })
@@ -110,7 +89,7 @@ func TestUniqueInsertThatWaitedForTheHolderUnderRepeatableRead(t *testing.T) {
 		res, err := c.Insert(ctx, db.Pool, noopArgs{N: 7}, opts)
 		second <- result{res, err}
 	}()
-	waitForWaiter(t, db.Pool, "transactionid")
+	pgtest.WaitForLockWaiter(t, db.Pool, "transactionid")
 	require.NoError(t, holder.Commit(ctx))
 	r := <-second
 	require.NoError(t, r.err)

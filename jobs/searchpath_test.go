@@ -6,48 +6,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/justpg/justpg/internal/pgtest"
 )
 
-// searchPathCases are the sessions the search_path tests run in: a
-// search_path of the application's own schema only, an empty one, pg_catalog
-// only, and the default ("$user", public) with public holding objects that
-// shadow built-ins (pgtest.ShadowingSQL), as a role allowed to create there
-// could plant them.
-var searchPathCases = []struct {
-	name, searchPath string
-	shadow           bool
-}{
-	{"app", "app", false},
-	{"empty", "''", false},
-	{"pg_catalog", "pg_catalog", false},
-	{"shadowed public", "", true},
-}
-
 // A client whose pool's sessions have an unusual search_path (see
-// searchPathCases): inserting (one and COPY), fetching from plain,
+// pgtest.SearchPathCases): inserting (one and COPY), fetching from plain,
 // globally limited and rate-limited queues, retries, scheduled jobs, unique
 // jobs, listing, cancelling and maintenance all work, and the table's
 // defaults (the tenant stamp) are evaluated in those sessions.
 func TestJobsWithUnusualSearchPath(t *testing.T) {
 	t.Parallel()
-	for _, tc := range searchPathCases {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, tc := range pgtest.SearchPathCases {
+		t.Run(tc.Name, func(t *testing.T) {
 			t.Parallel()
-			db := newDB(t, pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-				if tc.searchPath != "" {
-					c.ConnConfig.RuntimeParams["search_path"] = tc.searchPath
-				}
-			}))
+			db := newDB(t, pgtest.WithSearchPath(tc.SearchPath))
 			ctx := context.Background()
-			_, err := db.Pool.Exec(ctx, `CREATE SCHEMA app`)
+			_, err := db.Pool.Exec(ctx, tc.SetupSQL())
 			require.NoError(t, err)
-			if tc.shadow {
-				_, err = db.Pool.Exec(ctx, pgtest.ShadowingSQL("public")+
+			if tc.Shadow {
+				_, err = db.Pool.Exec(ctx,
 					// The call of the rescuer's error entry, exactly.
 					`CREATE FUNCTION public.jsonb_build_object(text, integer, text, timestamptz, text, text) RETURNS jsonb
 					LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'shadowing jsonb_build_object ran'; END $$`)

@@ -2,10 +2,8 @@ package realtime
 
 import (
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -19,9 +17,7 @@ import (
 // serialization failure, which Publish and PublishBatch now retry.
 func TestDurablePublishAfterWaitingForAnotherPublisherUnderRepeatableRead(t *testing.T) {
 	t.Parallel()
-	db := newDB(t, pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-		c.ConnConfig.RuntimeParams["default_transaction_isolation"] = "repeatable read"
-	}))
+	db := newDB(t, pgtest.WithSetting("default_transaction_isolation", "repeatable read"))
 	b := startBroker(t, db.Pool, Config{})
 	ctx := ctxT(t)
 	require.NoError(t, b.CreateStream(ctx, db.Pool, "orders", StreamConfig{}))
@@ -37,13 +33,7 @@ func TestDurablePublishAfterWaitingForAnotherPublisherUnderRepeatableRead(t *tes
 		require.NoError(t, b.Publish(ctx, other, "orders", []byte("other")))
 		published := make(chan error, 1)
 		go func() { published <- publish() }()
-		require.Eventually(t, func() bool {
-			var waiting bool
-			err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
-				WHERE locktype = 'transactionid' AND NOT granted
-				  AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database()))`).Scan(&waiting)
-			return err == nil && waiting
-		}, 30*time.Second, 5*time.Millisecond)
+		pgtest.WaitForLockWaiter(t, db.Pool, "transactionid")
 		require.NoError(t, other.Commit(ctx))
 		require.NoError(t, <-published, "round %d", round)
 	}

@@ -9,30 +9,10 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/justpg/justpg/internal/pgtest"
 	"github.com/justpg/justpg/realtime"
 )
-
-func spOption(sp string) pgtest.Option {
-	return pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-		c.ConnConfig.RuntimeParams["search_path"] = sp
-	})
-}
-
-func spExec(t *testing.T, db *pgtest.DB, sql string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // Publish, PublishBatch, durable streams, large payloads and the
 // table-change trigger work from sessions whose search_path holds neither
@@ -43,8 +23,8 @@ func TestPublishWithUnusualSearchPath(t *testing.T) {
 	for _, sp := range []string{"app", "''", "pg_catalog"} {
 		t.Run(sp, func(t *testing.T) {
 			t.Parallel()
-			db := bbDB(t, spOption(sp))
-			spExec(t, db, `CREATE SCHEMA app;
+			db := bbDB(t, pgtest.WithSearchPath(sp))
+			db.AdminExec(t, `CREATE SCHEMA app;
 				CREATE TABLE app.todos (id bigint PRIMARY KEY, title text NOT NULL, done boolean NOT NULL DEFAULT false)`)
 			b := bbBroker(t, db.Pool, bbFastCfg())
 			ctx := bbCtx(t)
@@ -131,7 +111,7 @@ func TestPublishIgnoresObjectsPlantedInPublic(t *testing.T) {
 	t.Parallel()
 	db := bbDB(t)
 	evil := "rt_evil_" + randSuffix()
-	spExec(t, db, `CREATE ROLE `+evil+` NOLOGIN;
+	db.AdminExec(t, `CREATE ROLE `+evil+` NOLOGIN;
 		GRANT CREATE, USAGE ON SCHEMA public TO `+evil+`;
 		CREATE TABLE public.todos (id bigint PRIMARY KEY, title text NOT NULL);
 		SET ROLE `+evil+`;
@@ -233,13 +213,13 @@ func randSuffix() string {
 // not hold it.
 func TestPublishInQuotedSchemaWithAppSearchPath(t *testing.T) {
 	t.Parallel()
-	db := bbDB(t, spOption("app"))
+	db := bbDB(t, pgtest.WithSearchPath("app"))
 	const schema = `Real "Time"`
 	ctx := bbCtx(t)
 	if err := realtime.MigrateSchema(ctx, db.Pool, schema); err != nil {
 		t.Fatal(err)
 	}
-	spExec(t, db, `CREATE SCHEMA app; CREATE TABLE app.todos (id bigint PRIMARY KEY, title text NOT NULL)`)
+	db.AdminExec(t, `CREATE SCHEMA app; CREATE TABLE app.todos (id bigint PRIMARY KEY, title text NOT NULL)`)
 	cfg := bbFastCfg()
 	cfg.Schema = schema
 	b := bbBroker(t, db.Pool, cfg)

@@ -1050,16 +1050,7 @@ func bbTenantDB(t *testing.T) (*pgtest.DB, *search.Index, *pgxpool.Pool) {
 		GRANT USAGE, CREATE ON SCHEMA public TO %[1]s; GRANT USAGE ON SCHEMA public TO %[2]s;
 		ALTER TABLE items OWNER TO %[1]s`, owner, app))
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), db.Server.AdminURL())
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		db.Pool.Close()
-		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db.Name}.Sanitize()+" WITH (FORCE)")
-		_, _ = c.Exec(context.Background(), "DROP ROLE IF EXISTS "+owner+", "+app)
-	})
+	dropRolesAfter(t, db, "bb_owner_"+sfx, "bb_app_"+sfx)
 	c := bbConfig()
 	c.TenantColumn = "tenant_id"
 	ix, err := search.New(c)

@@ -242,17 +242,7 @@ func rlsSetup(t *testing.T, db *pgtest.DB) (owner, app string) {
 		CREATE POLICY tenant ON products_search_words %[3]s;`,
 		pgx.Identifier{owner}.Sanitize(), pgx.Identifier{app}.Sanitize(), pol))
 	skipIfUnprivileged(t, err, "creating roles")
-	t.Cleanup(func() {
-		// Roles are cluster-wide: drop them once the database is gone.
-		c, err := pgx.Connect(context.Background(), db.Server.AdminURL())
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		db.Pool.Close()
-		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db.Name}.Sanitize()+" WITH (FORCE)")
-		_, _ = c.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{owner}.Sanitize()+", "+pgx.Identifier{app}.Sanitize())
-	})
+	dropRolesAfter(t, db, owner, app)
 	return owner, app
 }
 
@@ -408,4 +398,23 @@ func skipIfUnprivileged(t *testing.T, err error, what string) {
 		t.Skipf("%s needs more privileges than this server's role has: %v", what, err)
 	}
 	require.NoError(t, err)
+}
+
+// dropRolesAfter drops db and then roles (cluster-wide, they outlive the
+// database otherwise) when the test ends; a role that owns objects can
+// only be dropped once its database is gone.
+func dropRolesAfter(t *testing.T, db *pgtest.DB, roles ...string) {
+	t.Cleanup(func() {
+		ctx := context.Background()
+		c, err := pgx.Connect(ctx, db.Server.AdminURL())
+		if err != nil {
+			return
+		}
+		defer c.Close(ctx)
+		db.Pool.Close()
+		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db.Name}.Sanitize()+" WITH (FORCE)")
+		for _, r := range roles {
+			_, _ = c.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{r}.Sanitize())
+		}
+	})
 }

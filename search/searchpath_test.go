@@ -17,27 +17,6 @@ import (
 	"github.com/justpg/justpg/search"
 )
 
-// withSearchPath gives the test pool's sessions search_path sp from their
-// start, as a role's or database's setting (or a connection string's
-// options) would.
-func withSearchPath(sp string) pgtest.Option {
-	return pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-		c.ConnConfig.RuntimeParams["search_path"] = sp
-	})
-}
-
-// adminExec runs statements on a session of its own with the default
-// search_path, as the database's owner would in a migration.
-func adminExec(t *testing.T, db *pgtest.DB, sql string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, db.URL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
-	require.NoError(t, err)
-}
-
 // searchPathIndex indexes app.products on db and loads the fixtures through
 // db.Pool, whose sessions have an unusual search_path.
 func searchPathIndex(t *testing.T, db *pgtest.DB, cfg search.Config) *search.Index {
@@ -97,8 +76,8 @@ func TestSearchWithAppOnlySearchPath(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			db := pgtest.NewDB(t, withSearchPath("app"))
-			adminExec(t, db, `CREATE SCHEMA app; CREATE SCHEMA ext;
+			db := pgtest.NewDB(t, pgtest.WithSearchPath("app"))
+			db.AdminExec(t, `CREATE SCHEMA app; CREATE SCHEMA ext;
 				ALTER EXTENSION pg_trgm SET SCHEMA ext; ALTER EXTENSION unaccent SET SCHEMA ext;
 				CREATE TABLE app.products (
 					id bigint PRIMARY KEY,
@@ -123,8 +102,8 @@ func TestSearchWithEmptySearchPath(t *testing.T) {
 	for _, sp := range []string{"''", "pg_catalog"} {
 		t.Run(sp, func(t *testing.T) {
 			t.Parallel()
-			db := pgtest.NewDB(t, withSearchPath(sp))
-			adminExec(t, db, `CREATE SCHEMA app;
+			db := pgtest.NewDB(t, pgtest.WithSearchPath(sp))
+			db.AdminExec(t, `CREATE SCHEMA app;
 				CREATE TABLE app.products (
 					id bigint PRIMARY KEY,
 					tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
@@ -184,17 +163,8 @@ func TestSearchDefinerFunctionsIgnoreCallerObjects(t *testing.T) {
 	_, _ = rand.Read(b)
 	sfx := hex.EncodeToString(b)
 	owner, app := "sp_owner_"+sfx, "sp_app_"+sfx
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), db.Server.AdminURL())
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		db.Pool.Close()
-		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db.Name}.Sanitize()+" WITH (FORCE)")
-		_, _ = c.Exec(context.Background(), "DROP ROLE IF EXISTS "+owner+", "+app)
-	})
-	adminExec(t, db, fmt.Sprintf(`CREATE ROLE %[1]s; CREATE ROLE %[2]s LOGIN PASSWORD 'pw';
+	dropRolesAfter(t, db, owner, app)
+	db.AdminExec(t, fmt.Sprintf(`CREATE ROLE %[1]s; CREATE ROLE %[2]s LOGIN PASSWORD 'pw';
 		CREATE SCHEMA app AUTHORIZATION %[1]s; CREATE SCHEMA evil AUTHORIZATION %[2]s;
 		GRANT USAGE ON SCHEMA app, public TO %[2]s;
 		SET ROLE %[1]s;
@@ -223,7 +193,7 @@ func TestSearchDefinerFunctionsIgnoreCallerObjects(t *testing.T) {
 	conn.Release()
 	// The role lets everyone use its schema: the definer's name lookups
 	// would skip a schema it may not use.
-	adminExec(t, db, "SET ROLE "+app+";\nGRANT USAGE ON SCHEMA evil TO PUBLIC;\n"+trojans("evil", app)+
+	db.AdminExec(t, "SET ROLE "+app+";\nGRANT USAGE ON SCHEMA evil TO PUBLIC;\n"+trojans("evil", app)+
 		// A word table of its own, where the lookups would find its words.
 		`CREATE TABLE evil.products_search_words (tenant_id uuid, word text, docs integer);
 		INSERT INTO evil.products_search_words VALUES (NULL, 'trojan', 1000);
@@ -276,7 +246,7 @@ func TestSearchWithShadowedPublic(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			db := pgtest.NewDB(t)
-			adminExec(t, db, `CREATE SCHEMA app;
+			db.AdminExec(t, `CREATE SCHEMA app;
 				CREATE TABLE app.products (
 					id bigint PRIMARY KEY,
 					tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,

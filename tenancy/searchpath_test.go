@@ -3,6 +3,7 @@ package tenancy_test
 import (
 	"bytes"
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -27,30 +28,18 @@ func searchPath(sp string) func(*pgxpool.Config) {
 // still work.
 func TestTenantScopeWithUnusualSearchPath(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name, searchPath string
-		shadow           bool
-	}{
-		{"app", "app", false},
-		{"empty", "''", false},
-		{"pg_catalog", "pg_catalog", false},
-		{"user", `"$user"`, false},
-		{"shadowed public", "", true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	cases := append(slices.Clone(pgtest.SearchPathCases), pgtest.SearchPathCase{Name: "user", SearchPath: `"$user"`})
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
 			t.Parallel()
 			var opts []func(*pgxpool.Config)
-			if tc.searchPath != "" {
-				opts = append(opts, searchPath(tc.searchPath))
+			if tc.SearchPath != "" {
+				opts = append(opts, searchPath(tc.SearchPath))
 			}
 			e := newEnv(t, opts...)
 			ctx := context.Background()
-			_, err := e.owner.Exec(ctx, `CREATE SCHEMA app`)
+			_, err := e.owner.Exec(ctx, tc.SetupSQL())
 			require.NoError(t, err)
-			if tc.shadow {
-				_, err = e.owner.Exec(ctx, pgtest.ShadowingSQL("public"))
-				require.NoError(t, err)
-			}
 			shared := e.tenant(t, "shared-"+randHex(3), tenancy.Shared)
 			other := e.tenant(t, "other-"+randHex(3), tenancy.Shared)
 			ded := e.tenant(t, "ded-"+randHex(3), tenancy.Dedicated)

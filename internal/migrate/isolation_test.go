@@ -3,10 +3,8 @@ package migrate_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -23,9 +21,7 @@ import (
 // already exists"), so app instances starting together failed.
 func TestRunWaitingForTheLockSeesTheHoldersMigrationsUnderRepeatableRead(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t, pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-		c.ConnConfig.RuntimeParams["default_transaction_isolation"] = "repeatable read"
-	}))
+	db := pgtest.NewDB(t, pgtest.WithSetting("default_transaction_isolation", "repeatable read"))
 	ctx := context.Background()
 	line := migrate.Line{Name: "things", FS: goodFS()}
 
@@ -45,13 +41,7 @@ func TestRunWaitingForTheLockSeesTheHoldersMigrationsUnderRepeatableRead(t *test
 		done, err := migrate.Run(ctx, db.Pool, "", line)
 		waiter <- result{done, err}
 	}()
-	require.Eventually(t, func() bool {
-		var waiting bool
-		err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
-			WHERE locktype = 'advisory' AND NOT granted
-			  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`).Scan(&waiting)
-		return err == nil && waiting
-	}, 30*time.Second, 5*time.Millisecond)
+	pgtest.WaitForLockWaiter(t, db.Pool, "advisory")
 	require.NoError(t, holder.Commit(ctx))
 	r := <-waiter
 	require.NoError(t, r.err)

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -18,14 +16,6 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// sessionDefault is a NewDB option giving the pool's sessions a default
-// isolation level, as a role's or database's settings do.
-func sessionDefault(level string) pgtest.Option {
-	return pgtest.WithPoolConfig(func(c *pgxpool.Config) {
-		c.ConnConfig.RuntimeParams["default_transaction_isolation"] = level
-	})
-}
-
 // A transaction InTx opens is READ COMMITTED whatever the session's default;
 // in the caller's transaction it is a savepoint at the caller's level.
 func TestInTxIsReadCommittedWhateverTheSessionDefault(t *testing.T) {
@@ -33,7 +23,7 @@ func TestInTxIsReadCommittedWhateverTheSessionDefault(t *testing.T) {
 	for _, level := range []string{"repeatable read", "serializable"} {
 		t.Run(level, func(t *testing.T) {
 			t.Parallel()
-			db := pgtest.NewDB(t, sessionDefault(level))
+			db := pgtest.NewDB(t, pgtest.WithSetting("default_transaction_isolation", level))
 			ctx := context.Background()
 			levelIn := func(d pgdb.DB) string {
 				var got string
@@ -57,25 +47,12 @@ func TestInTxIsReadCommittedWhateverTheSessionDefault(t *testing.T) {
 	}
 }
 
-// waitForLockWaiter waits until some session of the test's database waits
-// for a lock.
-func waitForLockWaiter(t *testing.T, pool *pgxpool.Pool) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		var waiting bool
-		err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_locks l
-			JOIN pg_stat_activity a ON a.pid = l.pid
-			WHERE NOT l.granted AND a.datname = current_database())`).Scan(&waiting)
-		return err == nil && waiting
-	}, 30*time.Second, 5*time.Millisecond)
-}
-
 // A statement run on its own under REPEATABLE READ fails with a
 // serialization failure when a row it updates changed after its snapshot;
 // Retry runs it again, with a new snapshot, unless it ran in a transaction.
 func TestRetryRerunsAStatementThatLostARowToAConcurrentUpdate(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t, sessionDefault("repeatable read"))
+	db := pgtest.NewDB(t, pgtest.WithSetting("default_transaction_isolation", "repeatable read"))
 	ctx := context.Background()
 	_, err := db.Pool.Exec(ctx, `CREATE TABLE counter (n int); INSERT INTO counter VALUES (0)`)
 	require.NoError(t, err)
@@ -101,7 +78,7 @@ func TestRetryRerunsAStatementThatLostARowToAConcurrentUpdate(t *testing.T) {
 		require.NoError(t, err)
 		var attempts int
 		done := bump(d, &attempts)
-		waitForLockWaiter(t, db.Pool)
+		pgtest.WaitForLockWaiter(t, db.Pool, "")
 		require.NoError(t, holder.Commit(ctx))
 		err = <-done
 		return attempts, err

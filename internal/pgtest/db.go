@@ -70,6 +70,23 @@ type DB struct {
 	Server *Server
 }
 
+// AdminExec runs sql (any number of statements) on a session of its own,
+// opened from URL with none of the pool's settings (search_path, exec mode,
+// EnvSession's): as the database's owner runs a migration. It fails the
+// test on an error.
+func (d *DB) AdminExec(tb testing.TB, sql string) {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, d.URL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // TerminateBackends ends every session connected to this database, including
 // the pool's, and returns how many it ended.
 func (d *DB) TerminateBackends(tb testing.TB) int {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // EnvSession gives the sessions of the pools NewDB makes (the test's pool and
@@ -78,4 +79,19 @@ func applySession(cfg *pgx.ConnConfig) error {
 		cfg.RuntimeParams[k] = v
 	}
 	return nil
+}
+
+// WithSetting is a NewDB option giving the pool's sessions the PostgreSQL
+// setting name = value from their start, as a role's or database's
+// setting would (it overrides EnvSession's value for name).
+func WithSetting(name, value string) Option {
+	return WithPoolConfig(func(c *pgxpool.Config) { c.ConnConfig.RuntimeParams[name] = value })
+}
+
+// WithSearchPath is WithSetting for search_path; "" leaves the default.
+func WithSearchPath(sp string) Option {
+	if sp == "" {
+		return WithPoolConfig(func(*pgxpool.Config) {})
+	}
+	return WithSetting("search_path", sp)
 }

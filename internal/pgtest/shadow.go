@@ -58,3 +58,36 @@ func ShadowingSQL(schema string) string {
 	}
 	return b.String()
 }
+
+// SearchPathCase is one kind of session the search_path tests run a
+// package's API in.
+type SearchPathCase struct {
+	Name string
+	// SearchPath is the sessions' search_path ("" leaves the default,
+	// "$user", public).
+	SearchPath string
+	// Shadow: public holds ShadowingSQL's objects, planted by the test.
+	Shadow bool
+}
+
+// SearchPathCases are the sessions every package's search_path test runs
+// in: only the application's own schema (app, which the test creates), no
+// schema at all, pg_catalog alone, and the default path with public
+// holding objects that shadow built-ins, as a role allowed to create there
+// could plant them.
+var SearchPathCases = []SearchPathCase{
+	{"app", "app", false},
+	{"empty", "''", false},
+	{"pg_catalog", "pg_catalog", false},
+	{"shadowed public", "", true},
+}
+
+// SetupSQL creates the schema app and, for a Shadow case, ShadowingSQL's
+// objects in public: what a test runs, as the database's owner, before
+// using the API in the case's sessions.
+func (c SearchPathCase) SetupSQL() string {
+	if c.Shadow {
+		return "CREATE SCHEMA app;\n" + ShadowingSQL("public")
+	}
+	return "CREATE SCHEMA app"
+}
