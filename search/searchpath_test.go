@@ -17,6 +17,13 @@ import (
 	"github.com/justpg/justpg/search"
 )
 
+// appProducts creates the test's table in the application's schema, app.
+const appProducts = `CREATE TABLE app.products (
+	id bigint PRIMARY KEY,
+	tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
+	title text NOT NULL, body text, category text NOT NULL DEFAULT 'misc',
+	price numeric NOT NULL DEFAULT 0)`
+
 // searchPathIndex indexes app.products on db and loads the fixtures through
 // db.Pool, whose sessions have an unusual search_path.
 func searchPathIndex(t *testing.T, db *pgtest.DB, cfg search.Config) *search.Index {
@@ -79,11 +86,7 @@ func TestSearchWithAppOnlySearchPath(t *testing.T) {
 			db := pgtest.NewDB(t, pgtest.WithSearchPath("app"))
 			db.AdminExec(t, `CREATE SCHEMA app; CREATE SCHEMA ext;
 				ALTER EXTENSION pg_trgm SET SCHEMA ext; ALTER EXTENSION unaccent SET SCHEMA ext;
-				CREATE TABLE app.products (
-					id bigint PRIMARY KEY,
-					tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
-					title text NOT NULL, body text, category text NOT NULL DEFAULT 'misc',
-					price numeric NOT NULL DEFAULT 0)`)
+				`+appProducts)
 			cfg := productsConfig()
 			cfg.Schema, cfg.ExtensionSchema = "app", "ext"
 			if tenant {
@@ -104,11 +107,7 @@ func TestSearchWithEmptySearchPath(t *testing.T) {
 			t.Parallel()
 			db := pgtest.NewDB(t, pgtest.WithSearchPath(sp))
 			db.AdminExec(t, `CREATE SCHEMA app;
-				CREATE TABLE app.products (
-					id bigint PRIMARY KEY,
-					tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
-					title text NOT NULL, body text, category text NOT NULL DEFAULT 'misc',
-					price numeric NOT NULL DEFAULT 0)`)
+				`+appProducts)
 			cfg := tenantConfig()
 			cfg.Schema = "app"
 			ix := searchPathIndex(t, db, cfg)
@@ -168,11 +167,7 @@ func TestSearchDefinerFunctionsIgnoreCallerObjects(t *testing.T) {
 		CREATE SCHEMA app AUTHORIZATION %[1]s; CREATE SCHEMA evil AUTHORIZATION %[2]s;
 		GRANT USAGE ON SCHEMA app, public TO %[2]s;
 		SET ROLE %[1]s;
-		CREATE TABLE app.products (
-			id bigint PRIMARY KEY,
-			tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
-			title text NOT NULL, body text, category text NOT NULL DEFAULT 'misc',
-			price numeric NOT NULL DEFAULT 0);
+		`+appProducts+`;
 		RESET ROLE`, owner, app))
 	cfg := tenantConfig()
 	cfg.Schema = "app"
@@ -247,11 +242,7 @@ func TestSearchWithShadowedPublic(t *testing.T) {
 			t.Parallel()
 			db := pgtest.NewDB(t)
 			db.AdminExec(t, `CREATE SCHEMA app;
-				CREATE TABLE app.products (
-					id bigint PRIMARY KEY,
-					tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
-					title text NOT NULL, body text, category text NOT NULL DEFAULT 'misc',
-					price numeric NOT NULL DEFAULT 0);
+				`+appProducts+`;
 				CREATE TABLE app.products_search_words (
 					tenant_id uuid DEFAULT NULLIF(current_setting('app.tenant_id', true), '')::uuid,
 					word text NOT NULL, docs integer NOT NULL,
